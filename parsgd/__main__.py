@@ -1,0 +1,5 @@
+import sys
+
+from parsgd.cli import main
+
+sys.exit(main())

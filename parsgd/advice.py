@@ -1,0 +1,40 @@
+"""Legal but doubtful settings: each gets a warning, none stops the run."""
+
+from __future__ import annotations
+
+from parsgd.config import Config, usable_cpus
+from parsgd.schedules import AveragingSchedule
+
+
+def advisories(config: Config) -> list[str]:
+    """Warnings for a resolved config, in plain words."""
+    notes = []
+    workers, steps = config["workers"], config["sgd"]["steps"]
+    averaging = config["averaging"]
+    if workers == 1 and config["method"] == "local_sgd":
+        notes.append("averaging with one worker changes nothing: this is plain SGD")
+    every = averaging["every"]
+    if isinstance(every, int) and every > steps:
+        notes.append(
+            f"averaging.every ({every}) is larger than sgd.steps ({steps}): "
+            "this is one-shot averaging"
+        )
+    if config["backend"] == "processes" and workers > usable_cpus():
+        notes.append(
+            f"{workers} workers on {usable_cpus()} usable cores: every worker shares a core, "
+            "the run will be slow and wall times are not representative"
+        )
+    data, objective, sgd = config["data"], config["objective"], config["sgd"]
+    if data["kind"] == "gaussian_linear" and objective["kind"] == "least_squares":
+        # PAPER.md (iii): E||e||^2 contracts iff (1-a)^2 + a^2 (d+1)/b < 1.
+        batch, d = sgd["batch_size"], data["d"]
+        bound = 2 * batch / (batch + d + 1)
+        if sgd["step_size"] >= bound:
+            notes.append(
+                f"sgd.step_size {sgd['step_size']:g} is at or above the stability bound "
+                f"2b/(b+d+1) = {bound:.4g} for Gaussian least squares: the run will diverge"
+            )
+    schedule = AveragingSchedule.from_config(averaging)
+    if len(schedule.averaging_steps(steps)) > 100_000 and workers > 1:
+        notes.append("more than 100,000 averaging rounds: the run is dominated by meetings")
+    return notes

@@ -1,0 +1,319 @@
+"""The config: its declared schema, loading, ``--set`` overrides, validation and hash.
+
+Validation happens once, here, at the boundary; the engine trusts what it gets. Every error
+found in one pass is reported in one line, each naming its dotted key.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from parsgd.errors import ConfigError
+from parsgd.schema import (
+    REQUIRED,
+    Bool,
+    Choice,
+    Either,
+    Field,
+    Float,
+    Int,
+    Invalid,
+    ListOf,
+    Literal,
+    Null,
+    Records,
+    Section,
+    Str,
+)
+
+Config = dict[str, Any]
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` as a string; users mean a number, as in YAML 1.2."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+_POSITIVE_INT = Int(low=1)
+_EVERY = Either((Int(low=1), Literal("end")))
+
+SCHEMA: dict[str, Field | Section] = {
+    "name": Field(
+        Str(r"[A-Za-z0-9][A-Za-z0-9._-]*", "a name of letters, digits, '.', '_', '-'"),
+        "run",
+        "results go to <out>/<name>/",
+    ),
+    "seed": Field(Int(low=0, high=2**63 - 1), 0, "master seed; trials and workers derive theirs"),
+    "trials": Field(_POSITIVE_INT, 1, "independent repetitions"),
+    "workers": Field(Either((Int(low=1, high=4096), Literal("auto"))), "auto"),
+    "backend": Field(Choice(("processes", "serial")), "processes"),
+    "method": Field(Choice(("local_sgd",)), "local_sgd"),
+    "data": Section(
+        fields={"kind": Field(Choice(("gaussian_linear",)), "gaussian_linear")},
+        kinds={
+            "gaussian_linear": {
+                "n": Field(Int(low=1, high=2**40), 10000, "samples in the pool"),
+                "d": Field(Int(low=1, high=2**24), 10, "features"),
+                "noise": Field(Float(low=0.0), 0.1, "standard deviation of the label noise"),
+                "stream": Field(Bool(), False, "draw a fresh sample every step"),
+                "seed": Field(Either((Int(low=0, high=2**63 - 1), Null())), None),
+            },
+        },
+        default_kind="gaussian_linear",
+    ),
+    "objective": Section(
+        fields={"kind": Field(Choice(("least_squares",)), "least_squares")},
+        kinds={"least_squares": {"l2": Field(Float(low=0.0), 0.0)}},
+        default_kind="least_squares",
+    ),
+    "sgd": Section(
+        fields={
+            "steps": Field(Int(low=1, high=2**40), 1000, "SGD steps per worker"),
+            "step_size": Field(Float(low=0.0, low_open=True), 0.01),
+            "batch_size": Field(_POSITIVE_INT, 1),
+            "init": Field(Choice(("zeros", "shared", "independent")), "zeros"),
+            "init_scale": Field(Float(low=0.0), 1.0),
+        }
+    ),
+    "averaging": Section(
+        fields={
+            "every": Field(Either((_EVERY, Null())), None, "1 = mini-batch, end = one-shot"),
+            "at": Field(Either((ListOf(_POSITIVE_INT), Null())), None),
+            "phases": Field(
+                Either((Records((("steps", _POSITIVE_INT), ("every", _EVERY))), Null())), None
+            ),
+            "warmup": Field(Int(low=0), 0, "average every step for this many steps first"),
+            "growth": Field(Float(low=0.0, low_open=True), 1.0, "interval multiplier"),
+        }
+    ),
+    "eval": Section(fields={"every": Field(Either((_POSITIVE_INT, Literal("auto"))), "auto")}),
+    "checkpoint": Section(fields={"every": Field(Either((_POSITIVE_INT, Null())), None)}),
+}
+
+# Keys that do not change the numbers a run produces; left out of the config hash.
+_HASH_EXCLUDED = ("name", "backend")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a one-line ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        raw = parse_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}"
+        )
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (values are YAML-typed) to a raw config."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {item!r} must look like dotted.key=value")
+        try:
+            value = parse_yaml(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: cannot parse value {text!r} as YAML") from None
+        set_dotted(out, key, value)
+    return out
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``raw[a][b][c] = value`` for ``key = "a.b.c"``, creating mappings on the way."""
+    *parents, last = key.split(".")
+    node = raw
+    for i, part in enumerate(parents):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parents[: i + 1])
+            raise ConfigError(f"--set {key}: {where} is not a mapping")
+        node = child
+    node[last] = value
+
+
+def _unknown(prefix: str, key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+    return f"unknown key {prefix}{key}{hint} (valid keys: {', '.join(valid)})"
+
+
+def _check_fields(
+    prefix: str,
+    raw: dict[str, Any],
+    fields: dict[str, Field],
+    out: dict[str, Any],
+    errors: list[str],
+) -> None:
+    for name, spec in fields.items():
+        if name not in raw:
+            if spec.default is REQUIRED:
+                errors.append(f"{prefix}{name} is required ({spec.rule.describe()})")
+            else:
+                out[name] = copy.deepcopy(spec.default)
+            continue
+        try:
+            out[name] = spec.rule.parse(raw[name])
+        except Invalid as exc:
+            errors.append(f"{prefix}{name} {exc}")
+
+
+def _check_section(prefix: str, raw: Any, section: Section, errors: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        errors.append(f"{prefix[:-1]} must be a mapping; got {raw!r}")
+        return out
+    fields = dict(section.fields)
+    if section.kinds:
+        kind = raw.get("kind", section.default_kind)
+        if kind in section.kinds:
+            fields.update(section.kinds[kind])
+    for key in raw:
+        if key not in fields:
+            errors.append(_unknown(prefix, str(key), list(fields)))
+    _check_fields(prefix, raw, fields, out, errors)
+    return out
+
+
+def validate(raw: dict[str, Any]) -> Config:
+    """Check a raw config against the schema and fill in defaults; raise one ConfigError."""
+    errors: list[str] = []
+    config: Config = {}
+    top_fields = {k: v for k, v in SCHEMA.items() if isinstance(v, Field)}
+    for key in raw:
+        if key not in SCHEMA:
+            errors.append(_unknown("", str(key), list(SCHEMA)))
+    _check_fields("", raw, top_fields, config, errors)
+    for key, spec in SCHEMA.items():
+        if isinstance(spec, Section):
+            config[key] = _check_section(f"{key}.", raw.get(key), spec, errors)
+    if not errors:
+        errors.extend(_cross_field_errors(config))
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return config
+
+
+def _cross_field_errors(config: Config) -> list[str]:
+    """Rules that tie several keys together, all in one place."""
+    errors = []
+    averaging = config["averaging"]
+    given = [k for k in ("every", "at", "phases") if averaging[k] is not None]
+    if len(given) > 1:
+        errors.append(f"averaging takes one of every, at, phases; got {', '.join(given)}")
+    if not given:
+        averaging["every"] = 10 if averaging["warmup"] == 0 else None
+        if averaging["every"] is None:
+            errors.append("averaging.warmup needs averaging.every (the interval after warm-up)")
+    if (averaging["growth"] != 1.0 or averaging["warmup"]) and not isinstance(
+        averaging["every"], int
+    ):
+        errors.append(
+            f"averaging.growth and averaging.warmup need an integer averaging.every; "
+            f"got {averaging['every']!r}"
+        )
+    steps = config["sgd"]["steps"]
+    if averaging["at"] is not None and max(averaging["at"]) > steps:
+        errors.append(
+            f"averaging.at must list steps <= sgd.steps ({steps}); got {max(averaging['at'])}"
+        )
+    if averaging["phases"] is not None:
+        total = sum(phase["steps"] for phase in averaging["phases"])
+        if total != steps:
+            errors.append(f"averaging.phases steps must add up to sgd.steps ({steps}); got {total}")
+    data = config["data"]
+    if not data.get("stream", False) and config["sgd"]["batch_size"] > data["n"]:
+        errors.append(
+            f"sgd.batch_size must be <= data.n ({data['n']}); got {config['sgd']['batch_size']}"
+        )
+    return errors
+
+
+def usable_cpus() -> int:
+    """Cores this process may use: CPU affinity, capped by SLURM's allocation if inside one."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        count = min(count, int(slurm))
+    return max(1, count)
+
+
+def resolve(config: Config) -> Config:
+    """Fill in what depends on the machine or on other keys ("auto" values)."""
+    out = copy.deepcopy(config)
+    if out["workers"] == "auto":
+        out["workers"] = usable_cpus()
+    if out["eval"]["every"] == "auto":
+        out["eval"]["every"] = max(1, out["sgd"]["steps"] // 50)
+    if out["data"].get("seed") is None:
+        out["data"]["seed"] = out["seed"]
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load, override, validate and resolve a config file (``None``: defaults only)."""
+    raw = load_yaml(path) if path is not None else {}
+    return resolve(validate(apply_overrides(raw, overrides or [])))
+
+
+def config_hash(config: Config) -> str:
+    """A stable hash of everything in the config that changes the numbers a run produces."""
+    relevant = {k: v for k, v in config.items() if k not in _HASH_EXCLUDED}
+    text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,1 @@
+"""Data: synthetic generators and the memory (private or shared) that holds them."""

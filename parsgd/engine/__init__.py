@@ -1,0 +1,1 @@
+"""The engine: coordinator, workers, averaging, collector and the two backends."""

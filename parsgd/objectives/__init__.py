@@ -1,0 +1,1 @@
+"""Objectives: loss and compiled SGD inner loops, one module per problem."""

@@ -1,0 +1,124 @@
+"""Averaging and step-size schedules: pure functions of the step.
+
+One schedule object means the same thing everywhere: both backends, the trace's ``syncs``
+column and ``--dry-run`` all read the averaging steps from ``averaging_steps``.
+Steps are counted per worker, 1-based: "step t" is the state after t local SGD steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from parsgd.config import Config
+
+
+@dataclass(frozen=True)
+class AveragingSchedule:
+    """When the workers replace their models by the average.
+
+    ``every`` is an interval (int) or ``"end"`` (one-shot); ``at`` an explicit list;
+    ``phases`` a list of ``{steps, every}``; ``warmup`` averages every step first;
+    ``growth`` multiplies the interval after each round.
+    """
+
+    every: int | str | None = None
+    at: tuple[int, ...] | None = None
+    phases: tuple[tuple[int, int | str], ...] | None = None
+    warmup: int = 0
+    growth: float = 1.0
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> AveragingSchedule:
+        phases = section.get("phases")
+        at = section.get("at")
+        return cls(
+            every=section.get("every"),
+            at=tuple(at) if at is not None else None,
+            phases=tuple((p["steps"], p["every"]) for p in phases) if phases else None,
+            warmup=section.get("warmup", 0),
+            growth=section.get("growth", 1.0),
+        )
+
+    def averaging_steps(self, total_steps: int) -> np.ndarray:
+        """Sorted int64 array of the steps in [1, total_steps] that end with an average.
+
+        The last step is always included: the output of a run is the average.
+        """
+        if self.at is not None:
+            steps = np.asarray(self.at, dtype=np.int64)
+        elif self.phases is not None:
+            steps = _phased(self.phases)
+        else:
+            steps = _periodic(self.every, self.warmup, self.growth, total_steps)
+        steps = steps[(steps >= 1) & (steps <= total_steps)]
+        return np.union1d(steps, np.array([total_steps], dtype=np.int64))
+
+    def describe(self) -> str:
+        if self.at is not None:
+            return f"at {len(self.at)} listed steps"
+        if self.phases is not None:
+            return "phases " + ", ".join(f"{s} steps every {e}" for s, e in self.phases)
+        parts = ["one-shot" if self.every == "end" else f"every {self.every}"]
+        if self.warmup:
+            parts.insert(0, f"every step for {self.warmup} steps, then")
+        if self.growth != 1.0:
+            parts.append(f"growing x{self.growth:g} per round")
+        return " ".join(parts)
+
+
+def _periodic(every: int | str | None, warmup: int, growth: float, total: int) -> np.ndarray:
+    if every == "end" or every is None:
+        return np.arange(1, warmup + 1, dtype=np.int64)
+    assert isinstance(every, int)
+    if growth == 1.0:
+        return np.concatenate(
+            [
+                np.arange(1, min(warmup, total) + 1, dtype=np.int64),
+                np.arange(warmup + every, total + 1, every, dtype=np.int64),
+            ]
+        )
+    steps = list(range(1, min(warmup, total) + 1))
+    t, interval = warmup, float(every)
+    while True:
+        t += max(1, round(interval))
+        if t > total:
+            break
+        steps.append(t)
+        interval *= growth
+    return np.asarray(steps, dtype=np.int64)
+
+
+def _phased(phases: tuple[tuple[int, int | str], ...]) -> np.ndarray:
+    """Each phase averages every H steps from its own start and at its end."""
+    parts, start = [], 0
+    for length, every in phases:
+        if every != "end":
+            assert isinstance(every, int)
+            parts.append(np.arange(start + every, start + length + 1, every, dtype=np.int64))
+        start += length
+        parts.append(np.array([start], dtype=np.int64))
+    return np.unique(np.concatenate(parts))
+
+
+def eval_steps(every: int, total_steps: int) -> np.ndarray:
+    """Steps at which the collector records a trace row: 0, every, 2*every, ..., total."""
+    steps = np.arange(0, total_steps + 1, every, dtype=np.int64)
+    return np.union1d(steps, np.array([total_steps], dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class StepSize:
+    """The step size alpha_t as a pure function of the (0-based) step index t."""
+
+    eta0: float
+
+    @classmethod
+    def from_config(cls, config: Config) -> StepSize:
+        return cls(eta0=config["sgd"]["step_size"])
+
+    def values(self, start: int, stop: int) -> np.ndarray:
+        """Step sizes for steps start..stop-1, as float64."""
+        return np.full(stop - start, self.eta0, dtype=np.float64)

@@ -1,0 +1,50 @@
+"""Averaging schedules are pure functions of the step; the plan meets exactly there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from parsgd.config import resolve, validate
+from parsgd.engine.plan import Plan
+from parsgd.schedules import AveragingSchedule, eval_steps
+
+
+@pytest.mark.parametrize(
+    ("section", "total", "expected"),
+    [
+        ({"every": 1}, 4, [1, 2, 3, 4]),
+        ({"every": 3}, 10, [3, 6, 9, 10]),
+        ({"every": "end"}, 7, [7]),
+        ({"every": 20}, 7, [7]),
+        ({"at": [5, 2, 5]}, 9, [2, 5, 9]),
+        ({"phases": [{"steps": 4, "every": 2}, {"steps": 6, "every": "end"}]}, 10, [2, 4, 10]),
+        ({"phases": [{"steps": 5, "every": 2}, {"steps": 5, "every": 1}]}, 10, [2, 4, 5, 6, 7, 8, 9, 10]),
+        ({"every": 4, "warmup": 3}, 12, [1, 2, 3, 7, 11, 12]),
+        ({"every": 2, "growth": 2.0}, 30, [2, 6, 14, 30]),
+        ({"every": 8, "growth": 0.5}, 20, [8, 12, 14, 15, 16, 17, 18, 19, 20]),
+    ],
+)
+def test_averaging_steps(section: dict, total: int, expected: list[int]) -> None:
+    steps = AveragingSchedule.from_config(section).averaging_steps(total)
+    assert steps.tolist() == expected
+
+
+def test_eval_steps_start_at_zero_and_end_at_total() -> None:
+    assert eval_steps(4, 10).tolist() == [0, 4, 8, 10]
+
+
+def test_plan_meets_at_union_and_counts_syncs() -> None:
+    config = resolve(validate({"sgd": {"steps": 10}, "averaging": {"every": 4}, "eval": {"every": 5},
+                               "checkpoint": {"every": 1}}))
+    plan = Plan.from_config(config)
+    meetings = list(plan.meetings_after(-1))
+    assert [m.step for m in meetings] == [0, 4, 5, 8, 10]
+    assert [m.average for m in meetings] == [False, True, False, True, True]
+    assert [m.record for m in meetings] == [True, False, True, False, True]
+    assert [m.syncs for m in meetings] == [0, 1, 1, 2, 3]
+    # Checkpoints after averaging rounds, never at the very end (the run is done there).
+    assert [m.checkpoint for m in meetings] == [False, True, False, True, False]
+    assert [m.step for m in plan.meetings_after(5)] == [8, 10]
+    assert plan.sync_count == 3
+    assert np.array_equal(plan.steps, [0, 4, 5, 8, 10])
