@@ -44,6 +44,10 @@ class Problem(ABC):
     def loss(self, w: np.ndarray) -> float:
         return self.finish_loss(self.loss_partial(w, 0, 1), w)
 
+    def extra_metrics(self, w: np.ndarray) -> dict[str, float | None]:
+        """Problem-specific trace columns for the averaged model (see EXTRA_COLUMNS)."""
+        return {}
+
 
 class LeastSquaresPool(Problem):
     """Least squares on a finite pool (X, y) held in the arena."""

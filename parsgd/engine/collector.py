@@ -36,6 +36,10 @@ TRACE_COLUMNS = (
     "subopt",
     "compute_s",
     "sync_wait_s",
+    # Filled only where the problem has them (held-out split, PCA); empty otherwise.
+    "test_loss",
+    "test_accuracy",
+    "alignment",
 )
 
 RESULT_FILES = ("config.yaml", "run.json", "trace.csv", "log.txt", "checkpoint.npz")

@@ -30,6 +30,9 @@ from parsgd.problem import Problem
 from parsgd.rng import INIT_STREAM, StepStream, generator
 from parsgd.schedules import StepSize
 
+# Optional trace columns a problem may fill through Problem.extra_metrics.
+EXTRA_COLUMNS = ("test_loss", "test_accuracy", "alignment")
+
 # Columns of the per-rank statistics block.
 WORKER_LOSS, AVG_LOSS_PARTIAL, SPREAD, COMPUTE_S, SYNC_S, EVAL_S = range(6)
 N_STATS = 6
@@ -179,6 +182,9 @@ class Team:
             row["dist_opt_sq"] = float(diff @ diff)
         if problem.f_opt is not None:
             row["subopt"] = loss - problem.f_opt
+        for column in EXTRA_COLUMNS:
+            row[column] = None
+        row.update(problem.extra_metrics(st.avg))
         return row
 
     def timings(self, rank: int) -> dict[str, float]:
