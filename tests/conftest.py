@@ -19,7 +19,9 @@ from parsgd.data.shared import live_segments
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """``parsgd ARGS`` in a subprocess, from the repository root."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
