@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except ParsgdError as exc:
         print(f"parsgd: error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except KeyboardInterrupt:
+        # Before a run starts (loading, data) or after it has been recorded: nothing to save.
+        print("parsgd: interrupted", file=sys.stderr)
+        return 130
     print(f"{result.status}: {result.directory}" + (f" ({result.reason})" if result.reason else ""))
     return result.exit_status
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.engine.signals import signals_blocked
 from parsgd.engine.team import ABORT, Outcome, Position, Team
 from parsgd.engine.worker import worker_main
 from parsgd.errors import WorkerCrashed, WorkerError
@@ -79,7 +80,8 @@ class Coordinator:
                     name=f"worker-{rank}",
                     daemon=True,
                 )
-                proc.start()
+                with signals_blocked():
+                    proc.start()
                 sender.close()
                 receivers.append(receiver)
                 self._procs.append(proc)

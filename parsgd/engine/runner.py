@@ -7,18 +7,17 @@ directory is claimed, every exit path leaves a final ``run.json`` and frees shar
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import platform
-import signal
 import socket
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,8 @@ from parsgd.engine.coordinator import Coordinator, Sink
 from parsgd.engine.logs import RunLog
 from parsgd.engine.plan import Plan
 from parsgd.engine.serial import run_serial
-from parsgd.engine.team import STOP_REQUEST, Outcome, Position, Settings, Team, TeamState
+from parsgd.engine.signals import StopSignals, signals_ignored
+from parsgd.engine.team import Outcome, Position, Settings, Team, TeamState
 from parsgd.errors import ConfigError, ParsgdError, WorkerError
 from parsgd.problem import Problem, build_problem
 from parsgd.progress import ProgressBar
@@ -65,6 +65,10 @@ class _Collector(Sink):
         self.pids: list[int] = []
         self.progress = ProgressBar(config["trials"] * plan.total_steps, config["name"])
         self.on_started: Any = None
+        self.signals: StopSignals | None = None
+
+    def _critical(self) -> contextlib.AbstractContextManager[None]:
+        return self.signals.critical() if self.signals is not None else contextlib.nullcontext()
 
     def started(self, pids: list[int]) -> None:
         self.pids = pids
@@ -72,7 +76,8 @@ class _Collector(Sink):
             self.on_started(pids)
 
     def row(self, row: dict[str, Any]) -> None:
-        self.trace.append(row)
+        with self._critical():
+            self.trace.append(row)
         self.last_rows[row["trial"]] = row
         self.progress.update(row["trial"] * self.plan.total_steps + row["step"])
 
@@ -84,35 +89,9 @@ class _Collector(Sink):
             "trace_rows": self.trace.rows,
             "config_hash": self.config_hash,
         }
-        self.run_dir.write_checkpoint(W, meta)
+        with self._critical():
+            self.run_dir.write_checkpoint(W, meta)
         log.info("checkpoint at trial %d step %d", trial, step)
-
-
-class _StopSignals:
-    """First SIGINT/SIGTERM: stop at the next meeting. Second: stop now (KeyboardInterrupt)."""
-
-    def __init__(self, control: np.ndarray) -> None:
-        self.control = control
-        self.received: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.received is None:
-            self.received = name
-            self.control[STOP_REQUEST] = 1
-            log.warning("%s: stopping at the next meeting (send it again to stop now)", name)
-            return
-        raise KeyboardInterrupt(f"second signal ({name})")
 
 
 def _versions() -> dict[str, str]:
@@ -193,7 +172,8 @@ def run_experiment(config: Config, out: Path, resume: bool = False) -> RunResult
         finally:
             run_dir.release()
     finally:
-        arena.close()
+        with signals_ignored():
+            arena.close()
 
 
 def _run_claimed(
@@ -244,7 +224,8 @@ def _run_claimed(
             config["backend"],
             digest,
         )
-        with _StopSignals(team.state.control) as signals:
+        with StopSignals(team.state.control) as signals:
+            collector.signals = signals
             if config["backend"] == "processes":
                 outcome, timings = Coordinator(team, start, collector).run()
             else:
@@ -274,13 +255,14 @@ def _run_claimed(
         if remote:
             sys.stderr.write(remote)
     finally:
-        collector.progress.close()
-        trace.close()
-        total_s = time.perf_counter() - tic
-        record.update(_summary(config, team, start, outcome, timings, total_s, collector))
-        record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        run_dir.write_json(record)
-        run_log.close()
+        with signals_ignored():
+            collector.progress.close()
+            trace.close()
+            total_s = time.perf_counter() - tic
+            record.update(_summary(config, team, start, outcome, timings, total_s, collector))
+            record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            run_dir.write_json(record)
+            run_log.close()
     return RunResult(record["status"], run_dir.root, record["reason"])
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from parsgd.engine.plan import Meeting
+from parsgd.engine.signals import STOP_SIGNALS
 from parsgd.engine.team import ABORT, Hooks, Position, Team, run_ranks
 
 log = logging.getLogger("parsgd.worker")
@@ -132,8 +133,9 @@ def _die_with_parent() -> None:
 def worker_main(team: Team, rank: int, conn: Connection, parent: int, start: Position) -> None:
     """Entry point of a forked worker; exits 0 after reporting, 1 after an error."""
     faulthandler.enable()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
@@ -145,6 +147,9 @@ def worker_main(team: Team, rank: int, conn: Connection, parent: int, start: Pos
         conn.send(("done", outcome, team.timings(rank)))
     except (Aborted, ParentGone):
         conn.send(("aborted",))
+    except SystemExit as exc:  # sys.exit() in a worker: let its status speak for it
+        conn.close()
+        os._exit(exc.code if isinstance(exc.code, int) else 1)
     except BaseException as exc:  # report everything, then exit non-zero
         try:
             conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))

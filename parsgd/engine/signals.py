@@ -1,0 +1,91 @@
+"""Ctrl-C, SIGTERM and SLURM's warning signal: stop at the next meeting, or now if asked twice.
+
+The first signal only sets the stop request in the team's control block: rank 0 reads it at
+the next meeting, every worker stops there, and the runner writes a checkpoint. A second
+signal raises KeyboardInterrupt so the coordinator kills the workers at once, but never in
+the middle of writing a results file: inside ``critical()`` it is deferred to the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from parsgd.engine.team import STOP_REQUEST
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopSignals:
+    def __init__(self, control: np.ndarray) -> None:
+        self.control = control
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+        self._depth = 0
+        self._pending: str | None = None
+
+    def __enter__(self) -> StopSignals:
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        """A section a second signal must not cut in half (writing a trace row, a checkpoint)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and self._pending is not None:
+                pending, self._pending = self._pending, None
+                raise KeyboardInterrupt(pending)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = name
+            self.control[STOP_REQUEST] = 1
+            # os.write: the logging module is not safe to enter from a signal handler.
+            os.write(
+                2,
+                f"parsgd: {name}: stopping at the next meeting "
+                "(send it again to stop now)\n".encode(),
+            )
+            return
+        reason = f"second signal ({name})"
+        if self._depth:
+            self._pending = reason
+        else:
+            raise KeyboardInterrupt(reason)
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Hold stop signals off while the final run.json is written."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Block stop signals around fork, so a child never dies of Ctrl-C before it ignores it."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

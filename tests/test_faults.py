@@ -1,0 +1,196 @@
+"""Faults are inflicted for real: worker crashes, signals, a killed coordinator, oversubscription.
+
+After each, the run's files are inspected, and the processes and /dev/shm too: the autouse
+fixture checks segments; worker pids come from run.json because CLI workers are grandchildren.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from parsgd.data.shared import live_segments
+from parsgd.engine.collector import read_trace
+from parsgd.engine.worker import FAULT_ENV
+from tests.conftest import ROOT, leaked_segments, run_cli, wait_until, write_config
+from tests.helpers import TIME_COLUMNS
+
+
+def _gone(pids: list[int]) -> bool:
+    def dead(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    return all(dead(pid) for pid in pids)
+
+
+def _long_config(tmp_path: Path, **sections: object) -> Path:
+    """A run of several seconds with frequent meetings, so signals land mid-run."""
+    defaults: dict[str, object] = {
+        "trials": 2,
+        "sgd": {"steps": 400_000, "step_size": 0.01},
+        "averaging": {"every": 500},
+        "eval": {"every": 20_000},
+        "checkpoint": {"every": 40},
+    }
+    defaults.update(sections)
+    return write_config(tmp_path / "long.yaml", **defaults)
+
+
+FAULTS = [
+    ("raise", "raised RuntimeError: injected fault"),
+    ("exit3", "exited with status 3"),
+    ("os_exit0", "exited with status 0 before finishing"),
+    ("sigkill", "killed by SIGKILL"),
+    ("segfault", "killed by SIGSEGV"),
+]
+
+
+@pytest.mark.parametrize(("kind", "cause"), FAULTS, ids=[k for k, _ in FAULTS])
+def test_worker_fault_fails_the_run_and_names_worker_and_cause(
+    tmp_path: Path, kind: str, cause: str
+) -> None:
+    config = write_config(tmp_path / "c.yaml", sgd={"steps": 3000}, eval={"every": 100})
+    started = time.monotonic()
+    done = run_cli("run", str(config), "--out", str(tmp_path), env={FAULT_ENV: f"1:1200:{kind}"})
+    assert time.monotonic() - started < 60  # generous: a hang would hit pytest's timeout
+    assert done.returncode == 1, done.stderr
+    record = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert record["status"] == "failed"
+    assert f"worker 1 (pid {record['pids'][1]})" in record["reason"]
+    assert cause in record["reason"]
+    if kind == "raise":
+        assert "RuntimeError: injected fault" in record["traceback"]
+        assert "injected fault" in done.stderr
+    rows = read_trace(tmp_path / "t" / "trace.csv")  # readable, partial
+    assert len(rows) > 0 and all(int(r["step"]) <= 1200 for r in rows)
+    assert wait_until(lambda: _gone(record["pids"]), 5)
+
+
+def _start(config: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "parsgd", "run", str(config), "--out", str(out), *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C would hit
+    )
+
+
+def _rows(out: Path) -> int:
+    path = out / "t" / "trace.csv"
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
+def _numbers(out: Path) -> list[dict[str, str]]:
+    return [
+        {k: v for k, v in r.items() if k not in TIME_COLUMNS}
+        for r in read_trace(out / "t" / "trace.csv")
+    ]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_at_a_meeting_and_resume_reproduces_the_trace(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    config = _long_config(tmp_path)
+    proc = _start(config, tmp_path / "cut")
+    assert wait_until(lambda: _rows(tmp_path / "cut") >= 5, 60)
+    os.killpg(proc.pid, sig)
+    stopped = time.monotonic()
+    _, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - stopped < 10
+    assert proc.returncode == 130, stderr
+    record = json.loads((tmp_path / "cut" / "t" / "run.json").read_text())
+    assert record["status"] == "interrupted" and "--resume" in record["reason"]
+    assert (tmp_path / "cut" / "t" / "checkpoint.npz").exists()
+    assert wait_until(lambda: _gone(record["pids"]), 5)
+
+    resumed = run_cli("run", str(config), "--out", str(tmp_path / "cut"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = run_cli("run", str(config), "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    assert _numbers(tmp_path / "cut") == _numbers(tmp_path / "whole")
+    final = json.loads((tmp_path / "cut" / "t" / "run.json").read_text())
+    assert final["status"] == "completed" and final["resumed_from"] is not None
+    assert not (tmp_path / "cut" / "t" / "checkpoint.npz").exists()
+
+
+def test_resume_after_a_crash_uses_the_periodic_checkpoint(tmp_path: Path) -> None:
+    config = _long_config(tmp_path)
+    crashed = run_cli(
+        "run", str(config), "--out", str(tmp_path / "cut"), env={FAULT_ENV: "0:300000:sigkill"}
+    )
+    assert crashed.returncode == 1
+    assert (tmp_path / "cut" / "t" / "checkpoint.npz").exists()
+    resumed = run_cli("run", str(config), "--out", str(tmp_path / "cut"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = run_cli("run", str(config), "--out", str(tmp_path / "whole"))
+    assert _numbers(tmp_path / "cut") == _numbers(tmp_path / "whole")
+
+
+def test_second_signal_stops_at_once_and_frees_everything(tmp_path: Path) -> None:
+    # One trial of many steps with no meeting between start and end: the first signal
+    # alone would make the workers run on to the end, the second must stop them now.
+    config = _long_config(
+        tmp_path,
+        trials=1,
+        sgd={"steps": 50_000_000, "step_size": 0.01},
+        averaging={"every": "end"},
+        checkpoint={"every": None},
+        eval={"every": 50_000_000},
+    )
+    proc = _start(config, tmp_path)
+    assert wait_until(lambda: _rows(tmp_path) >= 1, 60)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    record = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert record["status"] == "interrupted" and "second signal" in record["reason"]
+    assert wait_until(lambda: _gone(record["pids"]), 5)
+
+
+def test_sigkilled_coordinator_leaves_no_workers_and_no_segments(tmp_path: Path) -> None:
+    before = set(live_segments())  # segments of runs elsewhere on this machine
+    proc = _start(_long_config(tmp_path), tmp_path)
+    record_path = tmp_path / "t" / "run.json"
+    assert wait_until(
+        lambda: record_path.exists() and json.loads(record_path.read_text())["pids"], 60
+    )
+    pids = json.loads(record_path.read_text())["pids"]
+    proc.kill()
+    proc.wait(10)
+    assert wait_until(lambda: _gone(pids), 5), "workers outlived their coordinator"
+    # Python's resource tracker unlinks the dead coordinator's segments; a later run would too.
+    assert wait_until(lambda: not leaked_segments(before), 10)
+
+
+def test_more_workers_than_cores_with_every_step_averaging(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.yaml",
+        workers=8,
+        trials=1,
+        sgd={"steps": 300},
+        averaging={"every": 1},
+        eval={"every": 100},
+    )
+    done = run_cli("run", str(config), "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert record["status"] == "completed" and len(record["pids"]) == 8
+    if psutil.cpu_count() < 8:
+        assert "usable cores" in done.stderr  # warned that it will be slow
