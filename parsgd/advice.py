@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from parsgd.config import Config, usable_cpus
-from parsgd.schedules import AveragingSchedule
+from parsgd.schedules import AveragingSchedule, StepSize
 
 
 def advisories(config: Config) -> list[str]:
@@ -29,9 +29,10 @@ def advisories(config: Config) -> list[str]:
         # PAPER.md (iii): E||e||^2 contracts iff (1-a)^2 + a^2 (d+1)/b < 1.
         batch, d = sgd["batch_size"], data["d"]
         bound = 2 * batch / (batch + d + 1)
-        if sgd["step_size"] >= bound:
+        largest = StepSize.from_config(config).largest
+        if largest >= bound:
             notes.append(
-                f"sgd.step_size {sgd['step_size']:g} is at or above the stability bound "
+                f"sgd.step_size {largest:g} is at or above the stability bound "
                 f"2b/(b+d+1) = {bound:.4g} for Gaussian least squares: the run will diverge"
             )
     schedule = AveragingSchedule.from_config(averaging)

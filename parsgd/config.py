@@ -29,6 +29,7 @@ from parsgd.schema import (
     Invalid,
     ListOf,
     Literal,
+    Mapping,
     Null,
     Records,
     Section,
@@ -66,6 +67,19 @@ def parse_yaml(text: str) -> Any:
 
 _POSITIVE_INT = Int(low=1)
 _EVERY = Either((Int(low=1), Literal("end")))
+_POSITIVE_FLOAT = Float(low=0.0, low_open=True)
+# alpha_t for the 0-based step t: inverse eta0/(1+t/t0), inverse_sqrt eta0/sqrt(1+t/t0),
+# step eta0*factor^(t//every), cosine min + (eta0-min)(1+cos(pi t/T))/2 over the T steps.
+_STEP_SCHEDULE = Mapping(
+    (
+        ("kind", Choice(("constant", "inverse", "inverse_sqrt", "step", "cosine")), REQUIRED),
+        ("eta0", _POSITIVE_FLOAT, REQUIRED),
+        ("t0", _POSITIVE_FLOAT, 100.0),
+        ("factor", Float(low=0.0, high=1.0, low_open=True), 0.5),
+        ("every", Int(low=1), 1000),
+        ("min", Float(low=0.0), 0.0),
+    )
+)
 
 SCHEMA: dict[str, Field | Section] = {
     "name": Field(
@@ -77,7 +91,16 @@ SCHEMA: dict[str, Field | Section] = {
     "trials": Field(_POSITIVE_INT, 1, "independent repetitions"),
     "workers": Field(Either((Int(low=1, high=4096), Literal("auto"))), "auto"),
     "backend": Field(Choice(("processes", "serial")), "processes"),
-    "method": Field(Choice(("local_sgd",)), "local_sgd"),
+    "method": Field(
+        Choice(("local_sgd", "single", "hogwild")),
+        "local_sgd",
+        "local_sgd: workers plus averaging; single: one worker; hogwild: one lock-free model",
+    ),
+    "single_budget": Field(
+        Choice(("samples", "steps")),
+        "samples",
+        "method single: process as many samples as the workers would, or as many steps",
+    ),
     "data": Section(
         fields={"kind": Field(Choice(("gaussian_linear",)), "gaussian_linear")},
         kinds={
@@ -99,7 +122,11 @@ SCHEMA: dict[str, Field | Section] = {
     "sgd": Section(
         fields={
             "steps": Field(Int(low=1, high=2**40), 1000, "SGD steps per worker"),
-            "step_size": Field(Float(low=0.0, low_open=True), 0.01),
+            "step_size": Field(
+                Either((_POSITIVE_FLOAT, _STEP_SCHEDULE)),
+                0.01,
+                "a constant, or {kind: inverse | inverse_sqrt | step | cosine, eta0, ...}",
+            ),
             "batch_size": Field(_POSITIVE_INT, 1),
             "init": Field(Choice(("zeros", "shared", "independent")), "zeros"),
             "init_scale": Field(Float(low=0.0), 1.0),
@@ -296,6 +323,14 @@ def resolve(config: Config) -> Config:
     out = copy.deepcopy(config)
     if out["workers"] == "auto":
         out["workers"] = usable_cpus()
+    if out["method"] == "single":
+        # One worker; with the samples budget it runs workers x steps steps, so curves
+        # compare at equal samples. The saved config shows what actually ran.
+        if out["single_budget"] == "samples":
+            out["sgd"]["steps"] *= out["workers"]
+            if out["eval"]["every"] != "auto":
+                out["eval"]["every"] *= out["workers"]
+        out["workers"] = 1
     if out["eval"]["every"] == "auto":
         out["eval"]["every"] = max(1, out["sgd"]["steps"] // 50)
     if out["data"].get("seed") is None:

@@ -111,14 +111,49 @@ def eval_steps(every: int, total_steps: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StepSize:
-    """The step size alpha_t as a pure function of the (0-based) step index t."""
+    """The step size alpha_t as a pure function of the 0-based step index t.
+
+    ``kind`` is constant, inverse (eta0 / (1 + t/t0)), inverse_sqrt (eta0 / sqrt(1 + t/t0)),
+    step (eta0 * factor^(t // every)) or cosine (min + (eta0 - min)(1 + cos(pi t / T)) / 2).
+    """
 
     eta0: float
+    kind: str = "constant"
+    t0: float = 100.0
+    factor: float = 0.5
+    every: int = 1000
+    floor: float = 0.0
+    total_steps: int = 1
 
     @classmethod
     def from_config(cls, config: Config) -> StepSize:
-        return cls(eta0=config["sgd"]["step_size"])
+        spec, total = config["sgd"]["step_size"], config["sgd"]["steps"]
+        if not isinstance(spec, dict):
+            return cls(eta0=float(spec), total_steps=total)
+        return cls(
+            eta0=spec["eta0"],
+            kind=spec["kind"],
+            t0=spec["t0"],
+            factor=spec["factor"],
+            every=spec["every"],
+            floor=spec["min"],
+            total_steps=total,
+        )
 
     def values(self, start: int, stop: int) -> np.ndarray:
         """Step sizes for steps start..stop-1, as float64."""
-        return np.full(stop - start, self.eta0, dtype=np.float64)
+        t = np.arange(start, stop, dtype=np.float64)
+        if self.kind == "constant":
+            return np.full(stop - start, self.eta0, dtype=np.float64)
+        if self.kind == "inverse":
+            return self.eta0 / (1.0 + t / self.t0)
+        if self.kind == "inverse_sqrt":
+            return self.eta0 / np.sqrt(1.0 + t / self.t0)
+        if self.kind == "step":
+            return self.eta0 * self.factor ** np.floor(t / self.every)
+        progress = np.minimum(t / max(1, self.total_steps), 1.0)
+        return self.floor + 0.5 * (self.eta0 - self.floor) * (1.0 + np.cos(np.pi * progress))
+
+    @property
+    def largest(self) -> float:
+        return max(self.eta0, self.floor)

@@ -166,6 +166,10 @@ class Either(Rule):
                 return rule.parse(value)
             except Invalid:
                 continue
+        # A mapping given where a mapping is allowed: its own error says more.
+        mappings = [rule for rule in self.rules if isinstance(rule, Mapping)]
+        if isinstance(value, dict) and len(mappings) == 1:
+            mappings[0].parse(value)
         raise self.fail(value)
 
     def describe(self) -> str:
@@ -233,3 +237,33 @@ class Section:
     fields: dict[str, Field]
     kinds: dict[str, dict[str, Field]] = field(default_factory=dict)
     default_kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Mapping(Rule):
+    """A small mapping with declared keys and defaults (e.g. a step-size schedule)."""
+
+    fields: tuple[tuple[str, Rule, Any], ...]  # (name, rule, default or REQUIRED)
+
+    def parse(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(value)
+        names = [name for name, _, _ in self.fields]
+        unknown = [key for key in value if key not in names]
+        if unknown:
+            raise Invalid(f"has unknown key {unknown[0]} (valid keys: {', '.join(names)})")
+        out = {}
+        for name, rule, default in self.fields:
+            if name not in value:
+                if default is REQUIRED:
+                    raise Invalid(f"needs key {name} ({rule.describe()})")
+                out[name] = default
+                continue
+            try:
+                out[name] = rule.parse(value[name])
+            except Invalid as exc:
+                raise Invalid(f"key {name} {exc}") from None
+        return out
+
+    def describe(self) -> str:
+        return "a mapping with keys " + ", ".join(name for name, _, _ in self.fields)

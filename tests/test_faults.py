@@ -137,6 +137,7 @@ def test_resume_after_a_crash_uses_the_periodic_checkpoint(tmp_path: Path) -> No
     resumed = run_cli("run", str(config), "--out", str(tmp_path / "cut"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     whole = run_cli("run", str(config), "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
     assert _numbers(tmp_path / "cut") == _numbers(tmp_path / "whole")
 
 

@@ -130,7 +130,7 @@ class Coordinator:
             self.sink.row(message[1])
         elif kind == "checkpoint":
             _, trial, step, wall_s, avg = message
-            self.sink.checkpoint(trial, step, wall_s, np.tile(avg, (self.workers, 1)))
+            self.sink.checkpoint(trial, step, wall_s, np.tile(avg, (self.team.state.W.shape[0], 1)))
         elif kind == "done":
             finished[rank] = (message[1], message[2])
         elif kind == "aborted":

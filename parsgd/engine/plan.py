@@ -38,7 +38,10 @@ class Plan:
     @classmethod
     def from_config(cls, config: Config) -> Plan:
         total = config["sgd"]["steps"]
-        averaging = AveragingSchedule.from_config(config["averaging"]).averaging_steps(total)
+        if config["method"] in ("hogwild", "single"):  # one model: nothing to average
+            averaging = np.empty(0, dtype=np.int64)
+        else:
+            averaging = AveragingSchedule.from_config(config["averaging"]).averaging_steps(total)
         recording = eval_steps(config["eval"]["every"], total)
         steps = np.union1d(averaging, recording)
         average = np.isin(steps, averaging)

@@ -153,7 +153,8 @@ def run_experiment(config: Config, out: Path, resume: bool = False) -> RunResult
         problem = build_problem(config, arena)  # DataError here: nothing written yet
         _warm_up(problem)
         plan = Plan.from_config(config)
-        state = TeamState(arena, M, problem.d)
+        shared_model = config["method"] == "hogwild"
+        state = TeamState(arena, M, problem.d, models=1 if shared_model else None)
         if W0 is not None:
             state.W[:] = W0
         settings = Settings(
@@ -164,6 +165,7 @@ def run_experiment(config: Config, out: Path, resume: bool = False) -> RunResult
             init=config["sgd"]["init"],
             init_scale=config["sgd"]["init_scale"],
             step_size=StepSize.from_config(config),
+            shared_model=shared_model,
         )
         team = Team(problem, plan, state, settings)
         run_dir.claim(fresh=start.step < 0)

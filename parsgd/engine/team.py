@@ -51,8 +51,8 @@ _MAX_UNIFORMS_PER_CALL = 1 << 20
 class TeamState:
     """The arrays all workers share: models, their average, statistics, barrier and control."""
 
-    def __init__(self, arena: Arena, workers: int, d: int) -> None:
-        self.W = arena.zeros((workers, d))
+    def __init__(self, arena: Arena, workers: int, d: int, models: int | None = None) -> None:
+        self.W = arena.zeros((workers if models is None else models, d))
         self.avg = arena.zeros((d,))
         self.stats = arena.zeros((workers, N_STATS))
         self.flags = arena.zeros((workers,), np.int64)
@@ -72,6 +72,7 @@ class Settings:
     init: str
     init_scale: float
     step_size: StepSize
+    shared_model: bool = False  # Hogwild!: every rank updates row 0, without locks
 
 
 class Team:
@@ -84,6 +85,7 @@ class Team:
         self.settings = settings
         M, d = settings.workers, problem.d
         self.chunks = [(r * d // M, (r + 1) * d // M) for r in range(M)]
+        self.rows = [0 if settings.shared_model else r for r in range(M)]
         self._streams: dict[tuple[int, int], StepStream] = {}
         # Per rank and private to the process that runs it: this trial's, and earlier trials'.
         self.timers = np.zeros((M, N_STATS))
@@ -92,7 +94,11 @@ class Team:
     # -- local work -------------------------------------------------------------------------
 
     def init_model(self, trial: int, rank: int) -> None:
-        s, w = self.settings, self.state.W[rank]
+        s, w = self.settings, self.state.W[self.rows[rank]]
+        self.totals[rank] += self.timers[rank]
+        self.timers[rank] = 0.0
+        if s.shared_model and rank != 0:
+            return  # rank 0 initialises the one model before the first meeting
         if s.init == "zeros":
             w[:] = 0.0
         elif s.init == "shared":
@@ -100,8 +106,6 @@ class Team:
         else:
             rng = generator(s.seed, INIT_STREAM, trial, rank)
             w[:] = s.init_scale * rng.standard_normal(w.size)
-        self.totals[rank] += self.timers[rank]
-        self.timers[rank] = 0.0
 
     def compute(self, trial: int, rank: int, start: int, stop: int) -> None:
         """Run this rank's local steps start..stop-1 (0-based step indices)."""
@@ -116,7 +120,7 @@ class Team:
                 self.settings.seed, trial, rank, self.problem.uniforms_per_step
             )
         per_call = max(1, _MAX_UNIFORMS_PER_CALL // stream.per_step)
-        w = self.state.W[rank]
+        w = self.state.W[self.rows[rank]]
         for lo in range(start, stop, per_call):
             hi = min(stop, lo + per_call)
             self.problem.sgd(w, stream.uniforms(lo, hi), self.settings.step_size.values(lo, hi))
@@ -141,11 +145,13 @@ class Team:
     def phase_settle(self, rank: int, meeting: Meeting) -> None:
         """Record this rank's statistics (if recording), then adopt the average (if averaging)."""
         st = self.state
-        w = st.W[rank]
+        w = st.W[self.rows[rank]]
         if meeting.record:
             tic = time.perf_counter()
             stats = st.stats[rank]
-            stats[WORKER_LOSS] = self.problem.loss(w)
+            # One shared model has no per-worker losses to compare with the average.
+            shared = self.settings.shared_model
+            stats[WORKER_LOSS] = math.nan if shared else self.problem.loss(w)
             stats[AVG_LOSS_PARTIAL] = self.problem.loss_partial(st.avg, rank, self.settings.workers)
             diff = w - st.avg
             stats[SPREAD] = float(diff @ diff)
@@ -153,7 +159,7 @@ class Team:
             stats[COMPUTE_S] = self.timers[rank, COMPUTE_S]
             stats[SYNC_S] = self.timers[rank, SYNC_S]
             stats[EVAL_S] = self.timers[rank, EVAL_S]
-        if meeting.average:
+        if meeting.average and not self.settings.shared_model:
             w[:] = st.avg
         st.position[rank] = meeting.step
 
@@ -177,6 +183,9 @@ class Team:
             "compute_s": float(np.mean(st.stats[:, COMPUTE_S])),
             "sync_wait_s": float(np.mean(st.stats[:, SYNC_S])),
         }
+        if self.settings.shared_model:
+            # Hogwild! has one model: no spread between workers and no averaging gap.
+            row["loss_workers_mean"] = row["variance"] = row["gap"] = None
         if problem.w_opt is not None:
             diff = st.avg - problem.w_opt
             row["dist_opt_sq"] = float(diff @ diff)
