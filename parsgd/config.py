@@ -243,7 +243,7 @@ def _check_section(prefix: str, raw: Any, section: Section, errors: list[str]) -
     fields = dict(section.fields)
     if section.kinds:
         kind = raw.get("kind", section.default_kind)
-        if kind in section.kinds:
+        if isinstance(kind, str) and kind in section.kinds:
             fields.update(section.kinds[kind])
     for key in raw:
         if key not in fields:

@@ -1,0 +1,103 @@
+"""Random and mutated configs: the only outcomes are a valid run or a clean ConfigError/DataError."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from parsgd.config import SCHEMA, apply_overrides, resolve, validate
+from parsgd.engine.runner import run_experiment
+from parsgd.errors import ConfigError, DataError
+from parsgd.schema import Section
+from tests.conftest import run_cli
+
+KEYS = (
+    [name for name, spec in SCHEMA.items() if not isinstance(spec, Section)]
+    + [
+        f"{section}.{key}"
+        for section, spec in SCHEMA.items()
+        if isinstance(spec, Section)
+        for key in [*spec.fields, *(k for kind in spec.kinds.values() for k in kind)]
+    ]
+    + ["bogus", "sgd.bogus", "data.kind.deeper"]
+)
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=3000),
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.sampled_from(["end", "auto", "zeros", "inverse", "", "processes", "serial", "x"]),
+)
+values = st.one_of(
+    scalars,
+    st.lists(scalars, max_size=3),
+    st.dictionaries(st.sampled_from(["kind", "eta0", "steps", "every", "n"]), scalars, max_size=3),
+)
+mutations = st.lists(st.tuples(st.sampled_from(KEYS), values), max_size=4)
+
+SMALL = [
+    "trials=1",
+    "workers=2",
+    "data.n=300",
+    "data.d=4",
+    "sgd.steps=50",
+    "eval.every=25",
+    "backend=serial",
+]
+
+
+def _outcome(items: list[tuple[str, Any]]) -> str:
+    raw = apply_overrides({}, SMALL)
+    try:
+        for key, value in items:
+            raw = apply_overrides(
+                raw,
+                [
+                    f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+                ],
+            )
+        config = resolve(validate(raw))
+    except ConfigError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return "config-error"
+    small = (
+        config["sgd"]["steps"] * config["trials"] * config["workers"] <= 50_000
+        and config["data"]["n"] * config["data"]["d"] <= 100_000
+    )
+    if not small:
+        return "valid"
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            result = run_experiment(config, Path(out))
+        except (ConfigError, DataError):
+            return "data-error"
+        assert result.status in ("completed", "diverged"), result
+        record = (result.directory / "run.json").read_text()
+        assert '"status": "running"' not in record
+    return "ran"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations)
+def test_mutated_configs_give_a_run_or_a_clean_error(items: list[tuple[str, Any]]) -> None:
+    assert _outcome(items) in ("config-error", "data-error", "valid", "ran")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet="abc:{}[]-, \n0123456789.\"'#&*!|>", max_size=60))
+def test_arbitrary_yaml_text_through_the_cli(text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.yaml"
+        path.write_text(text)
+        done = run_cli("run", str(path), "--dry-run", "--out", str(Path(tmp) / "out"))
+        assert done.returncode in (0, 2), done.stderr
+        assert "Traceback" not in done.stderr
+        if done.returncode == 2:
+            assert len(done.stderr.strip().splitlines()) == 1
+        assert not (Path(tmp) / "out").exists()
