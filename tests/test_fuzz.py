@@ -1,4 +1,4 @@
-"""Random and mutated configs: the only outcomes are a valid run or a clean ConfigError/DataError."""
+"""Random and mutated configs: the only outcomes are a valid run or a clean ConfigError."""
 
 from __future__ import annotations
 
