@@ -56,12 +56,8 @@ def _outcome(items: list[tuple[str, Any]]) -> str:
     raw = apply_overrides({}, SMALL)
     try:
         for key, value in items:
-            raw = apply_overrides(
-                raw,
-                [
-                    f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-                ],
-            )
+            text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...")
+            raw = apply_overrides(raw, [f"{key}={text.strip()}"])
         config = resolve(validate(raw))
     except ConfigError as exc:
         assert str(exc) and "\n" not in str(exc)
