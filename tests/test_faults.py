@@ -195,3 +195,22 @@ def test_more_workers_than_cores_with_every_step_averaging(tmp_path: Path) -> No
     assert record["status"] == "completed" and len(record["pids"]) == 8
     if psutil.cpu_count() < 8:
         assert "usable cores" in done.stderr  # warned that it will be slow
+
+
+def test_next_run_removes_segments_of_dead_coordinators(tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = Path("/dev/shm") / f"parsgd_{int(dead.stdout)}_0_deadbeef"
+    stale.write_bytes(b"\0" * 64)
+    config = write_config(tmp_path / "c.yaml", trials=1, sgd={"steps": 50})
+    done = run_cli("run", str(config), "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert not stale.exists()
+    assert (
+        f"removed stale shared-memory segment {stale.name}"
+        in (tmp_path / "t" / "log.txt").read_text()
+    )

@@ -144,8 +144,7 @@ def run_experiment(config: Config, out: Path, resume: bool = False) -> RunResult
                 return RunResult("completed", run_dir.root, "already completed")
         if loaded is not None:
             start, keep_rows, W0 = loaded
-    for name in remove_stale_segments():
-        log.info("removed stale shared-memory segment %s", name)
+    stale = remove_stale_segments()  # logged once log.txt exists
 
     M = config["workers"]
     arena = SharedArena() if config["backend"] == "processes" else LocalArena()
@@ -170,7 +169,7 @@ def run_experiment(config: Config, out: Path, resume: bool = False) -> RunResult
         team = Team(problem, plan, state, settings)
         run_dir.claim(fresh=start.step < 0)
         try:
-            return _run_claimed(config, run_dir, team, start, keep_rows, digest)
+            return _run_claimed(config, run_dir, team, start, keep_rows, digest, stale)
         finally:
             run_dir.release()
     finally:
@@ -185,6 +184,7 @@ def _run_claimed(
     start: Position,
     keep_rows: int | None,
     digest: str,
+    stale: list[str],
 ) -> RunResult:
     run_dir.config_path.write_text(dump_config(config))
     record: dict[str, Any] = {
@@ -217,6 +217,8 @@ def _run_claimed(
     outcome: Outcome | None = None
     timings: list[dict[str, float]] = []
     try:
+        for name in stale:
+            log.info("removed stale shared-memory segment %s", name)
         for note in advisories(config):
             log.warning(note)
         log.info(
