@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -214,3 +215,39 @@ def test_next_run_removes_segments_of_dead_coordinators(tmp_path: Path) -> None:
         f"removed stale shared-memory segment {stale.name}"
         in (tmp_path / "t" / "log.txt").read_text()
     )
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (root only): room to start a run, not to finish its trace."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_during_a_run_ends_it_failed_with_a_readable_record(
+    tmp_path: Path, tiny_disk: Path
+) -> None:
+    config = write_config(
+        tmp_path / "c.yaml",
+        trials=1,
+        sgd={"steps": 40_000},
+        averaging={"every": 100},
+        eval={"every": 1},
+    )
+    done = run_cli("run", str(config), "--out", str(tiny_disk))
+    assert done.returncode == 1, done.stderr
+    record = json.loads((tiny_disk / "t" / "run.json").read_text())
+    assert record["status"] == "failed" and "No space left on device" in record["reason"]
+    assert len(read_trace(tiny_disk / "t" / "trace.csv")) > 100
+    assert wait_until(lambda: _gone(record["pids"]), 5)

@@ -42,6 +42,11 @@ TRACE_COLUMNS = (
     "alignment",
 )
 
+# A run refuses to start with less free space than this, and sets this much aside so that
+# the final run.json can still be written if the disk fills up during the run.
+_MIN_FREE_BYTES = 2**20
+_RESERVE_BYTES = 64 * 2**10
+
 RESULT_FILES = ("config.yaml", "run.json", "trace.csv", "log.txt", "checkpoint.npz")
 
 
@@ -71,8 +76,8 @@ def check_writable(directory: Path) -> None:
         raise ConfigError(f"output path {probe} exists and is not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"output directory {probe} is not writable")
-    if shutil.disk_usage(probe).free < 10 * 2**20:
-        raise ConfigError(f"output directory {probe} has less than 10 MiB free")
+    if shutil.disk_usage(probe).free < _MIN_FREE_BYTES:
+        raise ConfigError(f"output directory {probe} has less than 1 MiB free")
 
 
 def _cell(value: Any) -> str:
@@ -104,7 +109,9 @@ class TraceWriter:
         self.rows += 1
 
     def close(self) -> None:
-        self._file.close()
+        """Close; a flush that fails (disk full) is the run's failure, already recorded."""
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 class RunDirectory:
@@ -132,6 +139,11 @@ class RunDirectory:
         if fresh:
             for name in RESULT_FILES:
                 (self.root / name).unlink(missing_ok=True)
+        (self.root / ".reserve").write_bytes(b"\0" * _RESERVE_BYTES)
+
+    def free_reserve(self) -> None:
+        """Give back the space set aside, just before the final run.json is written."""
+        (self.root / ".reserve").unlink(missing_ok=True)
 
     def release(self) -> None:
         if self._lock is not None:

@@ -116,11 +116,15 @@ class Coordinator:
     def _drain(
         self, rank: int, conn: Connection, finished: dict[int, tuple[Outcome, dict[str, float]]]
     ) -> None:
-        try:
-            while conn.poll():
-                self._handle(rank, conn.recv(), finished)
-        except (EOFError, OSError):
-            pass  # the worker closed its end: its sentinel tells how it ended
+        while True:
+            try:
+                if not conn.poll():
+                    return
+                message = conn.recv()
+            except (EOFError, OSError):
+                return  # the worker closed its end: its sentinel tells how it ended
+            # Outside the try: a failure to write results (disk full) must fail the run.
+            self._handle(rank, message, finished)
 
     def _handle(
         self, rank: int, message: tuple[Any, ...], finished: dict[int, tuple[Outcome, dict]]

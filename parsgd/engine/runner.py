@@ -265,6 +265,7 @@ def _run_claimed(
             total_s = time.perf_counter() - tic
             record.update(_summary(config, team, start, outcome, timings, total_s, collector))
             record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            run_dir.free_reserve()
             run_dir.write_json(record)
             run_log.close()
     return RunResult(record["status"], run_dir.root, record["reason"])
