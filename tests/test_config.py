@@ -33,7 +33,10 @@ def test_defaults_fill_every_key() -> None:
             {"averaging": {"every": -1}},
             'averaging.every must be an integer >= 1 or "end" or null; got -1',
         ),
-        ({"sgd": {"step_size": "fast"}}, 'sgd.step_size must be a finite number > 0; got "fast"'),
+        (
+            {"sgd": {"step_size": "fast"}},
+            "sgd.step_size must be a finite number > 0 or a mapping with keys kind, eta0",
+        ),
         ({"sgd": {"steps": 2.5}}, "sgd.steps must be an integer >= 1"),
         ({"trials": True}, "trials must be an integer >= 1; got true"),
         ({"backend": "gpu"}, 'backend must be one of processes, serial; got "gpu"'),

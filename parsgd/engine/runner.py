@@ -144,6 +144,11 @@ def run_experiment(config: Config, out: Path, resume: bool = False) -> RunResult
                 return RunResult("completed", run_dir.root, "already completed")
         if loaded is not None:
             start, keep_rows, W0 = loaded
+        else:
+            print(
+                f"parsgd: no checkpoint in {run_dir.root}: starting from the beginning",
+                file=sys.stderr,
+            )
     stale = remove_stale_segments()  # logged once log.txt exists
 
     M = config["workers"]
