@@ -210,11 +210,8 @@ def test_next_run_removes_segments_of_dead_coordinators(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yaml", trials=1, sgd={"steps": 50})
     done = run_cli("run", str(config), "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
+    # Gone. (log.txt names it, unless another parsgd run on this machine got there first.)
     assert not stale.exists()
-    assert (
-        f"removed stale shared-memory segment {stale.name}"
-        in (tmp_path / "t" / "log.txt").read_text()
-    )
 
 
 @pytest.fixture
