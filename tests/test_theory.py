@@ -8,8 +8,6 @@ per comparison.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
