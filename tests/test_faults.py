@@ -125,6 +125,9 @@ def test_signal_stops_at_a_meeting_and_resume_reproduces_the_trace(
     assert _numbers(tmp_path / "cut") == _numbers(tmp_path / "whole")
     final = json.loads((tmp_path / "cut" / "t" / "run.json").read_text())
     assert final["status"] == "completed" and final["resumed_from"] is not None
+    reference = json.loads((tmp_path / "whole" / "t" / "run.json").read_text())
+    assert final["trials_completed"] == reference["trials_completed"] == 2
+    assert final["final_mean_over_trials"] == reference["final_mean_over_trials"]
     assert not (tmp_path / "cut" / "t" / "checkpoint.npz").exists()
 
 

@@ -26,7 +26,7 @@ import parsgd
 from parsgd.advice import advisories
 from parsgd.config import Config, config_hash, dump_config
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
-from parsgd.engine.collector import RunDirectory, TraceWriter, check_writable
+from parsgd.engine.collector import RunDirectory, TraceWriter, check_writable, read_trace
 from parsgd.engine.coordinator import Coordinator, Sink
 from parsgd.engine.logs import RunLog
 from parsgd.engine.plan import Plan
@@ -61,7 +61,16 @@ class _Collector(Sink):
     def __init__(self, run_dir: RunDirectory, trace: TraceWriter, plan: Plan, config: Config):
         self.run_dir, self.trace, self.plan = run_dir, trace, plan
         self.config_hash = config_hash(config)
-        self.last_rows: dict[int, dict[str, Any]] = {}
+        # The last row of every trial, for run.json's final figures; a resumed run starts
+        # from the rows it kept.
+        self.last_rows: dict[int, dict[str, Any]] = (
+            {
+                int(row["trial"]): {k: float(v) if v else None for k, v in row.items()}
+                for row in read_trace(run_dir.trace_path)
+            }
+            if trace.rows
+            else {}
+        )
         self.pids: list[int] = []
         self.progress = ProgressBar(config["trials"] * plan.total_steps, config["name"])
         self.on_started: Any = None
