@@ -91,6 +91,10 @@ def _row(sweep: str, name: str, runs: Sequence[Run], target: float | None) -> Re
     cells["status"] = "/".join(statuses)
     for column in _FINAL:
         cells[column] = _mean(final.get(column, np.array([])))
+    for column in ("syncs", "samples"):  # counts: whole numbers unless trials differ
+        value = cells[column]
+        if value is not None and value.is_integer():
+            cells[column] = int(value)
     cells["wall_s"] = _mean_of(run.record.get("timings", {}).get("total_s") for run in runs)
     cells["updates_per_s"] = _mean_of(run.record.get("updates_per_s") for run in runs)
     cells["time_to_target_s"] = cells["reached"] = None
