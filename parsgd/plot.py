@@ -20,6 +20,7 @@ import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -76,6 +77,7 @@ Y_LABELS = {
     "wall_s": "wall-clock seconds",
 }
 _BAND_TEXT = {"stderr": "mean ± standard error", "quantile": "mean, 10%-90% of trials"}
+_SHORT_LABEL = 45  # characters; longer legend labels go below the axes
 _LOG_SPAN = 100.0  # log y when the positive values span more than two decades
 
 
@@ -126,7 +128,8 @@ def plot_command(
             left.axhline(float(target or 0), color="0.3", linestyle=":", linewidth=1)
             left.set_title(f"{y} against wall-clock time", fontsize=10)
             draw_target_times(ax, times, keys=keys, target=float(target or 0), y=y)
-        fig.suptitle(title or _title(runs, paths, y, "wall-clock time"), fontsize=11)
+        what = f"time to reach {y} ≤ {target:g}" if kind == "time-to-target" else ""
+        fig.suptitle(title or _title(runs, paths, y, "wall-clock time", what), fontsize=11)
         notes += [f"{t.label}: no trial reached {y} <= {target}" for t in times if not t.reached]
     if theory and kind != "curves":
         notes.append("--theory draws only on --kind curves")
@@ -138,17 +141,18 @@ def plot_command(
     return 0
 
 
-def _title(runs: Sequence[Run], paths: Sequence[Path], y: str, against: str) -> str:
+def _title(runs: Sequence[Run], paths: Sequence[Path], y: str, against: str, what: str = "") -> str:
     where = ", ".join(p.resolve().name for p in paths)
     trials = sum(len(r.trials) for r in runs)
-    return f"{where}: {y} against {against} ({len(runs)} runs, {trials} trials)"
+    return f"{where}: {what or f'{y} against {against}'} ({len(runs)} runs, {trials} trials)"
 
 
 def _save(fig: plt.Figure, output: Path) -> None:
     """Render in memory, then replace the file at once: no reader sees half a figure."""
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format=output.suffix.lower().lstrip("."), dpi=150)
+        # bbox "tight" keeps a legend placed below the axes inside the picture.
+        fig.savefig(buffer, format=output.suffix.lower().lstrip("."), dpi=150, bbox_inches="tight")
     finally:
         plt.close(fig)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +200,15 @@ def draw_curves(
         labels.append("closed form, PAPER.md (dashed)")
     handles.append(Line2D([], [], color="0.6", linewidth=6, alpha=0.4))
     labels.append(_BAND_TEXT[band] + " (band)")
-    ax.legend(handles, labels, fontsize=8, framealpha=0.85)
+    _legend(ax, handles, labels)
+
+
+def _legend(ax: Axes, handles: list[Any], labels: list[str]) -> None:
+    """Inside the axes while the labels are short, below them when they would cover data."""
+    if max((len(label) for label in labels), default=0) <= _SHORT_LABEL:
+        ax.legend(handles, labels, fontsize=8, framealpha=0.85)
+    else:
+        ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
 
 
 def _spans_decades(series: Sequence[np.ndarray]) -> bool:
@@ -215,7 +227,10 @@ def draw_target_times(
     means = [t.mean_s for t in times]
     reached = [m for m in means if m is not None]
     fastest = min(reached) if reached else None
-    top = max((max(t.reached) for t in times if t.reached), default=1.0)
+    top = max(
+        (max(*t.reached, t.mean_s + t.stderr_s) for t in times if t.mean_s is not None),
+        default=1.0,
+    )
     rng = np.random.default_rng(0)  # jitter only, so the dots do not sit on one another
     for i, group in enumerate(times):
         total, got = len(group.seconds), len(group.reached)
@@ -241,13 +256,21 @@ def draw_target_times(
         if notes:
             ax.text(
                 i,
-                max(group.reached) + 0.03 * top,
+                max(*group.reached, group.mean_s + group.stderr_s) + 0.03 * top,
                 "\n".join(notes),
                 ha="center",
                 va="bottom",
                 fontsize=8,
             )
-    ax.set_xticks(positions, [_tick(keys, t.values) for t in times])
+    if len(keys) <= 2:
+        ax.set_xticks(positions, [_tick(keys, t.values) for t in times])
+    else:  # long labels: number the bars and explain the numbers in a legend
+        ax.set_xticks(positions, [f"({i + 1})" for i in range(len(times))])
+        _legend(
+            ax,
+            [Line2D([], [], color=_colour(i), linewidth=6) for i in range(len(times))],
+            [f"({i + 1}) {t.label}" for i, t in enumerate(times)],
+        )
     ax.set_ylim(0, top * 1.25)
     ax.set_xlim(-0.6, len(times) - 0.4)
     interval = list(keys) == ["averaging.every"]
@@ -257,9 +280,7 @@ def draw_target_times(
         else ", ".join(keys) or "runs"
     )
     ax.set_ylabel(f"wall-clock seconds until {y} ≤ {target:g}")
-    ax.set_title(
-        f"time to reach {y} ≤ {target:g} (bars: mean over trials, dots: trials)", fontsize=10
-    )
+    ax.set_title("bars: mean over the trials that got there ± s.e.; dots: trials", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
 
 

@@ -22,8 +22,9 @@ from parsgd.engine.collector import TRACE_COLUMNS, read_trace
 from parsgd.errors import ConfigError
 from parsgd.schedules import AveragingSchedule
 
-# Keys that differ between replicates of one setting; never a reason for a separate curve.
-_REPLICATE_KEYS = frozenset({"name", "seed", "data.seed"})
+# Keys that differ between replicates of one setting (or do not change the numbers); never
+# a reason, by default, for a separate curve.
+_REPLICATE_KEYS = frozenset({"name", "seed", "data.seed", "trials", "backend"})
 
 
 @dataclass
