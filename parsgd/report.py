@@ -108,8 +108,10 @@ def _row(sweep: str, name: str, runs: Sequence[Run], target: float | None) -> Re
 
 
 def _mean(values: np.ndarray) -> float | None:
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else None
+    """None for a column the run leaves empty; NaN or inf stay visible (a diverged trial)."""
+    if values.size == 0 or np.isnan(values).all():
+        return None
+    return float(np.mean(values))
 
 
 def _mean_of(values: Any) -> float | None:
@@ -121,7 +123,8 @@ def _mark_best(table: list[ReportRow], target: float | None) -> None:
     def score(row: ReportRow) -> tuple[float, float]:
         cells = row.cells
         if target is None:
-            return (0.0, math.inf if cells["loss"] is None else cells["loss"])
+            loss = cells["loss"]
+            return (0.0, loss if loss is not None and math.isfinite(loss) else math.inf)
         got, total = (int(n) for n in cells["reached"].split("/"))
         seconds = cells["time_to_target_s"]
         return (-got / max(total, 1), math.inf if seconds is None else seconds)
