@@ -5,7 +5,8 @@ figure will show without reading pixels.
 
 - Along ``step`` or ``samples`` every trial records at the same points, so the mean at a point
   is over the trials that recorded it.
-- Along ``wall_s`` trials record at different times, so each trial is put on a common grid:
+- Along ``wall_s`` trials record at different times, so each trial is put on a common grid
+  (even and geometric steps from 0 to the last trial's end):
   linear in between its rows, its first value before its first row, and its final value after
   its end (what that trial had to offer at that moment).
 """
@@ -61,6 +62,10 @@ class TargetTimes:
         return float(np.mean(self.reached)) if self.reached else None
 
     @property
+    def median_s(self) -> float | None:
+        return float(np.median(self.reached)) if self.reached else None
+
+    @property
     def stderr_s(self) -> float:
         got = self.reached
         return float(np.std(got, ddof=1) / np.sqrt(len(got))) if len(got) > 1 else 0.0
@@ -108,7 +113,12 @@ def _on_shared_points(
 
 def _on_wall_grid(trials: list[dict[str, np.ndarray]], y: str) -> tuple[np.ndarray, np.ndarray]:
     end = max(float(np.nanmax(t["wall_s"])) for t in trials)
-    grid = np.linspace(0.0, end, _WALL_GRID_POINTS)
+    # Even steps for a linear axis plus geometric ones, so early times (where a target is
+    # often reached) stay resolved on a log axis.
+    grid = np.union1d(
+        np.linspace(0.0, end, _WALL_GRID_POINTS),
+        np.geomspace(end * 1e-4, end, _WALL_GRID_POINTS) if end > 0 else [],
+    )
     table = np.empty((len(trials), len(grid)))
     for i, trial in enumerate(trials):
         ok = np.isfinite(trial[y]) & np.isfinite(trial["wall_s"])

@@ -124,7 +124,8 @@ def plot_command(
         else:
             fig, (left, ax) = plt.subplots(1, 2, figsize=(13, 4.8))
             curves, notes = compute_curves(runs, x="wall_s", y=y, by=keys, band=band)
-            draw_curves(left, curves, x="wall_s", y=y, band=band, log=log, logx=logx)
+            # Log time: runs that average every step can take far longer than the rest.
+            draw_curves(left, curves, x="wall_s", y=y, band=band, log=log, logx=True)
             left.axhline(float(target or 0), color="0.3", linestyle=":", linewidth=1)
             left.set_title(f"{y} against wall-clock time", fontsize=10)
             draw_target_times(ax, times, keys=keys, target=float(target or 0), y=y)
@@ -191,6 +192,9 @@ def draw_curves(
         ax.set_yscale("log")
     if logx:
         ax.set_xscale("symlog" if x == "step" else "log")
+        first = [c.x[1] for c in curves if len(c.x) > 1]
+        if x == "wall_s" and first:  # the grid's 0 has no place on a log axis
+            ax.set_xlim(left=min(first))
     ax.set_xlabel(X_LABELS[x])
     ax.set_ylabel(Y_LABELS.get(y, y))
     ax.grid(True, which="major", alpha=0.3)
@@ -234,7 +238,8 @@ def draw_target_times(
     rng = np.random.default_rng(0)  # jitter only, so the dots do not sit on one another
     for i, group in enumerate(times):
         total, got = len(group.seconds), len(group.reached)
-        if group.mean_s is None:
+        mean_s, median_s = group.mean_s, group.median_s
+        if mean_s is None or median_s is None:
             ax.text(
                 i,
                 0.02 * top,
@@ -245,23 +250,17 @@ def draw_target_times(
                 color="0.3",
             )
             continue
-        ax.bar(
-            i, group.mean_s, yerr=group.stderr_s, color=_colour(i), alpha=0.75, capsize=4, width=0.6
-        )
+        ax.bar(i, mean_s, yerr=group.stderr_s, color=_colour(i), alpha=0.75, capsize=4, width=0.6)
         jitter = rng.uniform(-0.15, 0.15, size=got)
         ax.plot(i + jitter, group.reached, "o", color="0.15", markersize=3)
+        # The median resists a slow first trial (a cold compile cache) that pulls the mean up.
+        ax.plot(i, median_s, "D", color="white", markeredgecolor="0.1", markersize=6)
         notes = [] if got == total else [f"{got}/{total} trials reached"]
-        if group.mean_s == fastest:
+        if mean_s == fastest:
             notes.insert(0, "fastest")
         if notes:
-            ax.text(
-                i,
-                max(*group.reached, group.mean_s + group.stderr_s) + 0.03 * top,
-                "\n".join(notes),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-            )
+            above = max(*group.reached, mean_s + group.stderr_s) + 0.03 * top
+            ax.text(i, above, "\n".join(notes), ha="center", va="bottom", fontsize=8)
     if len(keys) <= 2:
         ax.set_xticks(positions, [_tick(keys, t.values) for t in times])
     else:  # long labels: number the bars and explain the numbers in a legend
@@ -280,7 +279,9 @@ def draw_target_times(
         else ", ".join(keys) or "runs"
     )
     ax.set_ylabel(f"wall-clock seconds until {y} ≤ {target:g}")
-    ax.set_title("bars: mean over the trials that got there ± s.e.; dots: trials", fontsize=10)
+    ax.set_title(
+        "bars: mean ± s.e. over the trials that got there; ◇ median; dots: trials", fontsize=10
+    )
     ax.grid(True, axis="y", alpha=0.3)
 
 

@@ -65,6 +65,7 @@ def test_target_and_by(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert label in out
     rows = _csv(sweep / "report.csv")
     assert [r["reached"] for r in rows] == ["4/4"] * 3
+    assert all(float(r["time_to_target_median_s"]) > 0 for r in rows)
     best = [r for r in rows if r["best"] == "*"]
     assert len(best) == 1
     assert float(best[0]["time_to_target_s"]) == min(float(r["time_to_target_s"]) for r in rows)
