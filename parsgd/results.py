@@ -137,11 +137,11 @@ def parse_by(by: Sequence[str] | None) -> list[str]:
 
 
 def group_runs(runs: Sequence[Run], by: Sequence[str]) -> list[Group]:
-    """Pool runs by their values of ``by`` (dotted keys), in a readable order.
+    """Pool runs by their values of ``by`` (dotted keys, comma lists allowed), readably ordered.
 
     Numbers come first in ascending order, then text (so ``every: 1, 10, 100, end``).
     """
-    keys = tuple(by)
+    keys = tuple(parse_by(by))
     groups: dict[tuple[str, ...], Group] = {}
     for run in runs:
         values = []

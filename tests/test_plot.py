@@ -135,3 +135,22 @@ def test_no_runs_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "does not exist" in capsys.readouterr().err
     assert main(["plot", str(tmp_path), "-o", str(tmp_path / "f.jpg")]) == 2
     assert ".png" in capsys.readouterr().err
+
+
+def test_several_by_keys_make_one_curve_per_combination(sweep: Path) -> None:
+    runs = find_runs([sweep])
+    curves, _ = compute_curves(runs, x="step", y="loss", by=["averaging.every,workers"])
+    assert [c.label for c in curves] == [f"{label}, 2 workers" for label in LABELS]
+    pooled, _ = compute_curves(runs, x="step", y="loss", by=["workers"])
+    assert len(pooled) == 1 and pooled[0].trials == 12  # runs sharing a value are pooled
+
+
+def test_labels_read_as_words() -> None:
+    from parsgd.results import describe_value
+
+    assert describe_value("averaging.every", 1, {}) == "mini-batch (every step)"
+    assert describe_value("averaging.every", "end", {}) == "one-shot"
+    assert describe_value("averaging.every", 100, {}) == "every 100 steps"
+    phases = {"averaging": {"phases": [{"steps": 50, "every": 1}, {"steps": 50, "every": "end"}]}}
+    assert describe_value("averaging.every", None, phases).startswith("phases 50 steps every 1")
+    assert describe_value("sgd.step_size", 0.05, {}) == "sgd.step_size = 0.05"
