@@ -30,7 +30,76 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dry-run", action="store_true", help="print the resolved config and schedule only"
     )
+    _add_plot_command(commands)
+    _add_report_command(commands)
     return parser
+
+
+def _add_plot_command(commands: argparse._SubParsersAction) -> None:
+    plot = commands.add_parser(
+        "plot",
+        help="figures of finished runs (PNG, PDF or SVG)",
+        description="One curve per --by value (default: the config keys that differ between "
+        "runs), mean over trials with a shaded band. --kind time-to-target: wall seconds to "
+        "reach --target per averaging interval; --kind wallclock: both side by side.",
+    )
+    plot.add_argument("paths", type=Path, nargs="+", metavar="RUN_OR_SWEEP_DIR")
+    plot.add_argument("-o", "--output", type=Path, required=True, help="fig.png|.pdf|.svg")
+    plot.add_argument(
+        "--kind", default="curves", help="curves (default) | time-to-target | wallclock"
+    )
+    plot.add_argument("--x", default="step", help="step (default) | samples | wall_s")
+    plot.add_argument(
+        "--y", default="loss", help="a trace column: loss (default), subopt, dist_opt_sq, ..."
+    )
+    plot.add_argument(
+        "--by", action="append", metavar="KEY[,KEY]", help="dotted config key(s) per curve"
+    )
+    plot.add_argument("--band", default="stderr", help="stderr (default) | quantile (10%%-90%%)")
+    plot.add_argument("--log", action="store_true", help="log y axis (automatic past 2 decades)")
+    plot.add_argument("--logx", action="store_true", help="log x axis")
+    plot.add_argument("--theory", action="store_true", help="closed form dashed, where known")
+    plot.add_argument("--target", type=float, help="target value of --y (time-to-target)")
+    plot.add_argument("--title", help="figure title (default: directories and counts)")
+    plot.set_defaults(handler=_plot)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from parsgd.plot import plot_command
+
+    return plot_command(
+        args.paths,
+        args.output,
+        kind=args.kind,
+        x=args.x,
+        y=args.y,
+        by=args.by,
+        band=args.band,
+        log=args.log,
+        logx=args.logx,
+        theory=args.theory,
+        target=args.target,
+        title=args.title,
+    )
+
+
+def _add_report_command(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser(
+        "report",
+        help="a table of final figures per sweep; writes report.md and report.csv",
+    )
+    report.add_argument("directory", type=Path, metavar="DIR")
+    report.add_argument("--target", type=float, help="also time to reach this loss")
+    report.add_argument(
+        "--by", action="append", metavar="KEY[,KEY]", help="one row per value (runs pooled)"
+    )
+    report.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from parsgd.report import report_command
+
+    return report_command(args.directory, by=args.by, target=args.target)
 
 
 def _print_dry_run(config: Config) -> None:
@@ -48,6 +117,14 @@ def _print_dry_run(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        try:
+            status: int = handler(args)
+        except ParsgdError as exc:
+            print(f"parsgd: error: {exc}", file=sys.stderr)
+            return exc.exit_status
+        return status
     try:
         config = load_config(args.config, args.overrides)
         if args.dry_run:

@@ -1,0 +1,219 @@
+"""Finished runs on disk, loaded and grouped for figures and reports.
+
+A run directory holds ``config.yaml`` (the resolved config), ``run.json`` and ``trace.csv``.
+A sweep directory is any directory with run directories somewhere below it; ``index.csv``
+is not needed. Runs are grouped by the values of one or more dotted config keys (``--by``);
+runs that share those values are pooled, so their trials count together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parsgd.config import load_yaml
+from parsgd.engine.collector import TRACE_COLUMNS, read_trace
+from parsgd.errors import ConfigError
+from parsgd.schedules import AveragingSchedule
+
+# Keys that differ between replicates of one setting (or do not change the numbers); never
+# a reason, by default, for a separate curve.
+_REPLICATE_KEYS = frozenset({"name", "seed", "data.seed", "trials", "backend"})
+
+
+@dataclass
+class Run:
+    """One run directory: its resolved config, run.json and trace (one array per column)."""
+
+    directory: Path
+    config: dict[str, Any]
+    record: dict[str, Any]
+    trace: dict[str, np.ndarray]
+
+    @property
+    def trials(self) -> list[dict[str, np.ndarray]]:
+        """The trace split by trial, each trial's rows in step order."""
+        out = []
+        for trial in np.unique(self.trace["trial"]):
+            keep = self.trace["trial"] == trial
+            order = np.argsort(self.trace["step"][keep], kind="stable")
+            out.append({k: v[keep][order] for k, v in self.trace.items()})
+        return out
+
+
+@dataclass
+class Group:
+    """The runs that share one combination of ``--by`` values."""
+
+    keys: tuple[str, ...]
+    values: tuple[Any, ...]
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        if not self.keys:  # nothing to tell the runs apart: name them
+            names = sorted({run.directory.name for run in self.runs})
+            return ", ".join(names) if len(names) <= 3 else f"{len(names)} runs pooled"
+        return describe_values(self.keys, self.values, self.runs[0].config)
+
+    @property
+    def trials(self) -> list[dict[str, np.ndarray]]:
+        return [t for run in self.runs for t in run.trials]
+
+
+def find_runs(paths: Iterable[Path]) -> list[Run]:
+    """Every run directory at or below ``paths`` (a trace.csv next to a config.yaml)."""
+    found: dict[Path, None] = {}
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist")
+        candidates = [path / "trace.csv"] if path.is_file() else sorted(path.rglob("trace.csv"))
+        for trace in candidates:
+            if (trace.parent / "config.yaml").is_file():
+                found[trace.parent.resolve()] = None
+    runs = [r for r in (_load_run(d) for d in found) if r is not None]
+    if not runs:
+        shown = ", ".join(str(p) for p in paths)
+        raise ConfigError(f"no runs with trace rows found under {shown}")
+    return runs
+
+
+def _load_run(directory: Path) -> Run | None:
+    config = load_yaml(directory / "config.yaml")
+    try:
+        record = json.loads((directory / "run.json").read_text())
+    except (OSError, ValueError):
+        record = {}
+    rows = read_trace(directory / "trace.csv")
+    if not rows:
+        return None
+    columns = [c for c in rows[0] if c is not None]
+    trace = {c: np.array([_number(row.get(c)) for row in rows]) for c in columns}
+    return Run(directory, config, record, trace)
+
+
+def _number(text: str | None) -> float:
+    if text is None or text == "":
+        return math.nan
+    return float(text)
+
+
+def config_value(config: dict[str, Any], key: str) -> Any:
+    """``config[a][b]`` for ``key = "a.b"``; KeyError if the key is not there."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def _flat_keys(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def varying_keys(runs: Sequence[Run]) -> list[str]:
+    """Dotted config keys whose values differ between runs (replicate keys left out)."""
+    flats = [_flat_keys(run.config) for run in runs]
+    keys = sorted({k for flat in flats for k in flat} - _REPLICATE_KEYS)
+    return [k for k in keys if len({repr(flat.get(k)) for flat in flats}) > 1]
+
+
+def parse_by(by: Sequence[str] | None) -> list[str]:
+    """``--by a --by b,c`` -> ``[a, b, c]``."""
+    return [k.strip() for item in by or [] for k in item.split(",") if k.strip()]
+
+
+def group_runs(runs: Sequence[Run], by: Sequence[str]) -> list[Group]:
+    """Pool runs by their values of ``by`` (dotted keys, comma lists allowed), readably ordered.
+
+    Numbers come first in ascending order, then text (so ``every: 1, 10, 100, end``).
+    """
+    keys = tuple(parse_by(by))
+    groups: dict[tuple[str, ...], Group] = {}
+    for run in runs:
+        values = []
+        for key in keys:
+            try:
+                values.append(config_value(run.config, key))
+            except KeyError:
+                valid = ", ".join(sorted(_flat_keys(run.config)))
+                raise ConfigError(
+                    f"--by {key}: no such key in {run.directory}/config.yaml (keys: {valid})"
+                ) from None
+        ident = tuple(repr(v) for v in values)
+        groups.setdefault(ident, Group(keys, tuple(values))).runs.append(run)
+    return sorted(groups.values(), key=lambda g: tuple(_order(v) for v in g.values))
+
+
+def _order(value: Any) -> tuple[int, float, str]:
+    if isinstance(value, bool) or value is None:
+        return (2, 0.0, repr(value))
+    if isinstance(value, (int, float)):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def describe_values(keys: Sequence[str], values: Sequence[Any], config: dict[str, Any]) -> str:
+    """Legend text for a group: "every 10 steps", "one-shot", "workers = 4", ..."""
+    return ", ".join(describe_value(k, v, config) for k, v in zip(keys, values, strict=True))
+
+
+def describe_value(key: str, value: Any, config: dict[str, Any]) -> str:
+    if key == "averaging.every":
+        if value == 1:
+            return "mini-batch (every step)"
+        if value == "end":
+            return "one-shot"
+        if value is None:
+            return AveragingSchedule.from_config(config.get("averaging", {})).describe()
+        return f"every {value} steps"
+    if key == "method":
+        return {"single": "single worker", "hogwild": "Hogwild!", "local_sgd": "local SGD"}.get(
+            str(value), str(value)
+        )
+    if key == "workers":
+        return f"{value} workers"
+    return f"{key} = {value}"
+
+
+def describe_interval(value: Any) -> str:
+    """Short tick text for an averaging interval H: "1", "10", "one-shot"."""
+    return "one-shot" if value == "end" else str(value)
+
+
+def check_column(runs: Sequence[Run], column: str) -> None:
+    """ConfigError unless ``column`` is a trace column with a number in some run."""
+    allowed = [c for c in TRACE_COLUMNS if c != "trial"]
+    if column not in allowed:
+        raise ConfigError(f"unknown column {column!r}; choose from {', '.join(allowed)}")
+    if not any(np.isfinite(run.trace.get(column, np.array([]))).any() for run in runs):
+        raise ConfigError(
+            f"column {column} is empty in every run (the optimum or test split is unknown)"
+        )
+
+
+def time_to_target(
+    trial: dict[str, np.ndarray], target: float, column: str = "loss"
+) -> float | None:
+    """Wall seconds at the first recorded row with ``column <= target``; None if never."""
+    reached = np.flatnonzero(trial[column] <= target)
+    return float(trial["wall_s"][reached[0]]) if reached.size else None
+
+
+def final_rows(trials: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The last row of every trial, one array per column (one entry per trial)."""
+    columns = trials[0].keys() if trials else []
+    return {c: np.array([t[c][-1] for t in trials]) for c in columns}
