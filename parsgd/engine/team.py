@@ -279,6 +279,10 @@ def run_ranks(
             done = meeting.step
             tic = time.perf_counter()
             sync()
+            if meeting.step == 0:
+                # The trial's clock starts once every worker stands at step 0, so the first
+                # trial's wall_s and sync time do not include the other workers' start-up.
+                origin = tic = time.perf_counter()
             for r in ranks:
                 team.phase_average(r)
             sync()
