@@ -63,8 +63,48 @@ _Loader.add_implicit_resolver(
 def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
+
 _POSITIVE_INT = Int(low=1)
 _EVERY = Either((Int(low=1), Literal("end")))
+
+# How ``data`` and ``objective`` relate. A data kind makes the samples, the objective the
+# loss. ``quadratic`` is self-contained (its stochastic gradient is defined by its own
+# noise, not by samples), so it takes ``data: {kind: none}``; every other objective needs
+# samples. ``pca`` ignores labels; ``logistic`` and ``hinge`` need two classes, ``mlp``
+# integer classes: file and bundled data are checked when loaded (DataError).
+DATA_KINDS = ("none", "gaussian_linear", "logistic_planted", "pca_spectrum", "file", "bundled")
+OBJECTIVE_KINDS = ("least_squares", "logistic", "hinge", "quadratic", "pca", "mlp")
+DATA_FOR_OBJECTIVE = {
+    "least_squares": ("gaussian_linear", "logistic_planted", "file", "bundled"),
+    "logistic": ("logistic_planted", "file", "bundled"),
+    "hinge": ("logistic_planted", "file", "bundled"),
+    "quadratic": ("none",),
+    "pca": ("pca_spectrum", "file", "bundled"),
+    "mlp": ("logistic_planted", "file", "bundled"),
+}
+# Objectives whose default start is a shared random point: at zero pca sits on a saddle
+# (its gradient is exactly zero there) and an mlp's hidden units stay identical.
+RANDOM_START_OBJECTIVES = ("pca", "mlp")
+FILE_FORMATS = ("npz", "npy", "csv", "svmlight")
+BUNDLED_NAMES = ("breast_cancer", "diabetes", "digits", "iris", "wine")
+STANDARDIZE = ("none", "scale", "center_scale")
+_STANDARDIZE_HELP = "per-feature scaling fitted on the training part (sparse data: scale only)"
+_DATA_SEED = Field(Either((Int(low=0, high=2**63 - 1), Null())), None, "null: the run's seed")
+_L2 = Field(Float(low=0.0), 0.0, "L2 penalty l2/2 ||w||^2")
+# A spectrum: ``eigenvalues`` listed (length d), or d values from eig_max down to eig_min,
+# evenly spaced on a log scale.
+_SPECTRUM = {
+    "eig_max": Field(Float(low=0.0, low_open=True), 1.0, "largest eigenvalue"),
+    "eig_min": Field(Float(low=0.0, low_open=True), 0.1, "smallest eigenvalue"),
+    "eigenvalues": Field(
+        Either((ListOf(Float(low=0.0, low_open=True)), Null())), None, "overrides eig_max/min"
+    ),
+}
+
+
+def _test_fraction(default: float) -> Field:
+    return Field(Float(low=0.0, high=0.9), default, "held-out share, reported as test_* columns")
+
 
 SCHEMA: dict[str, Field | Section] = {
     "name": Field(
@@ -78,21 +118,72 @@ SCHEMA: dict[str, Field | Section] = {
     "backend": Field(Choice(("processes", "serial")), "processes"),
     "method": Field(Choice(("local_sgd",)), "local_sgd"),
     "data": Section(
-        fields={"kind": Field(Choice(("gaussian_linear",)), "gaussian_linear")},
+        fields={"kind": Field(Choice(DATA_KINDS), "gaussian_linear")},
         kinds={
+            "none": {},
             "gaussian_linear": {
                 "n": Field(Int(low=1, high=2**40), 10000, "samples in the pool"),
                 "d": Field(Int(low=1, high=2**24), 10, "features"),
                 "noise": Field(Float(low=0.0), 0.1, "standard deviation of the label noise"),
                 "stream": Field(Bool(), False, "draw a fresh sample every step"),
-                "seed": Field(Either((Int(low=0, high=2**63 - 1), Null())), None),
+                "seed": _DATA_SEED,
+            },
+            "logistic_planted": {
+                "n": Field(Int(low=1, high=2**40), 10000, "samples in the pool"),
+                "d": Field(Int(low=1, high=2**24), 10, "features"),
+                "scale": Field(Float(low=0.0), 2.0, "norm of the planted model (signal strength)"),
+                "seed": _DATA_SEED,
+            },
+            "pca_spectrum": {
+                "n": Field(Int(low=1, high=2**40), 10000, "samples in the pool"),
+                "d": Field(Int(low=1, high=4096), 10, "features"),
+                **_SPECTRUM,
+                "stream": Field(Bool(), False, "draw a fresh sample every step"),
+                "seed": _DATA_SEED,
+            },
+            "file": {
+                "path": Field(Str(), REQUIRED, "data file; relative to the config's directory"),
+                "format": Field(
+                    Either((Choice(FILE_FORMATS), Null())), None, "null: from the file suffix"
+                ),
+                "label": Field(
+                    Either((Int(), Str(), Null())),
+                    -1,
+                    "csv/npy label column (index or csv header name); null: no labels",
+                ),
+                "header": Field(Bool(), True, "csv: the first line names the columns"),
+                "n_features": Field(Either((_POSITIVE_INT, Null())), None, "svmlight width"),
+                "test_fraction": _test_fraction(0.0),
+                "standardize": Field(Choice(STANDARDIZE), "none", _STANDARDIZE_HELP),
+                "seed": _DATA_SEED,
+            },
+            "bundled": {
+                "name": Field(Choice(BUNDLED_NAMES), REQUIRED, "a data set scikit-learn ships"),
+                "test_fraction": _test_fraction(0.2),
+                "standardize": Field(Choice(STANDARDIZE), "center_scale", _STANDARDIZE_HELP),
+                "seed": _DATA_SEED,
             },
         },
         default_kind="gaussian_linear",
     ),
     "objective": Section(
-        fields={"kind": Field(Choice(("least_squares",)), "least_squares")},
-        kinds={"least_squares": {"l2": Field(Float(low=0.0), 0.0)}},
+        fields={"kind": Field(Choice(OBJECTIVE_KINDS), "least_squares")},
+        kinds={
+            "least_squares": {"l2": _L2},
+            "logistic": {"l2": _L2},
+            "hinge": {"l2": _L2},
+            "quadratic": {
+                "d": Field(Int(low=1, high=256), 10, "dimension"),
+                **_SPECTRUM,
+                "sigma": Field(Float(low=0.0), 1.0, "additive noise: sigma * xi"),
+                "beta": Field(Float(low=0.0), 0.0, "multiplicative noise: sqrt(beta) * Z (w - w*)"),
+            },
+            "pca": {},
+            "mlp": {
+                "hidden": Field(Int(low=1, high=65536), 16, "hidden units (tanh)"),
+                "l2": _L2,
+            },
+        },
         default_kind="least_squares",
     ),
     "sgd": Section(
@@ -100,8 +191,12 @@ SCHEMA: dict[str, Field | Section] = {
             "steps": Field(Int(low=1, high=2**40), 1000, "SGD steps per worker"),
             "step_size": Field(Float(low=0.0, low_open=True), 0.01),
             "batch_size": Field(_POSITIVE_INT, 1),
-            "init": Field(Choice(("zeros", "shared", "independent")), "zeros"),
-            "init_scale": Field(Float(low=0.0), 1.0),
+            "init": Field(
+                Either((Choice(("zeros", "shared", "independent")), Null())),
+                None,
+                "null: zeros for convex objectives, shared for pca and mlp",
+            ),
+            "init_scale": Field(Float(low=0.0), 1.0, "times the problem's own init scale"),
         }
     ),
     "averaging": Section(
@@ -270,11 +365,34 @@ def _cross_field_errors(config: Config) -> list[str]:
         total = sum(phase["steps"] for phase in averaging["phases"])
         if total != steps:
             errors.append(f"averaging.phases steps must add up to sgd.steps ({steps}); got {total}")
-    data = config["data"]
-    if not data.get("stream", False) and config["sgd"]["batch_size"] > data["n"]:
+    data, objective = config["data"], config["objective"]
+    if "n" in data and not data.get("stream", False) and config["sgd"]["batch_size"] > data["n"]:
         errors.append(
             f"sgd.batch_size must be <= data.n ({data['n']}); got {config['sgd']['batch_size']}"
         )
+    allowed = DATA_FOR_OBJECTIVE[objective["kind"]]
+    if data["kind"] not in allowed:
+        errors.append(
+            f"data.kind must be one of {', '.join(allowed)} for objective.kind "
+            f"{objective['kind']}; got {data['kind']}"
+            + (
+                " (quadratic makes its own noise: use data: {kind: none})"
+                if allowed == ("none",)
+                else ""
+            )
+        )
+    for prefix, section in (("data", data), ("objective", objective)):
+        eigenvalues = section.get("eigenvalues")
+        if eigenvalues is not None and len(eigenvalues) != section["d"]:
+            errors.append(
+                f"{prefix}.eigenvalues must list {prefix}.d ({section['d']}) values; "
+                f"got {len(eigenvalues)}"
+            )
+        if "eig_min" in section and section["eig_min"] > section["eig_max"]:
+            errors.append(
+                f"{prefix}.eig_min must be <= {prefix}.eig_max ({section['eig_max']:g}); "
+                f"got {section['eig_min']:g}"
+            )
     return errors
 
 
@@ -297,14 +415,36 @@ def resolve(config: Config) -> Config:
         out["workers"] = usable_cpus()
     if out["eval"]["every"] == "auto":
         out["eval"]["every"] = max(1, out["sgd"]["steps"] // 50)
-    if out["data"].get("seed") is None:
+    if "seed" in out["data"] and out["data"]["seed"] is None:
         out["data"]["seed"] = out["seed"]
+    if out["sgd"]["init"] is None:
+        random_start = out["objective"]["kind"] in RANDOM_START_OBJECTIVES
+        out["sgd"]["init"] = "shared" if random_start else "zeros"
+    if "path" in out["data"]:
+        # Paths from the config file were made absolute in load_config; what is still
+        # relative came from --set and is taken from the working directory.
+        out["data"]["path"] = str(Path(out["data"]["path"]).expanduser().resolve())
     return out
 
 
+def _anchor_data_path(raw: dict[str, Any], directory: Path) -> None:
+    """Make a relative ``data.path`` written in a config file relative to that file."""
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        path = Path(data["path"]).expanduser()
+        if not path.is_absolute():
+            data["path"] = str((directory / path).resolve())
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Load, override, validate and resolve a config file (``None``: defaults only)."""
+    """Load, override, validate and resolve a config file (``None``: defaults only).
+
+    A relative ``data.path`` in the file is resolved against the file's directory (one given
+    with ``--set`` against the working directory); the saved config holds the absolute path.
+    """
     raw = load_yaml(path) if path is not None else {}
+    if path is not None:
+        _anchor_data_path(raw, Path(path).resolve().parent)
     return resolve(validate(apply_overrides(raw, overrides or [])))
 
 

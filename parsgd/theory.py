@@ -8,7 +8,8 @@ samples: for the error e = w - w* of one worker,
 
 and averaging M independent workers that started together at error e gives, h steps later,
 
-    E||avg - w*||^2 = [a^(2h) + (q^h - a^(2h)) / M] ||e||^2 + (alpha^2 d s^2 / (b M)) (1 - q^h) / (1 - q).
+    E||avg - w*||^2 = [a^(2h) + (q^h - a^(2h)) / M] ||e||^2
+                      + (alpha^2 d s^2 / (b M)) (1 - q^h) / (1 - q).
 
 Exact for fresh samples every step (``data.stream: true``), no L2 and a constant step size.
 """

@@ -95,11 +95,10 @@ class Team:
         s, w = self.settings, self.state.W[rank]
         if s.init == "zeros":
             w[:] = 0.0
-        elif s.init == "shared":
-            w[:] = s.init_scale * generator(s.seed, INIT_STREAM, trial).standard_normal(w.size)
         else:
-            rng = generator(s.seed, INIT_STREAM, trial, rank)
-            w[:] = s.init_scale * rng.standard_normal(w.size)
+            key = (trial,) if s.init == "shared" else (trial, rank)
+            normals = generator(s.seed, INIT_STREAM, *key).standard_normal(w.size)
+            w[:] = (s.init_scale * self.problem.init_std) * normals
         self.totals[rank] += self.timers[rank]
         self.timers[rank] = 0.0
 
