@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from parsgd.config import Config, usable_cpus
+from parsgd.config import RANDOM_START_OBJECTIVES, Config, usable_cpus
 from parsgd.schedules import AveragingSchedule
 
 
@@ -34,6 +34,11 @@ def advisories(config: Config) -> list[str]:
                 f"sgd.step_size {sgd['step_size']:g} is at or above the stability bound "
                 f"2b/(b+d+1) = {bound:.4g} for Gaussian least squares: the run will diverge"
             )
+    if objective["kind"] in RANDOM_START_OBJECTIVES and sgd["init"] == "zeros":
+        notes.append(
+            f"sgd.init zeros is a stationary point of {objective['kind']} (pca: the saddle "
+            "w = 0 never moves; mlp: hidden units stay identical): use shared or independent"
+        )
     schedule = AveragingSchedule.from_config(averaging)
     if len(schedule.averaging_steps(steps)) > 100_000 and workers > 1:
         notes.append("more than 100,000 averaging rounds: the run is dominated by meetings")

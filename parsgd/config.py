@@ -370,6 +370,12 @@ def _cross_field_errors(config: Config) -> list[str]:
         errors.append(
             f"sgd.batch_size must be <= data.n ({data['n']}); got {config['sgd']['batch_size']}"
         )
+    l2 = objective.get("l2", 0.0)
+    if l2 * config["sgd"]["step_size"] >= 1.0:
+        errors.append(
+            f"sgd.step_size * objective.l2 must be < 1 (the L2 shrink factor 1 - step_size * l2 "
+            f"must stay positive); got {config['sgd']['step_size'] * l2:g}"
+        )
     allowed = DATA_FOR_OBJECTIVE[objective["kind"]]
     if data["kind"] not in allowed:
         errors.append(

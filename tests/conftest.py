@@ -14,12 +14,14 @@ import psutil
 import pytest
 import yaml
 
-from parsgd.data.shared import live_segments
+from parsgd.data.shared import PREFIX, live_segments
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """``parsgd ARGS`` in a subprocess, from the repository root."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
@@ -63,6 +65,15 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
 
 
 @pytest.fixture(autouse=True)
+def private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optima solved in a test go to a per-session cache, never the user's ~/.cache/parsgd."""
+    root = tmp_path_factory.getbasetemp() / "parsgd-cache"
+    monkeypatch.setenv("PARSGD_CACHE", str(root))
+
+
+@pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """After every test: no child process of ours alive, no new parsgd shared-memory segment."""
     before = set(live_segments())
@@ -71,8 +82,18 @@ def no_leaks() -> Iterator[None]:
     assert wait_until(lambda: not [c for c in me.children(recursive=True) if _alive(c)], 5.0), (
         f"live children: {me.children(recursive=True)}"
     )
-    leaked = set(live_segments()) - before
+    leaked = {name for name in set(live_segments()) - before if _ours(name)}
     assert not leaked, f"leaked shared-memory segments: {sorted(leaked)}"
+
+
+def _ours(segment: str) -> bool:
+    """Made by this test: by this process or by one now gone (a CLI run). A segment whose
+    creator is another live process belongs to someone else sharing the machine."""
+    pid_text = segment[len(PREFIX) :].split("_", 1)[0]
+    if not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    return pid == os.getpid() or not psutil.pid_exists(pid)
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -15,7 +15,12 @@ def test_defaults_fill_every_key() -> None:
     assert config["sgd"]["steps"] == 1000
     assert config["averaging"]["every"] == 10
     assert config["data"] == {
-        "kind": "gaussian_linear", "n": 10000, "d": 10, "noise": 0.1, "stream": False, "seed": 0
+        "kind": "gaussian_linear",
+        "n": 10000,
+        "d": 10,
+        "noise": 0.1,
+        "stream": False,
+        "seed": 0,
     }
     assert isinstance(config["workers"], int) and config["workers"] >= 1
 
@@ -23,17 +28,26 @@ def test_defaults_fill_every_key() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"workers": 0}, "workers must be an integer >= 1 and <= 4096 or \"auto\"; got 0"),
-        ({"averaging": {"every": -1}}, 'averaging.every must be an integer >= 1 or "end" or null; got -1'),
+        ({"workers": 0}, 'workers must be an integer >= 1 and <= 4096 or "auto"; got 0'),
+        (
+            {"averaging": {"every": -1}},
+            'averaging.every must be an integer >= 1 or "end" or null; got -1',
+        ),
         ({"sgd": {"step_size": "fast"}}, 'sgd.step_size must be a finite number > 0; got "fast"'),
         ({"sgd": {"steps": 2.5}}, "sgd.steps must be an integer >= 1"),
         ({"trials": True}, "trials must be an integer >= 1; got true"),
-        ({"backend": "gpu"}, "backend must be one of processes, serial; got \"gpu\""),
-        ({"data": {"kind": "gaussian_linear", "nn": 5}}, "unknown key data.nn; did you mean data.n?"),
+        ({"backend": "gpu"}, 'backend must be one of processes, serial; got "gpu"'),
+        (
+            {"data": {"kind": "gaussian_linear", "nn": 5}},
+            "unknown key data.nn; did you mean data.n?",
+        ),
         ({"avraging": {"every": 3}}, "unknown key avraging; did you mean averaging?"),
         ({"data": [1, 2]}, "data must be a mapping"),
         ({"averaging": {"every": 5, "at": [1, 2]}}, "averaging takes one of every, at, phases"),
-        ({"sgd": {"steps": 10}, "averaging": {"at": [5, 20]}}, "averaging.at must list steps <= sgd.steps"),
+        (
+            {"sgd": {"steps": 10}, "averaging": {"at": [5, 20]}},
+            "averaging.at must list steps <= sgd.steps",
+        ),
         ({"data": {"n": 4}, "sgd": {"batch_size": 8}}, "sgd.batch_size must be <= data.n (4)"),
     ],
 )
@@ -61,7 +75,7 @@ def test_overrides_are_yaml_typed_and_create_sections() -> None:
 
 @pytest.mark.parametrize("bad", ["noequals", "=3", "a..b=1"])
 def test_malformed_override(bad: str) -> None:
-    with pytest.raises(ConfigError, match="dotted.key=value"):
+    with pytest.raises(ConfigError, match=r"dotted\.key=value"):
         apply_overrides({}, [bad])
 
 

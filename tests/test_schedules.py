@@ -19,7 +19,11 @@ from parsgd.schedules import AveragingSchedule, eval_steps
         ({"every": 20}, 7, [7]),
         ({"at": [5, 2, 5]}, 9, [2, 5, 9]),
         ({"phases": [{"steps": 4, "every": 2}, {"steps": 6, "every": "end"}]}, 10, [2, 4, 10]),
-        ({"phases": [{"steps": 5, "every": 2}, {"steps": 5, "every": 1}]}, 10, [2, 4, 5, 6, 7, 8, 9, 10]),
+        (
+            {"phases": [{"steps": 5, "every": 2}, {"steps": 5, "every": 1}]},
+            10,
+            [2, 4, 5, 6, 7, 8, 9, 10],
+        ),
         ({"every": 4, "warmup": 3}, 12, [1, 2, 3, 7, 11, 12]),
         ({"every": 2, "growth": 2.0}, 30, [2, 6, 14, 30]),
         ({"every": 8, "growth": 0.5}, 20, [8, 12, 14, 15, 16, 17, 18, 19, 20]),
@@ -35,8 +39,16 @@ def test_eval_steps_start_at_zero_and_end_at_total() -> None:
 
 
 def test_plan_meets_at_union_and_counts_syncs() -> None:
-    config = resolve(validate({"sgd": {"steps": 10}, "averaging": {"every": 4}, "eval": {"every": 5},
-                               "checkpoint": {"every": 1}}))
+    config = resolve(
+        validate(
+            {
+                "sgd": {"steps": 10},
+                "averaging": {"every": 4},
+                "eval": {"every": 5},
+                "checkpoint": {"every": 1},
+            }
+        )
+    )
     plan = Plan.from_config(config)
     meetings = list(plan.meetings_after(-1))
     assert [m.step for m in meetings] == [0, 4, 5, 8, 10]
