@@ -1,0 +1,59 @@
+"""Every objective's example config runs through ``parsgd run`` on both backends, its loss
+goes down, and the serial and processes backends write the same numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from parsgd.engine.collector import read_trace
+from tests.conftest import ROOT, run_cli
+
+TIMING_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")
+CONFIGS = ["least_squares", "logistic", "hinge", "quadratic", "pca", "mlp"]
+# Keep each run short: the point is that it runs, learns and agrees across backends.
+SHORT = ["--set", "sgd.steps=600", "--set", "eval.every=200", "--set", "trials=2"]
+
+
+def _run(config: str, backend: str, out: Path) -> list[dict[str, str]]:
+    result = run_cli(
+        "run",
+        f"configs/{config}.yaml",
+        "--set",
+        f"backend={backend}",
+        "--set",
+        "name=r",
+        *SHORT,
+        "--out",
+        str(out / backend),
+    )
+    assert result.returncode == 0, result.stderr
+    return read_trace(out / backend / "r" / "trace.csv")
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_config_runs_learns_and_backends_agree(config: str, tmp_path: Path) -> None:
+    serial = _run(config, "serial", tmp_path)
+    processes = _run(config, "processes", tmp_path)
+    for trial in ("0", "1"):
+        rows = [r for r in serial if r["trial"] == trial]
+        # Suboptimality where f* is known: pca's loss carries a large constant E||x||^4 / 4.
+        column = "subopt" if rows[0]["subopt"] else "loss"
+        assert float(rows[-1][column]) < 0.8 * float(rows[0][column]), (config, rows)
+    assert len(serial) == len(processes)
+    for a, b in zip(serial, processes, strict=True):
+        assert {k: v for k, v in a.items() if k not in TIMING_COLUMNS} == {
+            k: v for k, v in b.items() if k not in TIMING_COLUMNS
+        }
+    saved = yaml.safe_load((tmp_path / "serial" / "r" / "config.yaml").read_text())
+    assert saved["objective"]["kind"] == config
+
+
+def test_every_objective_has_an_example_config() -> None:
+    kinds = {
+        yaml.safe_load(p.read_text())["objective"]["kind"]
+        for p in (ROOT / "configs").glob("*.yaml")
+    }
+    assert set(CONFIGS) <= kinds
