@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,51 @@ def _load_svmlight(path: Path, n_features: int | None) -> Table:
     except ValueError as exc:
         message = str(exc).splitlines()[0] if str(exc) else "not svmlight text"
         if n_features is not None and "n_features" in message:
-            message = f"dimension mismatch: {message} (data.n_features is {n_features})"
-        raise DataError(f"{path}: {message}") from None
-    return Table(X.tocsr(), np.asarray(y, dtype=np.float64), str(path))
+            raise DataError(
+                f"{path}: dimension mismatch: {message} (data.n_features is {n_features})"
+            ) from None
+        line = _first_malformed_line(path)
+        raise DataError(f"{path}{f':{line}' if line else ''}: {message}") from None
+    X = X.tocsr()
+    bad = np.flatnonzero(~np.isfinite(X.data))
+    rows = np.searchsorted(X.indptr, bad, side="right") - 1
+    rows = np.union1d(rows, np.flatnonzero(~np.isfinite(y)))
+    if len(rows):
+        line = _line_of_row(path, int(rows.min()))
+        raise DataError(f"{path}:{line}: a NaN or infinite value; remove or impute it")
+    return Table(X, np.asarray(y, dtype=np.float64), str(path))
+
+
+def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text without comment) of every svmlight line that holds a row."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            text = raw.split(b"#", 1)[0].decode(errors="replace").strip()
+            if text:
+                yield number, text
+
+
+def _line_of_row(path: Path, row: int) -> int:
+    for index, (number, _) in enumerate(_data_lines(path)):
+        if index == row:
+            return number
+    return 0
+
+
+def _first_malformed_line(path: Path) -> int | None:
+    """Only to name the line in an error after scikit-learn's parser refused the file."""
+    for number, text in _data_lines(path):
+        label, *pairs = text.split()
+        try:
+            float(label)
+            for pair in pairs:
+                key, value = pair.split(":")
+                if key != "qid":
+                    int(key)
+                float(value)
+        except ValueError:
+            return number
+    return None
 
 
 def _load_npy(path: Path) -> np.ndarray:
