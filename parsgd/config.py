@@ -2,6 +2,11 @@
 
 Validation happens once, here, at the boundary; the engine trusts what it gets. Every error
 found in one pass is reported in one line, each naming its dotted key.
+
+``data`` makes the samples and ``objective`` the loss; ``DATA_FOR_OBJECTIVE`` says which go
+together. The ``quadratic`` objective is self-contained: its stochastic gradient is defined by
+its own Gaussian noise, not by samples, so its dimension and spectrum are objective keys and
+it takes ``data: {kind: none}`` (any other data kind is an error, not silently ignored).
 """
 
 from __future__ import annotations

@@ -44,7 +44,11 @@ class Problem(ABC):
         return self.finish_loss(self.loss_partial(w, 0, 1), w)
 
     def extra_metrics(self, w: np.ndarray) -> dict[str, float | None]:
-        """Problem-specific trace columns for the averaged model (see EXTRA_COLUMNS)."""
+        """Problem-specific trace columns for the averaged model (see EXTRA_COLUMNS).
+
+        They are applied last, so a problem whose optimum is a set (pca: +-w*) can also set
+        ``dist_opt_sq`` here, leaving ``w_opt`` None.
+        """
         return {}
 
 
