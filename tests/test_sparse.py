@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import yaml
 from sklearn.datasets import dump_svmlight_file
 
 from parsgd.engine.collector import read_trace
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 N, D, NNZ_PER_ROW = 5000, 47236, 76
 
@@ -70,3 +71,35 @@ def test_rcv1_shaped_svmlight_runs_without_densifying(tmp_path: Path) -> None:
     trace = read_trace(tmp_path / "sparse" / "trace.csv")
     assert float(trace[-1]["subopt"]) < 0.5 * float(trace[0]["subopt"])
     assert trace[-1]["test_accuracy"]
+
+
+@pytest.mark.parametrize("objective", ["least_squares", "logistic", "hinge"])
+def test_sparse_objectives_learn_and_backends_agree(tmp_path: Path, objective: str) -> None:
+    rng = np.random.default_rng(1)
+    X = sp.random(300, 2000, density=0.01, format="csr", random_state=1)
+    y = np.where(X @ rng.standard_normal(2000) > 0, 1, -1)
+    dump_svmlight_file(X, y, str(tmp_path / "small.svm"))
+    config = {
+        "name": "s",
+        "trials": 2,
+        "workers": 2,
+        "data": {"kind": "file", "path": "small.svm", "n_features": 2000},
+        "objective": {"kind": objective, "l2": 0.01},
+        "sgd": {"steps": 400, "step_size": 0.5, "batch_size": 2},
+        "averaging": {"every": 10},
+        "eval": {"every": 100},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    traces = {}
+    for backend in ("serial", "processes"):
+        out = tmp_path / backend
+        result = run_cli("run", str(tmp_path / "c.yaml"), "--set", f"backend={backend}",
+                         "--out", str(out))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        traces[backend] = [
+            {k: v for k, v in row.items() if k not in ("wall_s", "compute_s", "sync_wait_s")}
+            for row in read_trace(out / "s" / "trace.csv")
+        ]
+    assert traces["serial"] == traces["processes"]
+    final = [r for r in traces["serial"] if r["step"] == "400"]
+    assert all(float(r["subopt"]) < 0.5 * float(traces["serial"][0]["subopt"]) for r in final)
