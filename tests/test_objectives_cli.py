@@ -17,26 +17,28 @@ CONFIGS = ["least_squares", "logistic", "hinge", "quadratic", "pca", "mlp"]
 SHORT = ["--set", "sgd.steps=600", "--set", "eval.every=200", "--set", "trials=2"]
 
 
-def _run(config: str, backend: str, out: Path) -> list[dict[str, str]]:
+# Other data sources for the same objectives: a stream for pca, planted labels for the mlp.
+VARIANTS = {
+    "pca-stream": ("pca", ["data.stream=true"]),
+    "mlp-planted": ("mlp", ["data={kind: logistic_planted, n: 2000, d: 10}", "eval.every=100"]),
+}
+
+
+def _run(config: str, backend: str, out: Path, *overrides: str) -> list[dict[str, str]]:
+    sets = [arg for item in overrides for arg in ("--set", item)]
     result = run_cli(
-        "run",
-        f"configs/{config}.yaml",
-        "--set",
-        f"backend={backend}",
-        "--set",
-        "name=r",
-        *SHORT,
-        "--out",
-        str(out / backend),
-    )
+        "run", f"configs/{config}.yaml", "--set", f"backend={backend}", "--set", "name=r",
+        *SHORT, *sets, "--out", str(out / backend),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return read_trace(out / backend / "r" / "trace.csv")
 
 
-@pytest.mark.parametrize("config", CONFIGS)
-def test_config_runs_learns_and_backends_agree(config: str, tmp_path: Path) -> None:
-    serial = _run(config, "serial", tmp_path)
-    processes = _run(config, "processes", tmp_path)
+@pytest.mark.parametrize("case", CONFIGS + list(VARIANTS))
+def test_config_runs_learns_and_backends_agree(case: str, tmp_path: Path) -> None:
+    config, overrides = VARIANTS.get(case, (case, []))
+    serial = _run(config, "serial", tmp_path, *overrides)
+    processes = _run(config, "processes", tmp_path, *overrides)
     for trial in ("0", "1"):
         rows = [r for r in serial if r["trial"] == trial]
         # Suboptimality where f* is known: pca's loss carries a large constant E||x||^4 / 4.
