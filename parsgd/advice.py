@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from parsgd.config import RANDOM_START_OBJECTIVES, Config, usable_cpus
+from parsgd.config import Config, usable_cpus
+from parsgd.kinds import RANDOM_START_OBJECTIVES
 from parsgd.schedules import AveragingSchedule
 
 
