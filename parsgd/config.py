@@ -281,6 +281,8 @@ def _cross_field_errors(config: Config) -> list[str]:
             f"sgd.step_size * objective.l2 must be < 1 (the L2 shrink factor 1 - step_size * l2 "
             f"must stay positive); got {config['sgd']['step_size'] * l2:g}"
         )
+    if data.get("stream") and objective["kind"] == "mlp":
+        errors.append("data.stream must be false for objective.kind mlp (it needs a pool)")
     allowed = DATA_FOR_OBJECTIVE[objective["kind"]]
     if data["kind"] not in allowed:
         errors.append(

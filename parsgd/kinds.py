@@ -74,6 +74,7 @@ DATA_SECTION = Section(
             "n": Field(Int(low=1, high=2**40), 10000, "samples in the pool"),
             "d": Field(Int(low=1, high=2**24), 10, "features"),
             "scale": Field(Float(low=0.0), 2.0, "norm of the planted model (signal strength)"),
+            "stream": Field(Bool(), False, "draw a fresh sample every step (not for mlp)"),
             "seed": _DATA_SEED,
         },
         "pca_spectrum": {

@@ -32,7 +32,6 @@ from parsgd.errors import ConfigError
             "data.format must be one of npz",
         ),
         ({"data": {"kind": "bundled", "name": "mnist"}}, "data.name must be one of breast_cancer"),
-        ({"data": {"kind": "logistic_planted", "stream": True}}, "unknown key data.stream"),
         ({"objective": {"l2": 10.0}, "sgd": {"step_size": 0.5}}, "sgd.step_size * objective.l2"),
     ],
 )

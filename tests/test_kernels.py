@@ -17,6 +17,7 @@ from parsgd.data.sparse import publish_csr
 from parsgd.objectives import linear, mlp, pca
 from parsgd.problems.linear import LinearPool
 from parsgd.problems.pca import PcaPool, PcaStream
+from parsgd.problems.planted import PlantedStream
 from parsgd.problems.quadratic import Quadratic
 from parsgd.rng import normals_from_uniforms
 
@@ -187,3 +188,20 @@ def test_mlp_gradient_and_loss(batch: int) -> None:
     naive = sum(_naive_mlp(X[i], y[i], w, p, h, k)[0] for i in range(n))
     assert total == pytest.approx(naive, rel=1e-12)
     assert 0 <= correct <= n
+
+
+@pytest.mark.parametrize("kind", ["least_squares", "logistic", "hinge"])
+def test_planted_stream_gradient(kind: str) -> None:
+    rng = _rng()
+    d, batch, l2 = 5, 3, 0.1
+    w_true, w = rng.standard_normal(d), rng.standard_normal(d) * 0.3
+    problem = PlantedStream(w_true, kind, l2, batch)
+    u = rng.random((1, problem.uniforms_per_step))
+    w_new = w.copy()
+    problem.sgd(w_new, u, np.array([1.0]))
+    columns = problem.uniforms_per_step - batch
+    z = normals_from_uniforms(u[:, :columns], batch * d)[0]
+    X = z.reshape(batch, d)
+    y = np.where(u[0, columns:] < 1.0 / (1.0 + np.exp(-X @ w_true)), 1.0, -1.0)
+    expected = _naive_linear_grad(X, y, w, list(range(batch)), kind) + l2 * w
+    np.testing.assert_allclose(w - w_new, expected, rtol=RTOL, atol=1e-15)

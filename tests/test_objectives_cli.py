@@ -17,10 +17,12 @@ CONFIGS = ["least_squares", "logistic", "hinge", "quadratic", "pca", "mlp"]
 SHORT = ["--set", "sgd.steps=600", "--set", "eval.every=200", "--set", "trials=2"]
 
 
-# Other data sources for the same objectives: a stream for pca, planted labels for the mlp.
+# Other data sources for the same objectives: streams for pca and logistic, planted labels
+# for the mlp.
 VARIANTS = {
     "pca-stream": ("pca", ["data.stream=true"]),
     "mlp-planted": ("mlp", ["data={kind: logistic_planted, n: 2000, d: 10}", "eval.every=100"]),
+    "logistic-stream": ("logistic", ["data={kind: logistic_planted, d: 10, stream: true}"]),
 }
 
 

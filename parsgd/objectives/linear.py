@@ -165,3 +165,38 @@ def loss_sum_csr(
             s += data[p] * w[indices[p]]
         total += sample_loss(code, s, y[i])
     return total
+
+
+@njit(cache=True, nogil=True)
+def sgd_planted_stream(
+    w_true: np.ndarray,
+    w: np.ndarray,
+    z: np.ndarray,
+    u: np.ndarray,
+    etas: np.ndarray,
+    l2: float,
+    code: int,
+    batch: int,
+) -> None:
+    """SGD on fresh samples of the planted logistic model: ``x = z[t, k d : (k+1) d]`` and
+    ``y = +1`` if ``u[t, k] < sigmoid(x^T w_true)``, else -1."""
+    d = w.shape[0]
+    steps = z.shape[0]
+    grad = np.zeros(d)
+    for t in range(steps):
+        grad[:] = 0.0
+        for k in range(batch):
+            base = k * d
+            s = 0.0
+            margin = 0.0
+            for j in range(d):
+                s += z[t, base + j] * w[j]
+                margin += z[t, base + j] * w_true[j]
+            y = 1.0 if u[t, k] * (1.0 + np.exp(-margin)) < 1.0 else -1.0
+            r = sample_dloss(code, s, y) / batch
+            for j in range(d):
+                grad[j] += r * z[t, base + j]
+        eta = etas[t]
+        decay = 1.0 - eta * l2
+        for j in range(d):
+            w[j] = decay * w[j] - eta * grad[j]

@@ -29,6 +29,7 @@ from parsgd.problem import Problem
 from parsgd.problems.linear import GaussianStream, LinearPool
 from parsgd.problems.mlp import MlpPool
 from parsgd.problems.pca import PcaPool, PcaStream
+from parsgd.problems.planted import PlantedStream
 from parsgd.problems.quadratic import Quadratic
 
 _LABELS = {"least_squares": "real", "logistic": "binary", "hinge": "binary", "mlp": "classes"}
@@ -50,6 +51,9 @@ def _build_linear(config: Config, arena: Arena) -> Problem:
         X, y, _ = gaussian_linear(data["n"], data["d"], data["noise"], data["seed"], arena)
         return LinearPool(X, y, kind, l2, batch)
     if data["kind"] == "logistic_planted":
+        if data["stream"]:
+            w_true = data["scale"] * planted_weights(data["d"], data["seed"])
+            return PlantedStream(w_true, kind, l2, batch)
         _check_memory(data["n"] * (data["d"] + 1) * 8)
         X, y, _ = logistic_planted(data["n"], data["d"], data["scale"], data["seed"], arena)
         return LinearPool(X, y, kind, l2, batch)
