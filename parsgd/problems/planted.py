@@ -12,8 +12,8 @@ computed by Gauss-Hermite quadrature over b, with the inner expectation in close
 logistic loss is accurate to about 1e-12 for ``|w| <= 10`` (against 300 nodes; Monte Carlo
 agrees), degrading to ~1e-2 at ``|w| = 30`` where the softplus kink gets sharp.
 
-By rotational symmetry and convexity the minimiser is ``c w_true`` for a scalar c (for logistic without L2, c = 1:
-the model is well specified), found by a 1-D bounded search on this loss.
+By rotational symmetry and convexity the minimiser is ``c w_true`` for a scalar c (for
+logistic without L2, c = 1: the model is well specified), found by a 1-D bounded search.
 """
 
 from __future__ import annotations
