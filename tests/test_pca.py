@@ -31,3 +31,15 @@ def test_one_shot_averaging_ends_near_the_saddle_while_every_10_converges(tmp_pa
     # Every 10 steps: every trial converges and aligns with v_1.
     assert all(float(r["subopt"]) < 0.02 for r in every_10), every_10
     assert all(float(r["alignment"]) > 0.99 for r in every_10), every_10
+
+
+def test_pca_on_bundled_data_reports_held_out_loss_and_alignment(tmp_path: Path) -> None:
+    result = run_cli(
+        "run", "configs/pca.yaml", "--set", "data={kind: bundled, name: wine}",
+        "--set", "sgd.step_size=0.01", "--set", "sgd.steps=600", "--set", "trials=1",
+        "--set", "backend=serial", "--set", "name=w", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = read_trace(tmp_path / "w" / "trace.csv")
+    assert rows[-1]["test_loss"] and float(rows[-1]["alignment"]) > float(rows[0]["alignment"])
+    assert float(rows[-1]["subopt"]) < 0.5 * float(rows[0]["subopt"])

@@ -83,7 +83,8 @@ def _build_pca(config: Config, arena: Arena) -> Problem:
         X, _ = pca_spectrum(data["n"], eigs, data["seed"], arena)
         return PcaPool(X, batch)
     loaded = _load(config, None)
-    return PcaPool(_dense(loaded.train.X, config, arena), batch)
+    test = None if loaded.test is None else _dense(loaded.test.X, config, None)
+    return PcaPool(_dense(loaded.train.X, config, arena), batch, test)
 
 
 def _build_mlp(config: Config, arena: Arena) -> Problem:
@@ -132,7 +133,8 @@ def _publish(X: Any, arena: Arena) -> Any:
 def _dense(X: Any, config: Config, arena: Arena | None) -> np.ndarray:
     """Dense features for objectives without a sparse kernel (pca, mlp), if they fit."""
     if sp.issparse(X):
-        _check_memory(X.shape[0] * X.shape[1] * 8, what=f"{config['data'].get('path')} dense")
+        what = f"objective {config['objective']['kind']} has no sparse kernel: the dense copy"
+        _check_memory(X.shape[0] * X.shape[1] * 8, what=what)
         X = X.toarray()
     return np.ascontiguousarray(X, dtype=np.float64) if arena is None else publish_dense(X, arena)
 

@@ -34,11 +34,19 @@ class _Pca(Problem):
 class PcaPool(_Pca):
     """``f(w) = 1/(4n) sum_i ||x_i x_i^T - w w^T||_F^2`` on rows of X (dense)."""
 
-    def __init__(self, X: np.ndarray, batch_size: int) -> None:
+    def __init__(self, X: np.ndarray, batch_size: int, test: np.ndarray | None = None) -> None:
         self.X = X
         self.n, self.d = X.shape
         self.batch_size = batch_size
+        self.test = test  # held-out rows: their mean loss is the trace's test_loss
         self._set_optimum(X.T @ X / self.n)
+
+    def extra_metrics(self, w: np.ndarray) -> dict[str, float | None]:
+        out = super().extra_metrics(w)
+        if self.test is not None:
+            total = pca.loss_sum_dense(self.test, w, 0, self.test.shape[0])
+            out["test_loss"] = float(total) / self.test.shape[0] + 0.25 * float(w @ w) ** 2
+        return out
 
     @property
     def uniforms_per_step(self) -> int:
