@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from parsgd.config import Config, usable_cpus
+from parsgd.data.synthetic import spectrum
 from parsgd.kinds import RANDOM_START_OBJECTIVES
 from parsgd.schedules import AveragingSchedule
+from parsgd.theory import quadratic_second_moment_rate
 
 
 def advisories(config: Config) -> list[str]:
@@ -34,6 +36,19 @@ def advisories(config: Config) -> list[str]:
             notes.append(
                 f"sgd.step_size {sgd['step_size']:g} is at or above the stability bound "
                 f"2b/(b+d+1) = {bound:.4g} for Gaussian least squares: the run will diverge"
+            )
+    if objective["kind"] == "quadratic":
+        eigs = spectrum(
+            objective["d"], objective["eig_max"], objective["eig_min"], objective["eigenvalues"]
+        )
+        rate = quadratic_second_moment_rate(
+            eigs, objective["beta"], sgd["step_size"], sgd["batch_size"]
+        )
+        if rate >= 1.0:
+            notes.append(
+                f"sgd.step_size {sgd['step_size']:g} is too large for this quadratic: one "
+                f"worker's E||w - w*||^2 grows by a factor {rate:.6f} per step (theory."
+                "quadratic_second_moment_rate); the run will diverge"
             )
     if objective["kind"] in RANDOM_START_OBJECTIVES and sgd["init"] == "zeros":
         notes.append(

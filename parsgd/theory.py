@@ -114,3 +114,17 @@ def quadratic_dist_sq(
         if step in wanted:
             out[wanted[step]] = average.sum()
     return out
+
+
+def quadratic_second_moment_rate(
+    eigenvalues: np.ndarray, beta: float, step_size: float, batch_size: int
+) -> float:
+    """Per-step growth factor of one worker's E||w - w*||^2 on the quadratic, far from w*.
+
+    The spectral radius of ``D^2 + (alpha^2 beta / b) 1 1^T`` from ``quadratic_dist_sq``'s
+    recursion: at or above 1 the second moment does not contract and a run diverges in mean
+    square even if every ``|1 - alpha l_i| < 1``.
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    matrix = np.diag((1.0 - step_size * lam) ** 2) + step_size**2 * beta / batch_size
+    return float(np.max(np.abs(np.linalg.eigvals(matrix))))

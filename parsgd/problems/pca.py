@@ -19,6 +19,9 @@ class _Pca(Problem):
     top_vector: np.ndarray  # v_1, unit norm
 
     def _set_optimum(self, second_moment: np.ndarray) -> None:
+        # A random start of norm about sgd.init_scale, whatever d: with N(0, I_d) the shrink
+        # factor 1 - step_size ||w||^2 of the first steps would scale with d.
+        self.init_std = 1.0 / np.sqrt(self.d)
         values, vectors = np.linalg.eigh(second_moment)
         self.top_value, self.top_vector = float(values[-1]), vectors[:, -1].copy()
         self.f_opt = self.loss(np.sqrt(self.top_value) * self.top_vector)
