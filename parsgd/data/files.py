@@ -20,8 +20,14 @@ import numpy as np
 from parsgd.data.table import Table
 from parsgd.errors import DataError
 
-_SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".svm": "svmlight", ".libsvm": "svmlight"}
-_SUFFIXES.update({".svmlight": "svmlight", ".txt": "svmlight"})
+_SUFFIXES = {
+    ".npz": "npz",
+    ".npy": "npy",
+    ".csv": "csv",
+    ".svm": "svmlight",
+    ".svmlight": "svmlight",
+    ".libsvm": "svmlight",
+}
 
 
 def load_file(data: dict[str, Any]) -> Table:

@@ -7,7 +7,15 @@ from typing import Any
 
 from parsgd.data.bundled import load_bundled
 from parsgd.data.files import load_file
-from parsgd.data.table import Table, binary_labels, check_table, class_labels, split, standardize
+from parsgd.data.table import (
+    Table,
+    binary_labels,
+    check_table,
+    class_labels,
+    require_labels,
+    split,
+    standardize,
+)
 
 
 @dataclass
@@ -33,8 +41,8 @@ def load_split(data: dict[str, Any], objective: str, labels: str | None) -> Spli
     elif labels == "classes":
         codes, classes = class_labels(table.y, table.source, objective)
         table.y = codes
-    elif table.y is None:
-        binary_labels(None, table.source, objective)  # raises: labels are needed
+    else:
+        table.y = require_labels(table.y, table.source, objective)
     train, test = split(table, data["test_fraction"], data["seed"])
     train, test = standardize(train, test, data["standardize"])
     if labels == "real" and data["standardize"] == "center_scale":

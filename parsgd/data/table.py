@@ -108,7 +108,7 @@ def standardize(train: Table, test: Table | None, how: str) -> tuple[Table, Tabl
 
 def binary_labels(y: np.ndarray | None, source: str, objective: str) -> np.ndarray:
     """Labels as -1.0/+1.0 for logistic and hinge; {0, 1} is mapped to {-1, +1}."""
-    values = _require_labels(y, source, objective)
+    values = require_labels(y, source, objective)
     found = set(np.unique(values).tolist())
     if found <= {-1.0, 1.0}:
         return values.astype(np.float64)
@@ -123,7 +123,7 @@ def binary_labels(y: np.ndarray | None, source: str, objective: str) -> np.ndarr
 
 def class_labels(y: np.ndarray | None, source: str, objective: str) -> tuple[np.ndarray, int]:
     """Integer class labels 0..k-1 (in sorted order of the original values) and k."""
-    values = _require_labels(y, source, objective)
+    values = require_labels(y, source, objective)
     if not np.all(values == np.round(values)):
         raise DataError(f"{source}: objective {objective} needs integer class labels")
     classes, codes = np.unique(values, return_inverse=True)
@@ -132,7 +132,8 @@ def class_labels(y: np.ndarray | None, source: str, objective: str) -> tuple[np.
     return codes.astype(np.int64), len(classes)
 
 
-def _require_labels(y: np.ndarray | None, source: str, objective: str) -> np.ndarray:
+def require_labels(y: np.ndarray | None, source: str, objective: str) -> np.ndarray:
+    """The labels as float64, or a DataError if the data has none."""
     if y is None:
         raise DataError(f"{source}: objective {objective} needs labels; set data.label")
     return np.asarray(y, dtype=np.float64)
