@@ -29,7 +29,7 @@ def test_one_shot_averaging_ends_near_the_saddle_while_every_10_converges(tmp_pa
     assert all(s > 0.1 for s in subopt), subopt
     assert sum(s > 0.9 * lam1_sq_quarter for s in subopt) >= 2, subopt
     # Every 10 steps: every trial converges and aligns with v_1.
-    assert all(float(r["subopt"]) < 0.02 for r in every_10), every_10
+    assert all(float(r["subopt"]) < 0.05 for r in every_10), every_10
     assert all(float(r["alignment"]) > 0.99 for r in every_10), every_10
 
 
