@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from parsgd.config import Config, usable_cpus
+from parsgd.data.synthetic import spectrum
+from parsgd.kinds import RANDOM_START_OBJECTIVES
 from parsgd.schedules import AveragingSchedule, StepSize
+from parsgd.theory import quadratic_second_moment_rate
 
 
 def advisories(config: Config) -> list[str]:
@@ -35,6 +38,23 @@ def advisories(config: Config) -> list[str]:
                 f"sgd.step_size {largest:g} is at or above the stability bound "
                 f"2b/(b+d+1) = {bound:.4g} for Gaussian least squares: the run will diverge"
             )
+    if objective["kind"] == "quadratic":
+        eigs = spectrum(
+            objective["d"], objective["eig_max"], objective["eig_min"], objective["eigenvalues"]
+        )
+        largest = StepSize.from_config(config).largest
+        rate = quadratic_second_moment_rate(eigs, objective["beta"], largest, sgd["batch_size"])
+        if rate >= 1.0:
+            notes.append(
+                f"sgd.step_size {largest:g} is too large for this quadratic: one "
+                f"worker's E||w - w*||^2 grows by a factor {rate:.6f} per step (theory."
+                "quadratic_second_moment_rate); the run will diverge"
+            )
+    if objective["kind"] in RANDOM_START_OBJECTIVES and sgd["init"] == "zeros":
+        notes.append(
+            f"sgd.init zeros is a stationary point of {objective['kind']} (pca: the saddle "
+            "w = 0 never moves; mlp: hidden units stay identical): use shared or independent"
+        )
     schedule = AveragingSchedule.from_config(averaging)
     if len(schedule.averaging_steps(steps)) > 100_000 and workers > 1:
         notes.append("more than 100,000 averaging rounds: the run is dominated by meetings")

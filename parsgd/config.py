@@ -2,6 +2,12 @@
 
 Validation happens once, here, at the boundary; the engine trusts what it gets. Every error
 found in one pass is reported in one line, each naming its dotted key.
+
+``data`` makes the samples and ``objective`` the loss (``parsgd.kinds`` declares both
+sections and ``DATA_FOR_OBJECTIVE``, which go together). The ``quadratic`` objective is
+self-contained: its stochastic gradient is defined by its own Gaussian noise, not by
+samples, so its dimension and spectrum are objective keys and it takes
+``data: {kind: none}`` (any other data kind is an error, not silently ignored).
 """
 
 from __future__ import annotations
@@ -18,9 +24,14 @@ from typing import Any
 import yaml
 
 from parsgd.errors import ConfigError
+from parsgd.kinds import (
+    DATA_FOR_OBJECTIVE,
+    DATA_SECTION,
+    OBJECTIVE_SECTION,
+    RANDOM_START_OBJECTIVES,
+)
 from parsgd.schema import (
     REQUIRED,
-    Bool,
     Choice,
     Either,
     Field,
@@ -101,24 +112,8 @@ SCHEMA: dict[str, Field | Section] = {
         "samples",
         "method single: process as many samples as the workers would, or as many steps",
     ),
-    "data": Section(
-        fields={"kind": Field(Choice(("gaussian_linear",)), "gaussian_linear")},
-        kinds={
-            "gaussian_linear": {
-                "n": Field(Int(low=1, high=2**40), 10000, "samples in the pool"),
-                "d": Field(Int(low=1, high=2**24), 10, "features"),
-                "noise": Field(Float(low=0.0), 0.1, "standard deviation of the label noise"),
-                "stream": Field(Bool(), False, "draw a fresh sample every step"),
-                "seed": Field(Either((Int(low=0, high=2**63 - 1), Null())), None),
-            },
-        },
-        default_kind="gaussian_linear",
-    ),
-    "objective": Section(
-        fields={"kind": Field(Choice(("least_squares",)), "least_squares")},
-        kinds={"least_squares": {"l2": Field(Float(low=0.0), 0.0)}},
-        default_kind="least_squares",
-    ),
+    "data": DATA_SECTION,
+    "objective": OBJECTIVE_SECTION,
     "sgd": Section(
         fields={
             "steps": Field(Int(low=1, high=2**40), 1000, "SGD steps per worker"),
@@ -128,8 +123,12 @@ SCHEMA: dict[str, Field | Section] = {
                 "a constant, or {kind: inverse | inverse_sqrt | step | cosine, eta0, ...}",
             ),
             "batch_size": Field(_POSITIVE_INT, 1),
-            "init": Field(Choice(("zeros", "shared", "independent")), "zeros"),
-            "init_scale": Field(Float(low=0.0), 1.0),
+            "init": Field(
+                Either((Choice(("zeros", "shared", "independent")), Null())),
+                None,
+                "null: zeros for convex objectives, shared for pca and mlp",
+            ),
+            "init_scale": Field(Float(low=0.0), 1.0, "times the problem's own init scale"),
         }
     ),
     "averaging": Section(
@@ -298,11 +297,44 @@ def _cross_field_errors(config: Config) -> list[str]:
         total = sum(phase["steps"] for phase in averaging["phases"])
         if total != steps:
             errors.append(f"averaging.phases steps must add up to sgd.steps ({steps}); got {total}")
-    data = config["data"]
-    if not data.get("stream", False) and config["sgd"]["batch_size"] > data["n"]:
+    data, objective = config["data"], config["objective"]
+    if "n" in data and not data.get("stream", False) and config["sgd"]["batch_size"] > data["n"]:
         errors.append(
             f"sgd.batch_size must be <= data.n ({data['n']}); got {config['sgd']['batch_size']}"
         )
+    l2 = objective.get("l2", 0.0)
+    spec = config["sgd"]["step_size"]
+    largest_step = max(spec["eta0"], spec["min"]) if isinstance(spec, dict) else spec
+    if l2 * largest_step >= 1.0:
+        errors.append(
+            f"sgd.step_size * objective.l2 must be < 1 (the L2 shrink factor 1 - step_size * l2 "
+            f"must stay positive); got {largest_step * l2:g}"
+        )
+    if data.get("stream") and objective["kind"] == "mlp":
+        errors.append("data.stream must be false for objective.kind mlp (it needs a pool)")
+    allowed = DATA_FOR_OBJECTIVE[objective["kind"]]
+    if data["kind"] not in allowed:
+        errors.append(
+            f"data.kind must be one of {', '.join(allowed)} for objective.kind "
+            f"{objective['kind']}; got {data['kind']}"
+            + (
+                " (quadratic makes its own noise: use data: {kind: none})"
+                if allowed == ("none",)
+                else ""
+            )
+        )
+    for prefix, section in (("data", data), ("objective", objective)):
+        eigenvalues = section.get("eigenvalues")
+        if eigenvalues is not None and len(eigenvalues) != section["d"]:
+            errors.append(
+                f"{prefix}.eigenvalues must list {prefix}.d ({section['d']}) values; "
+                f"got {len(eigenvalues)}"
+            )
+        if "eig_min" in section and section["eig_min"] > section["eig_max"]:
+            errors.append(
+                f"{prefix}.eig_min must be <= {prefix}.eig_max ({section['eig_max']:g}); "
+                f"got {section['eig_min']:g}"
+            )
     return errors
 
 
@@ -333,14 +365,36 @@ def resolve(config: Config) -> Config:
         out["workers"] = 1
     if out["eval"]["every"] == "auto":
         out["eval"]["every"] = max(1, out["sgd"]["steps"] // 50)
-    if out["data"].get("seed") is None:
+    if "seed" in out["data"] and out["data"]["seed"] is None:
         out["data"]["seed"] = out["seed"]
+    if out["sgd"]["init"] is None:
+        random_start = out["objective"]["kind"] in RANDOM_START_OBJECTIVES
+        out["sgd"]["init"] = "shared" if random_start else "zeros"
+    if "path" in out["data"]:
+        # Paths from the config file were made absolute in load_config; what is still
+        # relative came from --set and is taken from the working directory.
+        out["data"]["path"] = str(Path(out["data"]["path"]).expanduser().resolve())
     return out
 
 
+def _anchor_data_path(raw: dict[str, Any], directory: Path) -> None:
+    """Make a relative ``data.path`` written in a config file relative to that file."""
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        path = Path(data["path"]).expanduser()
+        if not path.is_absolute():
+            data["path"] = str((directory / path).resolve())
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Load, override, validate and resolve a config file (``None``: defaults only)."""
+    """Load, override, validate and resolve a config file (``None``: defaults only).
+
+    A relative ``data.path`` in the file is resolved against the file's directory (one given
+    with ``--set`` against the working directory); the saved config holds the absolute path.
+    """
     raw = load_yaml(path) if path is not None else {}
+    if path is not None:
+        _anchor_data_path(raw, Path(path).resolve().parent)
     return resolve(validate(apply_overrides(raw, overrides or [])))
 
 

@@ -65,6 +65,15 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
 
 
 @pytest.fixture(autouse=True)
+def private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optima solved in a test go to a per-session cache, never the user's ~/.cache/parsgd."""
+    root = tmp_path_factory.getbasetemp() / "parsgd-cache"
+    monkeypatch.setenv("PARSGD_CACHE", str(root))
+
+
+@pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """After every test: no child process of ours alive, no new parsgd shared-memory segment."""
     before = set(live_segments())

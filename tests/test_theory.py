@@ -13,7 +13,7 @@ import pytest
 
 from parsgd.engine.collector import read_trace
 from parsgd.engine.runner import run_experiment
-from parsgd.problem import GaussianStream
+from parsgd.problems.linear import GaussianStream
 from parsgd.rng import DATA_STREAM, generator
 from parsgd.schedules import AveragingSchedule
 from parsgd.theory import gaussian_least_squares_dist_sq

@@ -40,3 +40,53 @@ def gaussian_linear(
         rng.standard_normal(out=X[lo:hi])
         y[lo:hi] = X[lo:hi] @ w_true + noise * rng.standard_normal(hi - lo)
     return X, y, w_true
+
+
+def spectrum(d: int, eig_max: float, eig_min: float, eigenvalues: list[float] | None) -> np.ndarray:
+    """The listed eigenvalues, or d values from eig_max down to eig_min evenly on a log scale."""
+    if eigenvalues is not None:
+        return np.asarray(eigenvalues, dtype=np.float64)
+    return np.geomspace(eig_max, eig_min, d) if d > 1 else np.array([eig_max])
+
+
+def random_rotation(d: int, seed: int) -> np.ndarray:
+    """A Haar-random orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(generator(seed, DATA_STREAM, 3).standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
+
+
+def logistic_planted(
+    n: int, d: int, scale: float, seed: int, arena: Arena
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``x ~ N(0, I_d)``, ``P(y = +1 | x) = sigmoid(x^T w_true)``, ``||w_true|| ~ scale``.
+
+    Returns (X, y in {-1, +1}, w_true).
+    """
+    w_true = scale * planted_weights(d, seed)
+    rng = generator(seed, DATA_STREAM, 1)
+    X = arena.empty((n, d))
+    y = arena.empty((n,))
+    for lo in range(0, n, _CHUNK_ROWS):
+        hi = min(n, lo + _CHUNK_ROWS)
+        rng.standard_normal(out=X[lo:hi])
+        p = 1.0 / (1.0 + np.exp(-(X[lo:hi] @ w_true)))
+        y[lo:hi] = np.where(rng.random(hi - lo) < p, 1.0, -1.0)
+    return X, y, w_true
+
+
+def pca_spectrum(
+    n: int, eigenvalues: np.ndarray, seed: int, arena: Arena
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x = V diag(sqrt(eigenvalues)) z``, ``z ~ N(0, I)``, V a random rotation.
+
+    The population second moment is ``V diag(eigenvalues) V^T``. Returns (X, V).
+    """
+    d = eigenvalues.shape[0]
+    V = random_rotation(d, seed)
+    mix = np.sqrt(eigenvalues)[:, None] * V.T  # row i of X is z_i @ mix
+    rng = generator(seed, DATA_STREAM, 1)
+    X = arena.empty((n, d))
+    for lo in range(0, n, _CHUNK_ROWS):
+        hi = min(n, lo + _CHUNK_ROWS)
+        X[lo:hi] = rng.standard_normal((hi - lo, d)) @ mix
+    return X, V

@@ -101,11 +101,10 @@ class Team:
             return  # rank 0 initialises the one model before the first meeting
         if s.init == "zeros":
             w[:] = 0.0
-        elif s.init == "shared":
-            w[:] = s.init_scale * generator(s.seed, INIT_STREAM, trial).standard_normal(w.size)
         else:
-            rng = generator(s.seed, INIT_STREAM, trial, rank)
-            w[:] = s.init_scale * rng.standard_normal(w.size)
+            key = (trial,) if s.init == "shared" else (trial, rank)
+            normals = generator(s.seed, INIT_STREAM, *key).standard_normal(w.size)
+            w[:] = (s.init_scale * self.problem.init_std) * normals
 
     def compute(self, trial: int, rank: int, start: int, stop: int) -> None:
         """Run this rank's local steps start..stop-1 (0-based step indices)."""

@@ -1,0 +1,202 @@
+"""Compiled SGD loops for linear models, dense and CSR: least squares, logistic, hinge.
+
+The per-sample loss of a linear model depends on ``z = x^T w`` only, so one loop serves all
+three; ``code`` picks the loss (a branch the CPU predicts perfectly). The losses themselves
+live in their own modules. ``f(w) = 1/n sum_i loss(x_i^T w, y_i) + l2/2 ||w||^2``.
+
+Sample k of step t is row ``floor(u[t, k] * n)``. A mini-batch's gradients are all taken at
+the same ``w``. The CSR loop keeps ``w = scale * v`` while it runs so that the L2 shrink
+costs O(1) per step, not O(d); with ``l2 = 0`` and ``batch = 1`` it does the same floating
+point operations as the dense loop on the same numbers (zeros add exactly nothing), so a
+sparse file and the same data dense give the same trace bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from parsgd.objectives import hinge, least_squares, logistic
+
+LEAST_SQUARES, LOGISTIC, HINGE = 0, 1, 2
+CODES = {"least_squares": LEAST_SQUARES, "logistic": LOGISTIC, "hinge": HINGE}
+# Rescale v when the lazy scale gets this small, before it loses precision.
+_MIN_SCALE = 1e-9
+
+
+@njit(cache=True, nogil=True)
+def sample_loss(code: int, z: float, y: float) -> float:
+    if code == LEAST_SQUARES:
+        return least_squares.loss(z, y)
+    if code == LOGISTIC:
+        return logistic.loss(z, y)
+    return hinge.loss(z, y)
+
+
+@njit(cache=True, nogil=True)
+def sample_dloss(code: int, z: float, y: float) -> float:
+    if code == LEAST_SQUARES:
+        return least_squares.dloss(z, y)
+    if code == LOGISTIC:
+        return logistic.dloss(z, y)
+    return hinge.dloss(z, y)
+
+
+@njit(cache=True, nogil=True)
+def sgd_dense(
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    u: np.ndarray,
+    etas: np.ndarray,
+    l2: float,
+    code: int,
+) -> None:
+    """Run ``len(etas)`` SGD steps on rows of X chosen by the uniforms ``u[steps, batch]``."""
+    n, d = X.shape
+    steps, batch = u.shape
+    rows = np.empty(batch, np.int64)
+    resid = np.empty(batch)
+    grad = np.zeros(d)
+    for t in range(steps):
+        for k in range(batch):
+            i = min(int(u[t, k] * n), n - 1)
+            rows[k] = i
+            s = 0.0
+            for j in range(d):
+                s += X[i, j] * w[j]
+            resid[k] = sample_dloss(code, s, y[i]) / batch
+        eta = etas[t]
+        decay = 1.0 - eta * l2
+        if batch == 1:
+            i = rows[0]
+            r = resid[0]
+            for j in range(d):
+                w[j] = decay * w[j] - eta * (r * X[i, j])
+        else:
+            grad[:] = 0.0
+            for k in range(batch):
+                i = rows[k]
+                r = resid[k]
+                for j in range(d):
+                    grad[j] += r * X[i, j]
+            for j in range(d):
+                w[j] = decay * w[j] - eta * grad[j]
+
+
+@njit(cache=True, nogil=True)
+def sgd_csr(
+    data: np.ndarray,
+    indices: np.ndarray,
+    indptr: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    u: np.ndarray,
+    etas: np.ndarray,
+    l2: float,
+    code: int,
+) -> None:
+    """``sgd_dense`` for a CSR matrix: O(non-zeros of the batch) per step."""
+    n = indptr.shape[0] - 1
+    steps, batch = u.shape
+    rows = np.empty(batch, np.int64)
+    resid = np.empty(batch)
+    scale = 1.0
+    for t in range(steps):
+        for k in range(batch):
+            i = min(int(u[t, k] * n), n - 1)
+            rows[k] = i
+            s = 0.0
+            for p in range(indptr[i], indptr[i + 1]):
+                s += data[p] * w[indices[p]]
+            if l2 != 0.0:
+                s *= scale
+            resid[k] = sample_dloss(code, s, y[i]) / batch
+        eta = etas[t]
+        if l2 != 0.0:
+            scale *= 1.0 - eta * l2
+            step = eta / scale
+        else:
+            step = eta
+        for k in range(batch):
+            i = rows[k]
+            r = resid[k]
+            for p in range(indptr[i], indptr[i + 1]):
+                w[indices[p]] -= step * (r * data[p])
+        if l2 != 0.0 and abs(scale) < _MIN_SCALE:
+            for j in range(w.shape[0]):
+                w[j] *= scale
+            scale = 1.0
+    if scale != 1.0:
+        for j in range(w.shape[0]):
+            w[j] *= scale
+
+
+@njit(cache=True, nogil=True)
+def loss_sum_dense(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, lo: int, hi: int, code: int
+) -> float:
+    """``sum_{i in [lo, hi)} loss(x_i^T w, y_i)``, summed in row order."""
+    d = X.shape[1]
+    total = 0.0
+    for i in range(lo, hi):
+        s = 0.0
+        for j in range(d):
+            s += X[i, j] * w[j]
+        total += sample_loss(code, s, y[i])
+    return total
+
+
+@njit(cache=True, nogil=True)
+def loss_sum_csr(
+    data: np.ndarray,
+    indices: np.ndarray,
+    indptr: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    lo: int,
+    hi: int,
+    code: int,
+) -> float:
+    total = 0.0
+    for i in range(lo, hi):
+        s = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            s += data[p] * w[indices[p]]
+        total += sample_loss(code, s, y[i])
+    return total
+
+
+@njit(cache=True, nogil=True)
+def sgd_planted_stream(
+    w_true: np.ndarray,
+    w: np.ndarray,
+    z: np.ndarray,
+    u: np.ndarray,
+    etas: np.ndarray,
+    l2: float,
+    code: int,
+    batch: int,
+) -> None:
+    """SGD on fresh samples of the planted logistic model: ``x = z[t, k d : (k+1) d]`` and
+    ``y = +1`` if ``u[t, k] < sigmoid(x^T w_true)``, else -1."""
+    d = w.shape[0]
+    steps = z.shape[0]
+    grad = np.zeros(d)
+    for t in range(steps):
+        grad[:] = 0.0
+        for k in range(batch):
+            base = k * d
+            s = 0.0
+            margin = 0.0
+            for j in range(d):
+                s += z[t, base + j] * w[j]
+                margin += z[t, base + j] * w_true[j]
+            y = 1.0 if u[t, k] * (1.0 + np.exp(-margin)) < 1.0 else -1.0
+            r = sample_dloss(code, s, y) / batch
+            for j in range(d):
+                grad[j] += r * z[t, base + j]
+        eta = etas[t]
+        decay = 1.0 - eta * l2
+        for j in range(d):
+            w[j] = decay * w[j] - eta * grad[j]

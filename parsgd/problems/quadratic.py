@@ -1,0 +1,45 @@
+"""The quadratic with a controlled envelope (``objective.kind: quadratic``); no data set."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from parsgd.objectives import quadratic
+from parsgd.problem import Problem
+from parsgd.rng import normals_from_uniforms, uniforms_per_step_for_normals
+
+
+class Quadratic(Problem):
+    """``f(w) = 1/2 (w - w*)^T diag(eigs) (w - w*)``, ``f* = 0``; noise as in
+    ``parsgd.objectives.quadratic`` (closed-form expectations in ``parsgd.theory``)."""
+
+    def __init__(
+        self, eigs: np.ndarray, w_opt: np.ndarray, sigma: float, beta: float, batch_size: int
+    ) -> None:
+        self.eigs, self.sigma, self.beta = eigs, sigma, beta
+        self.d = eigs.shape[0]
+        self.batch_size = batch_size
+        self._normals = batch_size * quadratic.normals_per_sample(self.d, beta)
+        self.w_opt, self.f_opt = w_opt, 0.0
+        self.center = w_opt  # the kernel's w* (w_opt is typed Optional on Problem)
+
+    @property
+    def uniforms_per_step(self) -> int:
+        return uniforms_per_step_for_normals(self._normals)
+
+    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
+        z = normals_from_uniforms(uniforms, self._normals)
+        quadratic.sgd(
+            self.eigs, self.center, w, z, etas, math.sqrt(self.beta), self.sigma, self.batch_size
+        )
+
+    def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
+        if shard != 0:
+            return 0.0
+        e = w - self.center
+        return 0.5 * float(e @ (self.eigs * e))
+
+    def finish_loss(self, total: float, w: np.ndarray) -> float:
+        return total
