@@ -30,7 +30,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dry-run", action="store_true", help="print the resolved config and schedule only"
     )
+    _add_bench_command(commands)
     return parser
+
+
+def _add_bench_command(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser(
+        "bench", help="measure throughput, averaging cost, start-up and memory vs baselines"
+    )
+    bench.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
+    bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
+
+    def run_bench(args: argparse.Namespace) -> int:
+        from parsgd.bench.run import run_bench
+
+        return run_bench(args.quick, args.json)
+
+    bench.set_defaults(handler=run_bench)
 
 
 def _print_dry_run(config: Config) -> None:
@@ -48,6 +64,8 @@ def _print_dry_run(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "handler", None) is not None:
+        return int(args.handler(args))
     try:
         config = load_config(args.config, args.overrides)
         if args.dry_run:

@@ -178,9 +178,16 @@ def dense_rates(
         w_numba, w_c = np.zeros(d), np.zeros(d)
         sgd_dense(X, y, w_numba, u[:1000], etas[:1000], 0.0)
         libs["c_O2"].sgd_dense(
-            _ptr(X), _ptr(y), _ptr(w_c), _ptr(u), _ptr(etas), ctypes.c_int64(n),
-            ctypes.c_int64(d), ctypes.c_int64(1000), ctypes.c_double(0.0),
-        )  # fmt: skip
+            _ptr(X),
+            _ptr(y),
+            _ptr(w_c),
+            _ptr(u),
+            _ptr(etas),
+            ctypes.c_int64(n),
+            ctypes.c_int64(d),
+            ctypes.c_int64(1000),
+            ctypes.c_double(0.0),
+        )
         rates["c_O2_matches_numba"] = bool(np.allclose(w_numba, w_c, rtol=1e-12, atol=1e-14))
     rates["n"], rates["d"] = n, d
     return rates

@@ -1,0 +1,146 @@
+"""Memory and start-up of ``parsgd run`` as a user runs it: a subprocess, watched from outside.
+
+Memory: the proportional set size (PSS) of the coordinator and of each worker, sampled while
+the workers run on a data set of a given size; pages of the shared data set are split among
+the processes that map them, so the total counts the data set once if it is held once.
+Start-up: from spawning ``parsgd run`` to worker 0's "started" log line (it precedes the first
+SGD step by the step-0 trace row only), warm compile cache; and the cost of one more trial.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import yaml
+
+_D = 100
+
+
+def _write(path: Path, **config: Any) -> Path:
+    base: dict[str, Any] = {
+        "name": "bench",
+        "seed": 0,
+        "trials": 1,
+        "workers": 2,
+        "backend": "processes",
+        "data": {"kind": "gaussian_linear", "n": 2000, "d": 10, "noise": 0.1},
+        "sgd": {"steps": 100, "step_size": 0.01},
+        "averaging": {"every": "end"},
+        "eval": {"every": 100},
+    }
+    base.update(config)
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+def _command(config: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "parsgd", "run", str(config), "--out", str(out)]
+
+
+def _pss(proc: psutil.Process) -> float:
+    try:
+        return float(proc.memory_full_info().pss)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return float("nan")
+
+
+def _workers(coordinator: psutil.Process) -> list[psutil.Process]:
+    """The coordinator's live children, not counting multiprocessing's resource tracker."""
+    found = []
+    for child in coordinator.children():
+        try:
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass  # gone (or a zombie) between listing and looking
+    return found
+
+
+def pss_run(data_gb: float, workers: int = 2) -> dict[str, Any]:
+    """Peak total PSS (bytes) while the workers run, and each process's PSS at that moment."""
+    n = int(data_gb * 2**30 / ((_D + 1) * 8))
+    with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
+        data = {"kind": "gaussian_linear", "n": n, "d": _D, "noise": 0.1}
+        steps = 4_000_000
+        config = _write(
+            Path(tmp) / "memory.yaml",
+            workers=workers,
+            data=data,
+            sgd={"steps": steps, "step_size": 0.001},
+            eval={"every": steps},
+        )
+        proc = subprocess.Popen(
+            _command(config, Path(tmp)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        coordinator = psutil.Process(proc.pid)
+        best: dict[str, Any] = {"total": 0.0}
+        try:
+            while proc.poll() is None:
+                children = _workers(coordinator)
+                if len(children) == workers:
+                    sizes = [_pss(coordinator)] + [_pss(c) for c in children]
+                    if all(np.isfinite(sizes)) and sum(sizes) > best["total"]:
+                        best = {"total": sum(sizes), "coordinator": sizes[0], "workers": sizes[1:]}
+                time.sleep(0.1)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            _, stderr = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory run failed ({proc.returncode}): {stderr.decode()[-300:]}")
+    best["data_bytes"] = n * (_D + 1) * 8
+    return best
+
+
+_STARTED = re.compile(r"^(\S+ \S+) .*worker 0 started")
+
+
+def _startup_once(config: Path, out: Path) -> tuple[float, float]:
+    """(seconds to worker 0's start line, seconds for the whole run) of one ``parsgd run``."""
+    tic_wall, tic = time.time(), time.perf_counter()
+    subprocess.run(_command(config, out), check=True, capture_output=True, timeout=120)
+    total = time.perf_counter() - tic
+    started = None
+    for line in (out / "bench" / "log.txt").read_text().splitlines():
+        match = _STARTED.match(line)
+        if match:
+            started = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    if started is None:
+        raise RuntimeError("no 'worker 0 started' line in log.txt")
+    return started - tic_wall, total
+
+
+def startup(reps: int) -> dict[str, Any]:
+    """Median start-up seconds, and the extra seconds per trial (10 trials against 1)."""
+    with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
+        one = _write(Path(tmp) / "one.yaml")
+        many = _write(Path(tmp) / "many.yaml", trials=11)
+        _startup_once(one, Path(tmp) / "warm")  # fill the compile cache
+        firsts, ones, manys = [], [], []
+        for rep in range(reps):
+            first, total_one = _startup_once(one, Path(tmp) / f"one{rep}")
+            _, total_many = _startup_once(many, Path(tmp) / f"many{rep}")
+            firsts.append(first)
+            ones.append(total_one)
+            manys.append(total_many)
+    return {
+        "first_step_s": float(np.median(firsts)),
+        "run_total_s": float(np.median(ones)),
+        "per_extra_trial_s": float(np.median(np.subtract(manys, ones))) / 10,
+    }
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    return {
+        "pss": pss_run(0.1 if quick else 1.0),
+        "startup": startup(2 if quick else 5),
+    }

@@ -1,0 +1,84 @@
+"""Samples per second of whole runs through the real engine (``run_experiment``, processes).
+
+Throughput is ``samples / wall_s`` at the last trace row of a trial (the trial's own clock,
+start-up excluded), the median over the trials of one run. The H curve runs M = 2 workers at
+d = 100 with averaging every H steps; parallel efficiency compares M = 2 with M = 1, both
+averaging rarely (every 1000 steps), interleaved so a noisy neighbour hits both alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parsgd.config import load_config
+from parsgd.engine.runner import run_experiment
+
+H_VALUES: tuple[int | str, ...] = (1, 2, 5, 10, 20, 50, 100, 1000, "end")
+H_QUICK: tuple[int | str, ...] = (1, 10, 100, "end")
+_N, _D = 100_000, 100
+
+
+def run_rate(out: Path, workers: int, every: int | str, steps: int, trials: int) -> float:
+    """Median samples/s over the trials of one engine run."""
+    name = f"m{workers}_h{every}"
+    overrides = [
+        f"name={name}",
+        "seed=0",
+        f"trials={trials}",
+        f"workers={workers}",
+        "backend=processes",
+        f"data={{kind: gaussian_linear, n: {_N}, d: {_D}, noise: 0.1}}",
+        f"sgd.steps={steps}",
+        "sgd.step_size=0.002",
+        f"averaging.every={every}",
+        f"eval.every={steps}",
+    ]
+    config = load_config(None, overrides)
+    result = run_experiment(config, out)
+    if result.status != "completed":
+        raise RuntimeError(f"benchmark run {name} ended {result.status}: {result.reason}")
+    with (result.directory / "trace.csv").open() as handle:
+        last = {}
+        for row in csv.DictReader(handle):
+            if int(row["step"]) == steps:
+                last[row["trial"]] = int(row["samples"]) / float(row["wall_s"])
+    return float(np.median(list(last.values())))
+
+
+def _steps_for(every: int | str, quick: bool) -> int:
+    """Long runs where meetings are rare; fewer steps where each step pays for a meeting."""
+    base, meetings = (100_000, 2_000) if quick else (1_000_000, 40_000)
+    if every == "end":
+        return base
+    return min(base, int(every) * meetings)
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    """The H curve (M = 2) and the M = 1 vs M = 2 parallel efficiency."""
+    trials = 2 if quick else 3
+    logging.getLogger("parsgd").setLevel(logging.ERROR)  # advisories are expected here
+    with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
+        out = Path(tmp)
+        curve = {
+            str(h): run_rate(out, 2, h, _steps_for(h, quick), trials)
+            for h in (H_QUICK if quick else H_VALUES)
+        }
+        pairs: dict[int, list[float]] = {1: [], 2: []}
+        steps = _steps_for(1000, quick)
+        for _ in range(1 if quick else 3):
+            for workers in (1, 2):
+                pairs[workers].append(run_rate(out, workers, 1000, steps, trials))
+    return {
+        "d": _D,
+        "n": _N,
+        "workers": 2,
+        "h_curve": curve,
+        "m1": float(np.median(pairs[1])),
+        "m2": float(np.median(pairs[2])),
+    }
