@@ -145,7 +145,9 @@ def average_chunk(W: np.ndarray, avg: np.ndarray, lo: int, hi: int) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def _sgd_step(X: np.ndarray, y: np.ndarray, w: np.ndarray, uniform: float, eta: float, l2: float):
+def _sgd_step(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, uniform: float, eta: float, l2: float
+) -> None:
     """One batch-1 step of ``sgd_dense``, the same operations, without its per-call buffers."""
     n, d = X.shape
     i = min(int(uniform * n), n - 1)
