@@ -1,11 +1,13 @@
 """One averaging round for M = 2: the engine's round against memcpy, a semaphore barrier and MPI.
 
 A round is what every meeting costs on top of the local steps: barrier, average this rank's
-column chunk into ``avg``, barrier, adopt ``avg``. "ours" runs the engine's own phases
-(``Team.phase_average`` / ``decision`` / ``phase_settle``) behind its ``SpinBarrier`` in two
-forked processes. The baselines: a ``memcpy`` of the M models (the memory traffic floor, one
-process), the same round behind ``multiprocessing.Barrier``, and ``MPI_Allreduce`` of the
-vector with mpi4py under ``mpiexec -n 2`` (then a divide, as an average needs).
+column chunk into ``avg``, barrier, adopt ``avg``. "ours" is the engine's compiled round
+(``fastpath.rounds`` with no local steps, what plain averaging meetings run), in two forked
+processes; "python" is the engine's Python phases (``Team.phase_average`` / ``decision`` /
+``phase_settle``) behind its ``SpinBarrier``, what recording meetings run. The baselines: a
+``memcpy`` of the M models (the memory traffic floor, one process), the same Python round
+behind ``multiprocessing.Barrier``, and ``MPI_Allreduce`` of the vector with mpi4py under
+``mpiexec -n 2`` (then a divide, as an average needs).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from parsgd.data.shared import SharedArena
+from parsgd.engine import fastpath
 from parsgd.engine.plan import Meeting
 from parsgd.engine.team import Settings, Team, TeamState
 from parsgd.engine.worker import SpinBarrier
@@ -57,16 +60,35 @@ def _engine_rounds(team: Team, rank: int, wait: Callable[[], None], rounds: int)
         team.phase_settle(rank, meeting)
 
 
+def _compiled_rounds(team: Team, rank: int, spin: SpinBarrier, rounds: int) -> None:
+    """``rounds`` meetings with no local steps in one call of the engine's compiled path."""
+    st = team.state
+    chunks = np.array(team.chunks, dtype=np.int64)
+    dummy = np.zeros((1, 1))
+    status, _, _, spin.generation = fastpath.rounds(
+        dummy, dummy[0], 0.0, st.W, st.avg, st.flags, st.arrive, st.control, st.position,
+        np.array([rank], dtype=np.int64), chunks, np.zeros((1, 0, 1)), np.zeros(0), 0,
+        np.zeros(rounds, dtype=np.int64), True, spin.generation, os.getppid(), np.zeros(2),
+    )  # fmt: skip
+    if status != fastpath.OK:
+        raise RuntimeError(f"compiled rounds ended with status {status}")
+
+
 def _rank_main(
     team: Team, rank: int, kind: str, rounds: int, reps: int, out: np.ndarray, mp_barrier: Any
 ) -> None:
     st = team.state
     spin = SpinBarrier(st.arrive, st.control, rank, os.getppid())
-    wait = spin if kind == "spin" else mp_barrier.wait
+    wait = mp_barrier.wait if kind == "mp_barrier" else spin
+    if kind == "compiled":
+        _compiled_rounds(team, rank, spin, 1)  # load the compiled code before timing
     for rep in range(reps):
         spin()  # line up before the clock starts
         tic = time.perf_counter()
-        _engine_rounds(team, rank, wait, rounds)
+        if kind == "compiled":
+            _compiled_rounds(team, rank, spin, rounds)
+        else:
+            _engine_rounds(team, rank, wait, rounds)
         out[rank, rep] = (time.perf_counter() - tic) / rounds
     os._exit(0)
 
@@ -135,19 +157,30 @@ def mpi_latency(sizes: dict[int, int], reps: int) -> dict[int, float] | str:
 
 
 def measure(quick: bool) -> dict[str, Any]:
-    """Round latency rows for d = 10, 1e3, 1e5, 1e6 (seconds per round, medians)."""
+    """Round latency rows for d = 10, 1e3, 1e5, 1e6 (seconds per round, medians).
+
+    The repetitions of the in-tree kinds are interleaved (one of each, then again) so that a
+    noisy neighbour slows them alike; MPI runs in its own ``mpiexec`` between them.
+    """
     reps = 3 if quick else 7
     sizes = {d: rounds_for(d, quick) for d in (10, 1_000, 100_000, 1_000_000)}
-    mpi = mpi_latency(sizes, reps)
+    kinds = ("engine_compiled", "engine_spin", "memcpy", "mp_barrier")
+    samples: dict[int, dict[str, list[float]]] = {d: {k: [] for k in kinds} for d in sizes}
+    mpi: dict[int, float] | str = "skipped: not run"
+    for rep in range(reps):
+        if rep == reps // 2:
+            mpi = mpi_latency(sizes, reps)
+        for d, rounds in sizes.items():
+            got = samples[d]
+            got["engine_compiled"].append(round_latency(d, "compiled", rounds, 1))
+            got["engine_spin"].append(round_latency(d, "spin", rounds, 1))
+            got["memcpy"].append(memcpy_latency(d, rounds, 1))
+            got["mp_barrier"].append(round_latency(d, "mp_barrier", max(10, rounds // 10), 1))
     out: dict[str, Any] = {"workers": M}
     for d, rounds in sizes.items():
-        row = {
-            "rounds": rounds,
-            "engine_spin": round_latency(d, "spin", rounds, reps),
-            "memcpy": memcpy_latency(d, rounds, reps),
-            "mp_barrier": round_latency(d, "mp_barrier", max(10, rounds // 10), reps),
-            "mpi_allreduce": mpi[d] if isinstance(mpi, dict) else None,
-        }
+        row: dict[str, Any] = {"rounds": rounds}
+        row.update({k: float(np.median(v)) for k, v in samples[d].items()})
+        row["mpi_allreduce"] = mpi[d] if isinstance(mpi, dict) else None
         out[f"d{d}"] = row
     if isinstance(mpi, str):
         out["mpi_note"] = mpi

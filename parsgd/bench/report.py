@@ -136,6 +136,18 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
         )
     )
     curve = thr["h_curve"]
+    rows.append(
+        Row(
+            "throughput M=2 d=100 every 1",
+            curve["1"],
+            "samples/s",
+            "every 1, Python path",
+            thr["every1_python"],
+            curve["1"] / thr["every1_python"],
+            None,
+            "PARSGD_NO_FASTPATH=1: the per-meeting Python loop",
+        )
+    )
     for h, rate in curve.items():
         target = 0.25 if h == "1" else None
         rows.append(
@@ -156,32 +168,29 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
             continue
         d = int(key[1:])
         big = d >= 100_000
+        label, mine = f"averaging round M=2 d={d:.0e}", value["engine_compiled"]
         rows.append(
-            _latency_row(
-                f"averaging round M=2 d={d:.0e}",
-                value["engine_spin"],
-                value["memcpy"],
-                "memcpy of M models",
-                1 / 3 if big else None,
-            )
+            _latency_row(label, mine, value["memcpy"], "memcpy of M models", 1 / 3 if big else None)
         )
         rows.append(
             _latency_row(
-                f"averaging round M=2 d={d:.0e}",
-                value["engine_spin"],
+                label,
+                mine,
                 value["mpi_allreduce"],
                 "MPI Allreduce (2 ranks)",
                 1.0,
                 avg.get("mpi_note", ""),
             )
         )
+        rows.append(_latency_row(label, mine, value["mp_barrier"], "round behind mp.Barrier", None))
         rows.append(
             _latency_row(
-                f"averaging round M=2 d={d:.0e}",
+                label,
+                mine,
                 value["engine_spin"],
-                value["mp_barrier"],
-                "round behind mp.Barrier",
+                "engine Python round",
                 None,
+                "recording meetings still take the Python round",
             )
         )
 
@@ -247,6 +256,12 @@ def table(rows: list[Row]) -> str:
     return "\n".join(text + (["notes:", *notes] if notes else []))
 
 
+def _cpu_pressure() -> str | None:
+    """Linux PSI: the share of time some runnable task waited for a CPU (noise indicator)."""
+    path = Path("/proc/pressure/cpu")
+    return path.read_text().splitlines()[0] if path.exists() else None
+
+
 def machine() -> dict[str, Any]:
     model = ""
     cpuinfo = Path("/proc/cpuinfo")
@@ -263,6 +278,7 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "load_avg_1m": os.getloadavg()[0],
+        "cpu_pressure": _cpu_pressure(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,

@@ -27,6 +27,7 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
         raw[name]["elapsed_s"] = time.perf_counter() - tic
     info["elapsed_s"] = time.perf_counter() - started
     info["load_avg_1m_after"] = os.getloadavg()[0]
+    info["cpu_pressure_after"] = report._cpu_pressure()
     rows = report.build_rows(raw)
     print(report.table(rows))
     m = info["machine"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 
 from parsgd.config import load_config
 from parsgd.engine.runner import run_experiment
+from parsgd.engine.team import NO_FASTPATH_ENV
 
 H_VALUES: tuple[int | str, ...] = (1, 2, 5, 10, 20, 50, 100, 1000, "end")
 H_QUICK: tuple[int | str, ...] = (1, 10, 100, "end")
@@ -69,6 +71,11 @@ def measure(quick: bool) -> dict[str, Any]:
             str(h): run_rate(out, 2, h, _steps_for(h, quick), trials)
             for h in (H_QUICK if quick else H_VALUES)
         }
+        os.environ[NO_FASTPATH_ENV] = "1"
+        try:
+            python_path = run_rate(out, 2, 1, _steps_for(1, True) // 2, trials)
+        finally:
+            del os.environ[NO_FASTPATH_ENV]
         pairs: dict[int, list[float]] = {1: [], 2: []}
         steps = _steps_for(1000, quick)
         for _ in range(1 if quick else 3):
@@ -79,6 +86,7 @@ def measure(quick: bool) -> dict[str, Any]:
         "n": _N,
         "workers": 2,
         "h_curve": curve,
+        "every1_python": python_path,
         "m1": float(np.median(pairs[1])),
         "m2": float(np.median(pairs[2])),
     }

@@ -122,25 +122,42 @@ def _ticks_impl(typingctx: Any) -> Any:
 _ticks: Any = intrinsic(_ticks_impl)
 
 
-@njit(cache=True, nogil=True)
-def average_chunk(W: np.ndarray, avg: np.ndarray, lo: int, hi: int) -> bool:
-    """``avg[lo:hi] = (W[0] + ... + W[M-1]) / M`` on that chunk, in row order; True if finite.
+# Columns per block of the average: a block of every row stays in L1 while it is summed.
+_BLOCK = 512
 
-    Whole-row passes (copy, add each row, divide, check) vectorise; an element-at-a-time
-    loop with the check inside does not. Same operations in the same order as numpy's.
-    """
+
+@njit(cache=True, nogil=True)
+def _average_block(W: np.ndarray, avg: np.ndarray, lo: int, hi: int, adopt: bool) -> bool:
+    """``avg[lo:hi]`` = row mean (rows added 0..M-1, then / M); if ``adopt``, every row too."""
     M = W.shape[0]
     for j in range(lo, hi):
         avg[j] = W[0, j]
     for r in range(1, M):
         for j in range(lo, hi):
             avg[j] += W[r, j]
-    for j in range(lo, hi):
-        avg[j] /= M
     finite = True
     for j in range(lo, hi):
-        v = avg[j]
+        v = avg[j] / M
+        avg[j] = v
         finite &= v - v == 0.0  # inf - inf and nan - nan are nan
+    if adopt:
+        for r in range(M):
+            for j in range(lo, hi):
+                W[r, j] = avg[j]
+    return finite
+
+
+@njit(cache=True, nogil=True)
+def average_chunk(W: np.ndarray, avg: np.ndarray, lo: int, hi: int, adopt: bool = False) -> bool:
+    """Average columns lo..hi-1 of W into ``avg`` (and into every row if ``adopt``).
+
+    The same operations in the same order as numpy's ``W[0] + W[1] + ...`` then ``/ M``, so
+    the bits do not depend on the path. Blocks of columns keep each pass in L1 and vectorise.
+    Returns True if the averaged chunk is finite.
+    """
+    finite = True
+    for b in range(lo, hi, _BLOCK):
+        finite &= _average_block(W, avg, b, min(b + _BLOCK, hi), adopt)
     return finite
 
 
@@ -243,7 +260,10 @@ def rounds(
                 return status, m, 0, generation
         for k in range(ranks.shape[0]):
             r = ranks[k]
-            bits = 0 if average_chunk(W, avg, chunks[r, 0], chunks[r, 1]) else _NONFINITE
+            # Each rank writes its averaged chunk into every row (the columns are its own
+            # until the next barrier), so no rank copies the whole average afterwards.
+            finite = average_chunk(W, avg, chunks[r, 0], chunks[r, 1], True)
+            bits = 0 if finite else _NONFINITE
             if r == 0 and _load(control, _STOP_REQUEST) != 0:
                 bits |= _STOP
             flags[r] = bits
@@ -256,10 +276,7 @@ def rounds(
         for r in range(M):
             decision |= flags[r]
         for k in range(ranks.shape[0]):
-            r = ranks[k]
-            for j in range(avg.shape[0]):
-                W[r, j] = avg[j]
-            position[r] = step
+            position[ranks[k]] = step
         ticks[1] += _ticks() - toc
         if decision != 0:
             return OK, m + 1, decision, generation
