@@ -350,3 +350,18 @@ class FastRounds:
 
             raise ParentGone
         return count, decision, compute_s, sync_s
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) ``rounds`` and ``average_chunk`` for the engine's types.
+
+    Called before the workers fork, so each inherits the machine code instead of loading it
+    inside its first trial's clock.
+    """
+    W, avg, i64 = np.zeros((1, 1)), np.zeros(1), np.zeros(1, dtype=np.int64)
+    average_chunk(W, avg, 0, 1)
+    rounds(
+        W, avg, 0.0, W, avg, i64.copy(), i64.copy(), np.zeros(4, dtype=np.int64), i64.copy(),
+        i64.copy(), np.zeros((1, 2), dtype=np.int64), np.zeros((1, 1, 1)), np.zeros(1), 0,
+        np.ones(1, dtype=np.int64), False, 0, 0, np.zeros(2),
+    )  # fmt: skip

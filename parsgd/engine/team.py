@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from parsgd.data.synthetic import Arena
+from parsgd.engine import fastpath
 from parsgd.engine.fastpath import FastRounds, average_chunk
 from parsgd.engine.plan import Meeting, Plan
 from parsgd.problem import LeastSquaresPool, Problem
@@ -93,6 +94,9 @@ class Team:
         # Per rank and private to the process that runs it: this trial's, and earlier trials'.
         self.timers = np.zeros((M, N_STATS))
         self.totals = np.zeros((M, N_STATS))
+        plain = plan.average & ~plan.record & ~plan.checkpoint
+        if isinstance(problem, LeastSquaresPool) and plain.any():
+            fastpath.warm_up()  # here, before the workers fork, not inside a trial's clock
 
     # -- local work -------------------------------------------------------------------------
 
