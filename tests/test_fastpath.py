@@ -80,3 +80,18 @@ def test_constants_mirror_the_team_module() -> None:
 
     assert (fastpath._STOP_REQUEST, fastpath._ABORT) == (team.STOP_REQUEST, team.ABORT)
     assert (fastpath._NONFINITE, fastpath._STOP) == (team.NONFINITE, team.STOP)
+
+
+@pytest.mark.parametrize(("M", "d"), [(1, 5), (2, 7), (3, 1100), (5, 3)])
+def test_average_chunk_matches_column_mean_bit_for_bit(M: int, d: int) -> None:
+    from parsgd.engine.team import column_mean
+
+    W = np.random.default_rng(M * d).standard_normal((M, d)) * 1e3
+    expected, got = np.zeros(d), np.zeros(d)
+    column_mean(W, expected, 1 % d, d)
+    adopted = W.copy()
+    assert fastpath.average_chunk(adopted, got, 1 % d, d, True)
+    assert np.array_equal(got, expected)
+    assert np.array_equal(adopted[:, 1 % d :], np.tile(expected[1 % d :], (M, 1)))
+    W[-1, -1] = np.inf
+    assert not fastpath.average_chunk(W, got, 0, d)
