@@ -29,7 +29,7 @@ import numpy as np
 
 from parsgd.data.shared import SharedArena
 from parsgd.engine import fastpath
-from parsgd.engine.plan import Meeting
+from parsgd.engine.plan import Meeting, Plan
 from parsgd.engine.team import Settings, Team, TeamState
 from parsgd.engine.worker import SpinBarrier
 from parsgd.schedules import StepSize
@@ -47,7 +47,9 @@ def rounds_for(d: int, quick: bool) -> int:
 def _team(arena: SharedArena, d: int) -> Team:
     problem: Any = SimpleNamespace(d=d)
     settings = Settings(M, 1, 0, 1, "zeros", 0.0, StepSize(0.1))
-    return Team(problem, None, TeamState(arena, M, d), settings)  # type: ignore[arg-type]
+    nothing = np.zeros(1, dtype=bool)  # a one-meeting plan: the rounds here drive themselves
+    plan = Plan(1, np.ones(1, dtype=np.int64), nothing, nothing, nothing, np.ones(1, np.int64))
+    return Team(problem, plan, TeamState(arena, M, d), settings)
 
 
 def _engine_rounds(team: Team, rank: int, wait: Callable[[], None], rounds: int) -> None:

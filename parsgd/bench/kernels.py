@@ -245,7 +245,7 @@ def measure(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
         libs = compile_c(Path(tmp))
         out: dict[str, Any] = {"c_compiler": shutil.which("cc"), "c_flags": C_FLAGS}
-        for d, n in ((10, 100_000), (100, 100_000), (1000, 20_000 if quick else 100_000)):
+        for d, n in ((10, 100_000), (100, 100_000), (1000, 20_000 if quick else 50_000)):
             out[f"dense_d{d}"] = dense_rates(n, d, steps // max(1, d // 100), reps, libs)
         out["csr_rcv1"] = csr_rates(20_000 if quick else 200_000, steps, reps, libs)
     return out
