@@ -206,9 +206,11 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
             note="target: data + 0.3 GB",
         )
     )
-    rows.append(Row("PSS coordinator", pss["coordinator"] / 1e9, "GB"))
-    for rank, value in enumerate(pss["workers"]):
-        rows.append(Row(f"PSS worker {rank}", value / 1e9, "GB"))
+    private = pss.get("private", [None] * (1 + len(pss["workers"])))
+    names = ["coordinator"] + [f"worker {rank}" for rank in range(len(pss["workers"]))]
+    for name, value, own in zip(names, [pss["coordinator"], *pss["workers"]], private, strict=True):
+        note = f"of which private (USS) {own / 1e9:.3f} GB" if own is not None else ""
+        rows.append(Row(f"PSS {name}", value / 1e9, "GB", note=note))
     rows.append(Row("start-up to first step (warm cache)", start["first_step_s"], "s", target=1.5))
     rows.append(
         Row(
