@@ -128,22 +128,31 @@ _BLOCK = 512
 
 @njit(cache=True, nogil=True)
 def _average_block(W: np.ndarray, avg: np.ndarray, lo: int, hi: int, adopt: bool) -> bool:
-    """``avg[lo:hi]`` = row mean (rows added 0..M-1, then / M); if ``adopt``, every row too."""
+    """``avg[lo:hi]`` = row mean (rows added 0..M-1, then / M); if ``adopt``, every row too.
+
+    Loops run over slices from index 0: with ``W[r, j]`` and j from an arbitrary ``lo``, numba's
+    negative-index wraparound hides the unit stride and LLVM emits gathers (5x slower).
+    """
     M = W.shape[0]
-    for j in range(lo, hi):
-        avg[j] = W[0, j]
+    n = hi - lo
+    a = avg[lo:hi]
+    row = W[0, lo:hi]
+    for k in range(n):
+        a[k] = row[k]
     for r in range(1, M):
-        for j in range(lo, hi):
-            avg[j] += W[r, j]
+        row = W[r, lo:hi]
+        for k in range(n):
+            a[k] += row[k]
     finite = True
-    for j in range(lo, hi):
-        v = avg[j] / M
-        avg[j] = v
+    for k in range(n):
+        v = a[k] / M
+        a[k] = v
         finite &= v - v == 0.0  # inf - inf and nan - nan are nan
     if adopt:
         for r in range(M):
-            for j in range(lo, hi):
-                W[r, j] = avg[j]
+            row = W[r, lo:hi]
+            for k in range(n):
+                row[k] = a[k]
     return finite
 
 
