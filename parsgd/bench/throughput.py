@@ -55,7 +55,7 @@ def run_rate(out: Path, workers: int, every: int | str, steps: int, trials: int)
 
 def _steps_for(quick: bool) -> int:
     """Long enough that the two evaluations of a trial (~10 ms at n=1e5, d=100) are noise."""
-    return 200_000 if quick else 1_000_000
+    return 100_000 if quick else 1_000_000
 
 
 def measure(quick: bool) -> dict[str, Any]:
@@ -70,11 +70,11 @@ def measure(quick: bool) -> dict[str, Any]:
         }
         os.environ[NO_FASTPATH_ENV] = "1"
         try:
-            python_path = run_rate(out, 2, 1, _steps_for(True) // 10, trials)
+            python_path = run_rate(out, 2, 1, 20_000, trials)
         finally:
             del os.environ[NO_FASTPATH_ENV]
         pairs: dict[int, list[float]] = {1: [], 2: []}
-        steps = _steps_for(True)  # short runs, many pairs: a neighbour's burst hits one pair
+        steps = 200_000  # short runs, many pairs: a neighbour's burst hits one pair
         for _ in range(2 if quick else 7):
             for workers in (1, 2):
                 pairs[workers].append(run_rate(out, workers, 1000, steps, trials))
