@@ -24,7 +24,7 @@ import psutil
 import yaml
 
 _D = 100
-_SAMPLES = 10  # PSS samples (0.1 s apart) taken while the workers run
+_SAMPLES = 20  # PSS samples (0.1 s apart) taken while the workers run
 
 
 def _write(path: Path, **config: Any) -> Path:
@@ -75,10 +75,26 @@ def _workers(coordinator: psutil.Process) -> list[psutil.Process]:
     return found
 
 
-def pss_run(data_gb: float, workers: int = 2) -> dict[str, Any]:
-    """Peak total PSS (bytes) while the workers run, and each process's PSS at that moment.
+def _rollup(pid: int) -> dict[str, float]:
+    """PSS split by kind (shared memory, anonymous, files) from /proc, in bytes, if readable."""
+    parts: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("Pss_Shmem", "Pss_Anon", "Pss_File"):
+                parts[key] = float(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return parts
 
-    ``data_gb`` is in 1e9 bytes: X and y together, float64.
+
+def pss_run(data_gb: float, workers: int = 2) -> dict[str, Any]:
+    """Total PSS (bytes) of coordinator + workers while the workers run, and each one's part.
+
+    ``data_gb`` is in 1e9 bytes: X and y together, float64. The processes are read one after
+    another, so while the workers are still mapping data pages for the first time a sample
+    over-counts (the coordinator's share is read before the workers map the page); the figure
+    is the median of the samples in the second half of the window, once mapping has settled.
     """
     n = int(data_gb * 1e9 / ((_D + 1) * 8))
     with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
@@ -95,20 +111,25 @@ def pss_run(data_gb: float, workers: int = 2) -> dict[str, Any]:
             _command(config, Path(tmp)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         coordinator = psutil.Process(proc.pid)
-        best: dict[str, Any] = {"total": 0.0}
-        samples = 0
+        seen: list[dict[str, Any]] = []
+        stopping = False
         try:
             while proc.poll() is None:
-                if samples == _SAMPLES:
+                if len(seen) == _SAMPLES and not stopping:
                     proc.send_signal(signal.SIGINT)  # enough seen: stop at the next meeting
+                    stopping = True  # (only once: a second SIGINT means "stop now")
                 children = _workers(coordinator)
-                if len(children) == workers:
+                if len(children) == workers and len(seen) < _SAMPLES:
                     procs = [coordinator, *children]
                     sizes = [_pss(c) for c in procs]
-                    if all(np.isfinite(sizes)) and sum(sizes) > best["total"]:
-                        best = {"total": sum(sizes), "coordinator": sizes[0], "workers": sizes[1:]}
-                        best["private"] = [_private(c) for c in procs]
-                    samples += 1
+                    if all(np.isfinite(sizes)):
+                        seen.append({
+                            "total": sum(sizes),
+                            "coordinator": sizes[0],
+                            "workers": sizes[1:],
+                            "private": [_private(c) for c in procs],
+                            "kinds": [_rollup(c.pid) for c in procs],
+                        })  # fmt: skip
                 time.sleep(0.1)
         finally:
             if proc.poll() is None:
@@ -116,8 +137,13 @@ def pss_run(data_gb: float, workers: int = 2) -> dict[str, Any]:
             _, stderr = proc.communicate(timeout=60)
         if proc.returncode not in (0, 130):  # 130: interrupted by our SIGINT, as intended
             raise RuntimeError(f"memory run failed ({proc.returncode}): {stderr.decode()[-300:]}")
-    best["data_bytes"] = n * (_D + 1) * 8
-    return best
+    if not seen:
+        raise RuntimeError("the memory run ended before its workers could be measured")
+    settled = sorted(seen[len(seen) // 2 :], key=lambda sample: sample["total"])
+    result = dict(settled[len(settled) // 2])
+    result["max_total"] = max(sample["total"] for sample in seen)
+    result["data_bytes"] = n * (_D + 1) * 8
+    return result
 
 
 _STARTED = re.compile(r"^(\S+ \S+) .*worker 0 started")

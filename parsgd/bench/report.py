@@ -207,9 +207,13 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
         )
     )
     private = pss.get("private", [None] * (1 + len(pss["workers"])))
+    kinds = pss.get("kinds", [{}] * (1 + len(pss["workers"])))
     names = ["coordinator"] + [f"worker {rank}" for rank in range(len(pss["workers"]))]
-    for name, value, own in zip(names, [pss["coordinator"], *pss["workers"]], private, strict=True):
-        note = f"of which private (USS) {own / 1e9:.3f} GB" if own is not None else ""
+    values = [pss["coordinator"], *pss["workers"]]
+    for name, value, own, kind in zip(names, values, private, kinds, strict=True):
+        note = f"private (USS) {own / 1e9:.3f} GB" if own is not None else ""
+        if kind:
+            note += "; " + ", ".join(f"{k} {v / 1e9:.3f} GB" for k, v in kind.items())
         rows.append(Row(f"PSS {name}", value / 1e9, "GB", note=note))
     rows.append(Row("start-up to first step (warm cache)", start["first_step_s"], "s", target=1.5))
     rows.append(
