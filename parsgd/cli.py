@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_plot_command(commands)
     _add_report_command(commands)
+    _add_bench_command(commands)
     return parser
 
 
@@ -100,6 +101,21 @@ def _report(args: argparse.Namespace) -> int:
     from parsgd.report import report_command
 
     return report_command(args.directory, by=args.by, target=args.target)
+
+
+def _add_bench_command(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser(
+        "bench", help="measure throughput, averaging cost, start-up and memory vs baselines"
+    )
+    bench.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
+    bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
+
+    def run_bench(args: argparse.Namespace) -> int:
+        from parsgd.bench.run import run_bench
+
+        return run_bench(args.quick, args.json)
+
+    bench.set_defaults(handler=run_bench)
 
 
 def _print_dry_run(config: Config) -> None:

@@ -24,14 +24,20 @@ class StepStream:
         self.per_step = per_step
         sequence = np.random.SeedSequence(seed, spawn_key=(SGD_STREAM, trial, worker))
         self._origin = np.random.PCG64(sequence).state
+        self._generator: np.random.Generator | None = None
+        self._next = -1  # the step the generator stands at
 
     def uniforms(self, start: int, stop: int) -> np.ndarray:
         """Array of shape (stop - start, per_step): the draws of steps start..stop-1."""
-        bits = np.random.PCG64()
-        bits.state = self._origin
-        bits.advance(start * self.per_step)
+        if self._generator is None or start != self._next:
+            # Jump (rebuilding is ~20 us; consecutive segments just continue the generator).
+            bits = np.random.PCG64()
+            bits.state = self._origin
+            bits.advance(start * self.per_step)
+            self._generator = np.random.Generator(bits)
         # Generator.random consumes exactly one 64-bit output per double.
-        return np.random.Generator(bits).random((stop - start, self.per_step))
+        self._next = stop
+        return self._generator.random((stop - start, self.per_step))
 
 
 def normals_from_uniforms(uniforms: np.ndarray, count: int) -> np.ndarray:

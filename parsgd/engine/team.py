@@ -18,6 +18,7 @@ summed over rows 0..M-1 in that order whatever chunk it falls in.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +26,11 @@ from typing import Any
 import numpy as np
 
 from parsgd.data.synthetic import Arena
+from parsgd.engine import fastpath
+from parsgd.engine.fastpath import FastRounds, average_chunk
 from parsgd.engine.plan import Meeting, Plan
 from parsgd.problem import Problem
+from parsgd.problems.linear import LinearPool
 from parsgd.rng import INIT_STREAM, StepStream, generator
 from parsgd.schedules import StepSize
 
@@ -43,6 +47,9 @@ N_CONTROL = 4
 
 # Bits of a rank's flags word, OR-ed into the decision of a meeting.
 NONFINITE, STOP = 1, 2
+
+# Set (to anything) to keep every meeting in Python: for debugging and before/after timings.
+NO_FASTPATH_ENV = "PARSGD_NO_FASTPATH"
 
 # Steps per compiled-kernel call: bounds the uniforms array a worker holds at once.
 _MAX_UNIFORMS_PER_CALL = 1 << 20
@@ -90,6 +97,9 @@ class Team:
         # Per rank and private to the process that runs it: this trial's, and earlier trials'.
         self.timers = np.zeros((M, N_STATS))
         self.totals = np.zeros((M, N_STATS))
+        plain = plan.average & ~plan.record & ~plan.checkpoint
+        if _dense_linear(problem) and plain.any():
+            fastpath.warm_up()  # here, before the workers fork, not inside a trial's clock
 
     # -- local work -------------------------------------------------------------------------
 
@@ -111,13 +121,7 @@ class Team:
         if stop <= start:
             return
         tic = time.perf_counter()
-        key = (trial, rank)
-        stream = self._streams.get(key)
-        if stream is None:
-            self._streams.clear()  # one trial at a time: drop the previous trial's streams
-            stream = self._streams[key] = StepStream(
-                self.settings.seed, trial, rank, self.problem.uniforms_per_step
-            )
+        stream = self.stream(trial, rank)
         per_call = max(1, _MAX_UNIFORMS_PER_CALL // stream.per_step)
         w = self.state.W[self.rows[rank]]
         for lo in range(start, stop, per_call):
@@ -125,14 +129,38 @@ class Team:
             self.problem.sgd(w, stream.uniforms(lo, hi), self.settings.step_size.values(lo, hi))
         self.timers[rank, COMPUTE_S] += time.perf_counter() - tic
 
+    def stream(self, trial: int, rank: int) -> StepStream:
+        """This rank's random stream for this trial (kept for the trial, then dropped)."""
+        key = (trial, rank)
+        stream = self._streams.get(key)
+        if stream is None:
+            if any(k[0] != trial for k in self._streams):
+                self._streams.clear()  # one trial at a time: drop the previous trial's streams
+            stream = self._streams[key] = StepStream(
+                self.settings.seed, trial, rank, self.problem.uniforms_per_step
+            )
+        return stream
+
+    def fast_rounds(self, ranks: list[int], sync: Any, hooks: Hooks) -> FastRounds | None:
+        """The compiled path for plain meetings, where it applies (see ``fastpath``)."""
+        M = self.settings.workers
+        serial = len(ranks) == M
+        barrier = len(ranks) == 1 and hasattr(sync, "generation") and hasattr(sync, "parent")
+        if os.environ.get(NO_FASTPATH_ENV) or hooks.per_meeting:
+            return None
+        if not _dense_linear(self.problem):
+            return None
+        if not (serial or barrier) or not self.state.arrive.flags.c_contiguous:
+            return None
+        return FastRounds(self, ranks, sync, _MAX_UNIFORMS_PER_CALL)
+
     # -- meeting phases ---------------------------------------------------------------------
 
     def phase_average(self, rank: int) -> None:
         """Average this rank's column chunk into ``avg``; flag non-finite values and stops."""
         st = self.state
         lo, hi = self.chunks[rank]
-        column_mean(st.W, st.avg, lo, hi)
-        flags = 0 if np.isfinite(st.avg[lo:hi]).all() else NONFINITE
+        flags = 0 if average_chunk(st.W, st.avg, lo, hi) else NONFINITE
         if rank == 0 and st.control[STOP_REQUEST]:
             flags |= STOP
         st.flags[rank] = flags
@@ -205,6 +233,11 @@ class Team:
         }
 
 
+def _dense_linear(problem: Problem) -> bool:
+    """The compiled fast path runs the dense linear-model loop (least squares, logistic, hinge)."""
+    return isinstance(problem, LinearPool) and isinstance(problem.X, np.ndarray)
+
+
 def column_mean(W: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
     """``out[lo:hi] = mean over rows of W[:, lo:hi]``, adding rows 0..M-1 in order."""
     acc = out[lo:hi]
@@ -233,7 +266,13 @@ class Outcome:
 
 
 class Hooks:
-    """What a driver does with the results of rank 0; the default drops them."""
+    """What a driver does with the results of rank 0; the default drops them.
+
+    ``per_meeting``: ``meeting()`` must see every meeting, so the compiled path (which runs
+    many plain meetings in one call) is off.
+    """
+
+    per_meeting = False
 
     def row(self, row: dict[str, Any]) -> None:
         pass
@@ -246,6 +285,16 @@ class Hooks:
 
     def meeting(self, trial: int, step: int) -> None:
         pass
+
+
+def _meeting_at(plan: Plan, index: int) -> Meeting:
+    return Meeting(
+        int(plan.steps[index]),
+        bool(plan.average[index]),
+        bool(plan.record[index]),
+        bool(plan.checkpoint[index]),
+        int(plan.syncs[index]),
+    )
 
 
 def run_ranks(
@@ -271,7 +320,23 @@ def run_ranks(
         origin = time.perf_counter() - (start.wall_s if resumed else 0.0)
         paused = 0.0
         done = max(first, 0)
-        for meeting in plan.meetings_after(first):
+        fast = team.fast_rounds(ranks, sync, hooks)
+        index = int(np.searchsorted(plan.steps, first, side="right"))
+        while index < len(plan.steps):
+            if fast is not None and fast.starts_at(index, done):
+                count, decision, compute_s, sync_s = fast.run(trial, index, done)
+                timers[ranks, COMPUTE_S] += compute_s
+                timers[ranks, SYNC_S] += sync_s
+                index += count
+                meeting = _meeting_at(plan, index - 1)
+                done = meeting.step
+                if decision & (NONFINITE | STOP):
+                    status = "diverged" if decision & NONFINITE else "interrupted"
+                    wall_s = time.perf_counter() - origin - paused
+                    return Outcome(status, trial, meeting.step, meeting.syncs, wall_s)
+                continue
+            meeting = _meeting_at(plan, index)
+            index += 1
             hooks.meeting(trial, meeting.step)
             for r in ranks:
                 team.compute(trial, r, done, meeting.step)

@@ -85,6 +85,7 @@ class SpinBarrier:
 class _WorkerHooks(Hooks):
     def __init__(self, team: Team, rank: int, conn: Connection, fault: tuple[int, int, str] | None):
         self.team, self.rank, self.conn, self.fault = team, rank, conn, fault
+        self.per_meeting = fault is not None  # an injected fault must fire at its exact meeting
 
     def row(self, row: dict[str, Any]) -> None:
         self.conn.send(("row", row))

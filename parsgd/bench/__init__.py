@@ -1,0 +1,1 @@
+"""``parsgd bench``: measured performance against baselines run in the same process tree."""

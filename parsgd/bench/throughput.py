@@ -1,0 +1,96 @@
+"""Samples per second of whole runs through the real engine (``run_experiment``, processes).
+
+Throughput is ``samples / wall_s`` at the last trace row of a trial (the trial's own clock,
+start-up excluded), the median over the trials of one run. The H curve runs M = 2 workers at
+d = 100 with averaging every H steps; parallel efficiency compares M = 2 with M = 1, both
+averaging rarely (every 1000 steps), interleaved so a noisy neighbour hits both alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parsgd.config import load_config
+from parsgd.engine.runner import run_experiment
+from parsgd.engine.team import NO_FASTPATH_ENV
+
+H_VALUES: tuple[int | str, ...] = (1, 2, 5, 10, 20, 50, 100, 1000, "end")
+H_QUICK: tuple[int | str, ...] = (1, 10, 100, "end")
+_N, _D = 100_000, 100
+
+
+def run_rate(out: Path, workers: int, every: int | str, steps: int, trials: int) -> float:
+    """Median samples/s over the trials of one engine run."""
+    name = f"m{workers}_h{every}"
+    overrides = [
+        f"name={name}",
+        "seed=0",
+        f"trials={trials}",
+        f"workers={workers}",
+        "backend=processes",
+        f"data={{kind: gaussian_linear, n: {_N}, d: {_D}, noise: 0.1}}",
+        f"sgd.steps={steps}",
+        "sgd.step_size=0.002",
+        f"averaging.every={every}",
+        f"eval.every={steps}",
+    ]
+    config = load_config(None, overrides)
+    result = run_experiment(config, out)
+    if result.status != "completed":
+        raise RuntimeError(f"benchmark run {name} ended {result.status}: {result.reason}")
+    with (result.directory / "trace.csv").open() as handle:
+        last = {}
+        for row in csv.DictReader(handle):
+            if int(row["step"]) == steps:
+                last[row["trial"]] = int(row["samples"]) / float(row["wall_s"])
+    return float(np.median(list(last.values())))
+
+
+def _steps_for(quick: bool) -> int:
+    """Long enough that the two evaluations of a trial (~10 ms at n=1e5, d=100) are noise."""
+    return 100_000 if quick else 1_000_000
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    """The H curve (M = 2) and the M = 1 vs M = 2 parallel efficiency.
+
+    Both are measured in passes (every H once, then again): a neighbour's burst on the shared
+    cores then spoils one sample of several points instead of every sample of one point.
+    """
+    trials, passes = (1, 2) if quick else (1, 3)
+    h_values = H_QUICK if quick else H_VALUES
+    logging.getLogger("parsgd").setLevel(logging.ERROR)  # advisories are expected here
+    curve: dict[str, list[float]] = {str(h): [] for h in h_values}
+    python_path: list[float] = []
+    pairs: dict[int, list[float]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
+        out = Path(tmp)
+        for _ in range(passes):
+            for h in h_values:
+                curve[str(h)].append(run_rate(out, 2, h, _steps_for(quick), trials))
+            os.environ[NO_FASTPATH_ENV] = "1"
+            try:
+                python_path.append(run_rate(out, 2, 1, 20_000, trials))
+            finally:
+                del os.environ[NO_FASTPATH_ENV]
+            for _ in range(1 if quick else 2):  # short runs, many pairs
+                for workers in (1, 2):
+                    pairs[workers].append(run_rate(out, workers, 1000, 200_000, trials))
+    return {
+        "d": _D,
+        "n": _N,
+        "workers": 2,
+        "h_curve": {h: float(np.median(v)) for h, v in curve.items()},
+        "h_curve_samples": curve,
+        "every1_python": float(np.median(python_path)),
+        "m1": float(np.median(pairs[1])),
+        "m2": float(np.median(pairs[2])),
+        "pairs": pairs,
+    }
