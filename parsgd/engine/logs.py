@@ -1,8 +1,9 @@
 """log.txt: the coordinator's and every worker's log lines in one file.
 
-Workers are forked, so ``multiprocessing-logging`` can carry their records to the
-coordinator, which alone writes the file. It refuses to install when the process-wide start
-method is not fork; then the stdlib QueueHandler/QueueListener pair does the same job.
+Workers are forked and inherit a ``QueueHandler`` on the ``parsgd`` logger; the coordinator
+alone writes the file, from a ``QueueListener`` thread. (``multiprocessing-logging`` did the
+same, but its close waits out a 0.2 s poll per handler: 0.35 s per run, the largest cost of a
+tiny run in a sweep. The listener stops at once on its sentinel.)
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import logging.handlers
 import multiprocessing
 import sys
 from pathlib import Path
-
-import multiprocessing_logging
 
 _FORMAT = "%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s"
 
@@ -30,15 +29,9 @@ class RunLog:
         console.setFormatter(logging.Formatter("parsgd: %(levelname)s: %(message)s"))
         self._handlers: list[logging.Handler] = [file_handler, console]
         self._listener: logging.handlers.QueueListener | None = None
-        self._wrapped = False
         if not multiprocess:
             for handler in self._handlers:
                 self.logger.addHandler(handler)
-        elif multiprocessing.get_start_method(allow_none=True) in (None, "fork"):
-            for handler in self._handlers:
-                self.logger.addHandler(handler)
-            multiprocessing_logging.install_mp_handler(self.logger)
-            self._wrapped = True
         else:
             queue = multiprocessing.get_context("fork").Queue(-1)
             self._listener = logging.handlers.QueueListener(

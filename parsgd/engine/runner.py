@@ -89,7 +89,12 @@ class _Collector(Sink):
 
 
 class _StopSignals:
-    """First SIGINT/SIGTERM: stop at the next meeting. Second: stop now (KeyboardInterrupt)."""
+    """First SIGINT/SIGTERM/SIGUSR1: stop at the next meeting. Second: stop now.
+
+    SIGUSR1 is what ``sbatch --signal=B:USR1@60`` sends ahead of a time limit. A signal the
+    process was started with ignored (``nohup``, a sweep's run process) stays ignored, as
+    Python itself leaves SIGINT alone when it starts ignored.
+    """
 
     def __init__(self, control: np.ndarray) -> None:
         self.control = control
@@ -97,8 +102,9 @@ class _StopSignals:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopSignals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,7 +2,7 @@
 
 Workers are forked by the coordinator after the data, the team state and the compiled kernels
 exist, so they inherit the shared mappings (no copy, no re-compile). A worker never unlinks
-shared memory, ignores SIGINT/SIGTERM (the coordinator decides when to stop, at a meeting)
+shared memory, ignores SIGINT/SIGTERM/SIGUSR1 (the coordinator decides when to stop, at a meeting)
 and dies with its parent (PR_SET_PDEATHSIG), so a SIGKILLed coordinator leaves no orphans.
 """
 
@@ -134,6 +134,7 @@ def worker_main(team: Team, rank: int, conn: Connection, parent: int, start: Pos
     faulthandler.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
