@@ -63,6 +63,7 @@ _Loader.add_implicit_resolver(
 def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
+
 _POSITIVE_INT = Int(low=1)
 _EVERY = Either((Int(low=1), Literal("end")))
 

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from parsgd.config import config_hash
 from parsgd.engine.collector import write_atomic
@@ -28,6 +28,7 @@ from parsgd.sweep import Point, value_text
 PLAN_FILE = "sweep.json"
 INDEX_FILE = "index.csv"
 _LOCK_FILE = ".sweep.lock"
+CLAIM_FILE = ".claim"
 
 # Statuses a rerun of the sweep leaves alone (unless --force).
 FINISHED = ("completed", "diverged")
@@ -56,17 +57,51 @@ def read_plan(sweep_dir: Path) -> tuple[list[str], list[Point]]:
 
 
 def _lock_held(run_dir: Path) -> bool:
-    """True if a live process holds the run directory's lock (see RunDirectory.claim)."""
-    lock_path = run_dir / ".lock"
-    if not lock_path.exists():
-        return False
-    with lock_path.open("a") as handle:
+    """True if a live process holds the run's lock (RunDirectory.claim) or a sweep's claim."""
+    for name in (".lock", CLAIM_FILE):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        with path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+class RunClaim:
+    """A sweep's exclusive claim on one point, held while its run process works on it.
+
+    Every sweep process (local or an array task) takes it before starting a point and reads
+    the run's state only once it holds it, so two sweeps sharing a directory never run the
+    same point at once, nor redo one the other has just completed.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> bool:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handle = (self.run_dir / CLAIM_FILE).open("a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
+            handle.close()
+            return False
+        self._handle = handle
+        return True
+
+    def fileno(self) -> int:
+        assert self._handle is not None
+        return self._handle.fileno()
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
 
 def run_state(sweep_dir: Path, point: Point) -> RunState:

@@ -31,7 +31,14 @@ from typing import Any, TextIO
 
 from parsgd.config import Config, usable_cpus
 from parsgd.errors import ParsgdError
-from parsgd.index import FINISHED, RunState, run_state, sweep_states, update_index
+from parsgd.index import (
+    FINISHED,
+    RunClaim,
+    RunState,
+    run_state,
+    sweep_states,
+    update_index,
+)
 from parsgd.sweep import Point
 
 _POLL_S = 0.5
@@ -57,9 +64,11 @@ class SweepOutcome:
 
     @property
     def exit_status(self) -> int:
+        """130 if stopped by a signal; 1 if a point failed or is unfinished; else 0."""
         if self.stopped_by is not None:
             return 130
-        return 0 if all(s.status in FINISHED for s in self.states) else 1
+        unfinished = [s for s in self.states if s.status not in (*FINISHED, "running")]
+        return 1 if unfinished else 0
 
 
 class RunsProgress:
@@ -105,7 +114,9 @@ def _warm_up_kernels(config: Config) -> None:
         _warm_up(build_problem(small, LocalArena()))
 
 
-def _run_process_main(config: Config, sweep_dir: Path, resume: bool, parent: int) -> None:
+def _run_process_main(
+    config: Config, sweep_dir: Path, resume: bool, parent: int, other_claims: list[int]
+) -> None:
     """Entry point of a forked run process (exit status: RunResult.exit_status)."""
     # First, before the inherited handler of the sweep process can run here.
     signal.signal(signal.SIGUSR1, _stop_now)
@@ -116,6 +127,8 @@ def _run_process_main(config: Config, sweep_dir: Path, resume: bool, parent: int
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGUSR1)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         sys.exit(130)
+    for fd in other_claims:  # or this process would hold other points' claims until it ends
+        os.close(fd)
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- no per-run progress bars
     from parsgd.engine.runner import run_experiment
 
@@ -146,7 +159,7 @@ class LocalSweep:
         self.sweep_dir, self.keys, self.points = sweep_dir, keys, points
         self.jobs, self.force, self.label = jobs, force, label
         self.cores = usable_cpus()
-        self._running: dict[int, tuple[Any, Point, float]] = {}
+        self._running: dict[int, tuple[Any, Point, float, RunClaim]] = {}
         self._stop: str | None = None
 
     def _todo(self, states: list[RunState], outcome: SweepOutcome) -> list[Point]:
@@ -165,15 +178,37 @@ class LocalSweep:
             return True
         if self.jobs is not None:
             return len(self._running) < self.jobs
-        used = sum(p.config["workers"] for _, p, _ in self._running.values())
+        used = sum(entry[1].config["workers"] for entry in self._running.values())
         return used + point.config["workers"] <= self.cores
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         if self._stop is None:
             self._stop = signal.Signals(signum).name
-        for proc, _, _ in self._running.values():
+        for proc, *_ in self._running.values():
             if proc.pid is not None:
                 os.kill(proc.pid, signal.SIGUSR1)
+
+    def _start(self, context: Any, point: Point, outcome: SweepOutcome) -> None:
+        """Claim the point, check it is still to do, and fork its run process."""
+        claim = RunClaim(self.sweep_dir / point.run_id)
+        if not claim.acquire():
+            outcome.busy += 1
+            return
+        if not self.force and run_state(self.sweep_dir, point).status in FINISHED:
+            claim.release()  # another sweep finished it since we looked
+            outcome.skipped += 1
+            return
+        proc = context.Process(
+            target=_run_process_main,
+            args=(point.config, self.sweep_dir, not self.force, os.getpid(), self._claim_fds()),
+            name=f"run-{point.run_id}",
+        )
+        proc.start()
+        self._running[proc.sentinel] = (proc, point, time.perf_counter(), claim)
+        outcome.ran += 1
+
+    def _claim_fds(self) -> list[int]:
+        return [entry[3].fileno() for entry in self._running.values()]
 
     def run(self, index_points: list[Point] | None = None) -> SweepOutcome:
         """Run what is not done; ``index_points``: the points index.csv lists (all planned)."""
@@ -189,20 +224,12 @@ class LocalSweep:
         try:
             while (todo and self._stop is None) or self._running:
                 while todo and self._stop is None and self._fits(todo[0]):
-                    point = todo.pop(0)
-                    resume = not self.force
-                    proc = context.Process(
-                        target=_run_process_main,
-                        args=(point.config, self.sweep_dir, resume, os.getpid()),
-                        name=f"run-{point.run_id}",
-                    )
-                    proc.start()
-                    self._running[proc.sentinel] = (proc, point, time.perf_counter())
-                    outcome.ran += 1
+                    self._start(context, todo.pop(0), outcome)
                 for sentinel in wait(list(self._running), timeout=_POLL_S):
                     assert isinstance(sentinel, int)
-                    proc, point, started = self._running.pop(sentinel)
+                    proc, point, started, claim = self._running.pop(sentinel)
                     proc.join()
+                    claim.release()
                     wall_s = time.perf_counter() - started
                     state = run_state(self.sweep_dir, point)
                     total_s = (state.record.get("timings") or {}).get("total_s")
@@ -213,9 +240,10 @@ class LocalSweep:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            for proc, _, _ in self._running.values():  # only after an exception here
+            for proc, *_, claim in self._running.values():  # only after an exception here
                 proc.kill()
                 proc.join()
+                claim.release()
             progress.close()
         outcome.stopped_by = self._stop
         update_index(self.sweep_dir, self.keys, listed)
