@@ -74,7 +74,8 @@ class LocalSlurm:
                     f"SlurmdPort={slurmd_port}",
                     "AuthType=auth/munge",
                     "CredType=cred/munge",
-                    f"AuthInfo=socket={munge}/munge.socket.2",
+                    # cred_expire: also how long a requeued job waits (default 120 s).
+                    f"AuthInfo=socket={munge}/munge.socket.2,cred_expire=10",
                     f"StateSaveLocation={r}/state",
                     f"SlurmdSpoolDir={r}/spool",
                     f"SlurmctldPidFile={r}/run/slurmctld.pid",
