@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from multiprocessing.connection import wait
 from pathlib import Path
 from types import FrameType
@@ -42,6 +43,9 @@ from parsgd.index import (
 from parsgd.sweep import Point
 
 _POLL_S = 0.5
+# Rebuilding index.csv reads every run.json of the sweep: at most this often while running
+# (and always at the end), so that a sweep of many tiny runs does not spend O(N^2) on it.
+_INDEX_EVERY_S = 1.0
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
@@ -216,9 +220,13 @@ class LocalSweep:
         outcome = SweepOutcome(states=[])
         todo = self._todo(sweep_states(self.sweep_dir, self.points), outcome)
         update_index(self.sweep_dir, self.keys, listed)
+        indexed = time.monotonic()
         progress = RunsProgress(len(todo), self.label)
         if todo:
             _warm_up_kernels(todo[0].config)
+            # Shared memory registers with a resource tracker process; started here, every
+            # run process inherits it instead of spawning its own (a fresh interpreter each).
+            resource_tracker.ensure_running()
         context = multiprocessing.get_context("fork")
         previous = {sig: signal.signal(sig, self._signal) for sig in _STOP_SIGNALS}
         try:
@@ -235,7 +243,9 @@ class LocalSweep:
                     total_s = (state.record.get("timings") or {}).get("total_s")
                     if state.status in FINISHED and total_s is not None:
                         outcome.overhead_s.append(wall_s - total_s)
-                    update_index(self.sweep_dir, self.keys, listed)
+                    if time.monotonic() - indexed >= _INDEX_EVERY_S:
+                        update_index(self.sweep_dir, self.keys, listed)
+                        indexed = time.monotonic()
                     progress.finished(state, len(self._running), wall_s)
         finally:
             for sig, handler in previous.items():
