@@ -274,6 +274,7 @@ def test_seeds_zip_and_inline_config(tmp_path: Path) -> None:
                 "zip": {"sgd.step_size": [0.01, 0.02], "data.noise": [0.1, 0.2]},
                 "seeds": [5, 6],
                 "trials": 2,
+                "set": ["sgd.steps=100", "eval.every=25"],
             }
         )
     )
@@ -287,6 +288,7 @@ def test_seeds_zip_and_inline_config(tmp_path: Path) -> None:
         (tmp_path / "out" / "inline" / rows[3]["run_id"] / "config.yaml").read_text()
     )
     assert config["seed"] == 6 and config["trials"] == 2 and config["data"]["noise"] == 0.2
+    assert config["sgd"]["steps"] == 100
     assert config["name"] == rows[3]["run_id"]
 
 
@@ -296,3 +298,9 @@ def test_progress_lines_count_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     progress = [line for line in done.stdout.splitlines() if line.startswith("[")]
     assert [line.split()[0] for line in progress] == ["[1/3]", "[2/3]", "[3/3]"]
+
+
+def test_shipped_sweep_expands() -> None:
+    done = run_cli("sweep", "configs/sweeps/averaging.yaml", "--list")
+    assert done.returncode == 0, done.stderr
+    assert "# sweep averaging: 12 points over averaging.every, sgd.step_size" in done.stdout
