@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import run_cli, wait_until, write_config
+from conftest import ROOT, run_cli, wait_until, write_config
 from slurm_cluster import LocalSlurm, unavailable_reason
 
 from parsgd.engine.collector import read_trace
@@ -198,3 +198,25 @@ def test_time_limit_signal_checkpoints_requeues_and_resumes(
     ours = [tuple(r[c] for c in columns) for r in read_trace(trace)]
     theirs = [tuple(r[c] for c in columns) for r in read_trace(run_dir / "trace.csv")]
     assert ours == theirs
+
+
+@pytest.mark.parametrize(("sbatch_args", "workers"), [(["-n", "1"], 1), (["-c", "2"], 2)])
+def test_run_inside_an_allocation_uses_its_cpus(
+    tmp_path: Path, slurm: LocalSlurm, sbatch_args: list[str], workers: int
+) -> None:
+    config = write_config(tmp_path / "c.yaml", workers="auto")
+    command = f"{sys.executable} -m parsgd run {config} --out {tmp_path / 'out'}"
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", *sbatch_args, "-o", str(tmp_path / "job.out"), "--wrap", command],
+        env=slurm.env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip().split(";")[0]
+    _wait_for_job(slurm, job_id)
+    record = json.loads((tmp_path / "out" / "t" / "run.json").read_text())
+    assert record["status"] == "completed", (tmp_path / "job.out").read_text()
+    assert record["workers"] == workers
+    assert record["slurm_job_id"] == job_id

@@ -304,3 +304,17 @@ def test_shipped_sweep_expands() -> None:
     done = run_cli("sweep", "configs/sweeps/averaging.yaml", "--list")
     assert done.returncode == 0, done.stderr
     assert "# sweep averaging: 12 points over averaging.every, sgd.step_size" in done.stdout
+
+
+def test_failed_runs_are_rerun_and_completed_ones_kept(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, grid={"sgd.step_size": [0.01, 0.02, 0.05]})
+    out = tmp_path / "out"
+    failing = run_cli("sweep", str(sweep), "--out", str(out), env={"PARSGD_FAULT": "0:100:raise"})
+    assert failing.returncode == 1
+    rows = read_index(out / "avg" / "index.csv")
+    assert [r["status"] for r in rows] == ["failed"] * 3
+    assert "3 failed" in run_cli("sweep", str(sweep), "--out", str(out), "--status").stdout
+    fixed = run_cli("sweep", str(sweep), "--out", str(out))
+    assert fixed.returncode == 0, fixed.stderr
+    assert "ran 3, skipped 0" in fixed.stdout
+    assert [r["status"] for r in read_index(out / "avg" / "index.csv")] == ["completed"] * 3
