@@ -27,7 +27,7 @@ import parsgd
 from parsgd.advice import advisories
 from parsgd.config import Config, config_hash, dump_config
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
-from parsgd.engine.collector import RunDirectory, TraceWriter, check_writable
+from parsgd.engine.collector import RunDirectory, TraceWriter, check_writable, read_trace
 from parsgd.engine.coordinator import Coordinator, Sink
 from parsgd.engine.logs import RunLog
 from parsgd.engine.plan import Plan
@@ -230,6 +230,9 @@ def _run_claimed(
     run_dir.write_json(record)
     trace = TraceWriter(run_dir.trace_path, keep_rows)
     collector = _Collector(run_dir, trace, team.plan, config)
+    if keep_rows:  # resumed: trials finished before the checkpoint count in the final figures
+        for kept in read_trace(run_dir.trace_path):
+            collector.last_rows[int(kept["trial"])] = _parse_row(kept)
 
     def started(pids: list[int]) -> None:
         record["pids"] = pids
@@ -288,6 +291,17 @@ def _run_claimed(
         run_dir.write_json(record)
         run_log.close()
     return RunResult(record["status"], run_dir.root, record["reason"])
+
+
+def _parse_row(row: dict[str, str]) -> dict[str, Any]:
+    """A trace.csv row read back: integers, floats, and None for empty cells."""
+    parsed: dict[str, Any] = {}
+    for key, text in row.items():
+        if key in ("trial", "step", "samples", "syncs"):
+            parsed[key] = int(text)
+        else:
+            parsed[key] = float(text) if text else None
+    return parsed
 
 
 def _summary(
