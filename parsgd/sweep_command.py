@@ -55,14 +55,14 @@ def sweep_command(args: argparse.Namespace) -> int:
     sweep_dir = args.out / sweep.name
     if args.status:
         return print_status(sweep, sweep_dir)
+    if args.list:  # with --slurm: the points as the tasks would run them
+        print_points(sweep, expand_sweep(sweep, workers=args.cpus_per_task))
+        return 0
     if args.slurm:
         from parsgd.slurm import submit_sweep
 
         return submit_sweep(sweep, args)
     points = expand_sweep(sweep, workers=None)
-    if args.list:
-        print_points(sweep, points)
-        return 0
     return run_locally(sweep, points, sweep_dir, args.jobs, args.force)
 
 
