@@ -17,6 +17,8 @@ from parsgd.index import INDEX_FILE, PLAN_FILE, RunState, read_plan, sweep_state
 from parsgd.sweep import Point, Sweep, describe_values, expand_sweep, load_sweep
 from parsgd.sweep_run import LocalSweep, SweepOutcome
 
+_STATUS_LINES = 20
+
 
 def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
     sweep.add_argument("sweep", type=Path, help="sweep YAML file")
@@ -117,9 +119,11 @@ def print_status(sweep: Sweep, sweep_dir: Path) -> int:
     done = sum(counts.get(s, 0) for s in ("completed", "diverged"))
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     print(f"sweep {sweep.name}: {done}/{len(states)} done ({summary})")
-    for state in states:
-        if state.status != "completed":
-            print(f"  {state.status:<11} {state.point.run_id}  {_reason(state)}")
+    unfinished = [state for state in states if state.status != "completed"]
+    for state in unfinished[:_STATUS_LINES]:
+        print(f"  {state.status:<11} {state.point.run_id}  {_reason(state)}")
+    if len(unfinished) > _STATUS_LINES:
+        print(f"  ... and {len(unfinished) - _STATUS_LINES} more (see index.csv)")
     if (sweep_dir / INDEX_FILE).exists():
         print(f"index: {sweep_dir / INDEX_FILE}")
     from parsgd.slurm import queue_lines
