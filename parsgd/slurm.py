@@ -204,9 +204,9 @@ def run_array_task(tasks_path: Path) -> int:
                 file=sys.stderr,
             )
     keys, planned = read_plan(sweep_dir)
-    local = LocalSweep(
-        sweep_dir, keys, mine, jobs=1, force=frozen["force"], label=f"task {task_id}"
-    )
+    # --force applies to the first attempt only: a requeued task resumes what it started.
+    force = bool(frozen["force"]) and os.environ.get("SLURM_RESTART_COUNT", "0") == "0"
+    local = LocalSweep(sweep_dir, keys, mine, jobs=1, force=force, label=f"task {task_id}")
     outcome = local.run(index_points=planned)
     for state in outcome.states:
         print(f"{state.status} {state.point.run_id}", flush=True)
