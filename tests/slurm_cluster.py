@@ -166,8 +166,31 @@ class LocalSlurm:
             texts.append(f"--- {path.name}\n" + "\n".join(path.read_text().splitlines()[-20:]))
         return "\n".join(texts)
 
+    def _step_daemons(self) -> list[int]:
+        """Pids of this cluster's slurmstepd processes (they run in its directory)."""
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                ours = os.readlink(proc / "cwd").startswith(str(self.root))
+                if ours and (proc / "comm").read_text().strip() == "slurmstepd":
+                    pids.append(int(proc.name))
+        pids = [pid for pid in pids if _alive(pid)]
+        return pids
+
     def stop(self) -> None:
-        """SIGTERM each daemon this cluster started, by pid; SIGKILL any that lingers."""
+        """SIGTERM each daemon this cluster started, by pid; SIGKILL any that lingers.
+
+        A job's slurmstepd outlives the job in squeue by a moment; stopping slurmd under it
+        leaves it retrying for minutes, so wait for it first (and kill it by pid if stuck).
+        """
+        deadline = time.monotonic() + 10
+        while self._step_daemons() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in self._step_daemons():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for daemon in _DAEMONS:
             pid = self._pids.pop(daemon, None)
             if pid is None:
