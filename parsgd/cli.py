@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from parsgd.config import Config, dump_config, load_config
 from parsgd.errors import ParsgdError
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_plot_command(commands)
     _add_report_command(commands)
     _add_bench_command(commands)
+    _add_sweep_command(commands)
     return parser
 
 
@@ -118,6 +120,16 @@ def _add_bench_command(commands: argparse._SubParsersAction) -> None:
     bench.set_defaults(handler=run_bench)
 
 
+def _add_sweep_command(commands: Any) -> None:
+    from parsgd.sweep_command import add_sweep_arguments, sweep_command
+
+    sweep = commands.add_parser(
+        "sweep", help="many runs over a grid of config values, locally or as a SLURM array"
+    )
+    add_sweep_arguments(sweep)
+    sweep.set_defaults(handler=sweep_command)
+
+
 def _print_dry_run(config: Config) -> None:
     from parsgd.schedules import AveragingSchedule
 
@@ -134,13 +146,12 @@ def _print_dry_run(config: Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = getattr(args, "handler", None)
-    if handler is not None:
+    if handler is not None:  # subcommands other than run: handler(args) -> exit status
         try:
-            status: int = handler(args)
+            return int(handler(args))
         except ParsgdError as exc:
             print(f"parsgd: error: {exc}", file=sys.stderr)
             return exc.exit_status
-        return status
     try:
         config = load_config(args.config, args.overrides)
         if args.dry_run:

@@ -339,14 +339,21 @@ def _cross_field_errors(config: Config) -> list[str]:
 
 
 def usable_cpus() -> int:
-    """Cores this process may use: CPU affinity, capped by SLURM's allocation if inside one."""
+    """Cores this process may use: CPU affinity, capped by SLURM's allocation if inside one.
+
+    SLURM sets SLURM_CPUS_PER_TASK only with ``--cpus-per-task``; any job has
+    SLURM_CPUS_ON_NODE, its CPUs on this node, which matters where SLURM does not bind
+    tasks to their CPUs (``TaskPlugin=task/none``) and affinity shows the whole node.
+    """
     try:
         count = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         count = os.cpu_count() or 1
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if slurm.isdigit() and int(slurm) > 0:
-        count = min(count, int(slurm))
+    for key in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        slurm = os.environ.get(key, "")
+        if slurm.isdigit() and int(slurm) > 0:
+            count = min(count, int(slurm))
+            break
     return max(1, count)
 
 

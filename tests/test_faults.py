@@ -39,9 +39,9 @@ def _long_config(tmp_path: Path, **sections: object) -> Path:
     """A run of several seconds with frequent meetings, so signals land mid-run."""
     defaults: dict[str, object] = {
         "trials": 2,
-        "sgd": {"steps": 400_000, "step_size": 0.01},
+        "sgd": {"steps": 4_000_000, "step_size": 0.01},
         "averaging": {"every": 500},
-        "eval": {"every": 20_000},
+        "eval": {"every": 200_000},
         "checkpoint": {"every": 40},
     }
     defaults.update(sections)
@@ -134,7 +134,7 @@ def test_signal_stops_at_a_meeting_and_resume_reproduces_the_trace(
 def test_resume_after_a_crash_uses_the_periodic_checkpoint(tmp_path: Path) -> None:
     config = _long_config(tmp_path)
     crashed = run_cli(
-        "run", str(config), "--out", str(tmp_path / "cut"), env={FAULT_ENV: "0:300000:sigkill"}
+        "run", str(config), "--out", str(tmp_path / "cut"), env={FAULT_ENV: "0:3000000:sigkill"}
     )
     assert crashed.returncode == 1
     assert (tmp_path / "cut" / "t" / "checkpoint.npz").exists()

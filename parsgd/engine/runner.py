@@ -64,10 +64,7 @@ class _Collector(Sink):
         # The last row of every trial, for run.json's final figures; a resumed run starts
         # from the rows it kept.
         self.last_rows: dict[int, dict[str, Any]] = (
-            {
-                int(row["trial"]): {k: float(v) if v else None for k, v in row.items()}
-                for row in read_trace(run_dir.trace_path)
-            }
+            {int(row["trial"]): _parse_row(row) for row in read_trace(run_dir.trace_path)}
             if trace.rows
             else {}
         )
@@ -160,6 +157,22 @@ def run_experiment(config: Config, out: Path, resume: bool = False) -> RunResult
             )
     stale = remove_stale_segments()  # logged once log.txt exists
 
+    # Stop signals are ours from here to the end, so that none finds Python's default
+    # handler in between (before the run: abort the start-up; after: nothing to stop).
+    with StopSignals() as signals:
+        return _run_with_signals(config, run_dir, start, keep_rows, W0, digest, stale, signals)
+
+
+def _run_with_signals(
+    config: Config,
+    run_dir: RunDirectory,
+    start: Position,
+    keep_rows: int | None,
+    W0: np.ndarray | None,
+    digest: str,
+    stale: list[str],
+    signals: StopSignals,
+) -> RunResult:
     M = config["workers"]
     arena = SharedArena() if config["backend"] == "processes" else LocalArena()
     try:
@@ -182,8 +195,9 @@ def run_experiment(config: Config, out: Path, resume: bool = False) -> RunResult
         )
         team = Team(problem, plan, state, settings)
         run_dir.claim(fresh=start.step < 0)
+        signals.control = state.control
         try:
-            return _run_claimed(config, run_dir, team, start, keep_rows, digest, stale)
+            return _run_claimed(config, run_dir, team, start, keep_rows, digest, stale, signals)
         finally:
             run_dir.release()
     finally:
@@ -199,6 +213,7 @@ def _run_claimed(
     keep_rows: int | None,
     digest: str,
     stale: list[str],
+    signals: StopSignals,
 ) -> RunResult:
     run_dir.config_path.write_text(dump_config(config))
     record: dict[str, Any] = {
@@ -242,12 +257,11 @@ def _run_claimed(
             config["backend"],
             digest,
         )
-        with StopSignals(team.state.control) as signals:
-            collector.signals = signals
-            if config["backend"] == "processes":
-                outcome, timings = Coordinator(team, start, collector).run()
-            else:
-                outcome, timings = run_serial(team, start, collector)
+        collector.signals = signals
+        if config["backend"] == "processes":
+            outcome, timings = Coordinator(team, start, collector).run()
+        else:
+            outcome, timings = run_serial(team, start, collector)
         record["status"] = outcome.status
         if outcome.status == "interrupted":
             collector.checkpoint(outcome.trial, outcome.step, outcome.wall_s, team.state.W.copy())
@@ -283,6 +297,17 @@ def _run_claimed(
             run_dir.write_json(record)
             run_log.close()
     return RunResult(record["status"], run_dir.root, record["reason"])
+
+
+def _parse_row(row: dict[str, str]) -> dict[str, Any]:
+    """A trace.csv row read back: integers, floats, and None for empty cells."""
+    parsed: dict[str, Any] = {}
+    for key, text in row.items():
+        if key in ("trial", "step", "samples", "syncs"):
+            parsed[key] = int(text)
+        else:
+            parsed[key] = float(text) if text else None
+    return parsed
 
 
 def _summary(

@@ -23,7 +23,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
 class StopSignals:
-    def __init__(self, control: np.ndarray) -> None:
+    def __init__(self, control: np.ndarray | None = None) -> None:
+        # None until the run's control block exists: a signal then aborts the start-up.
         self.control = control
         self.received: str | None = None
         self._previous: dict[int, Any] = {}
@@ -31,8 +32,11 @@ class StopSignals:
         self._pending: str | None = None
 
     def __enter__(self) -> StopSignals:
+        # A signal the process was started with ignored (nohup, a sweep's run process) stays
+        # ignored, as Python itself leaves SIGINT alone when it starts ignored.
         for sig in STOP_SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -53,6 +57,8 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        if self.control is None:
+            raise KeyboardInterrupt(f"{name} before the run started")
         if self.received is None:
             self.received = name
             self.control[STOP_REQUEST] = 1

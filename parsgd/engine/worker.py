@@ -2,7 +2,7 @@
 
 Workers are forked by the coordinator after the data, the team state and the compiled kernels
 exist, so they inherit the shared mappings (no copy, no re-compile). A worker never unlinks
-shared memory, ignores SIGINT/SIGTERM (the coordinator decides when to stop, at a meeting)
+shared memory, ignores SIGINT/SIGTERM/SIGUSR1 (the coordinator decides when to stop, at a meeting)
 and dies with its parent (PR_SET_PDEATHSIG), so a SIGKILLed coordinator leaves no orphans.
 """
 
@@ -85,7 +85,10 @@ class SpinBarrier:
 class _WorkerHooks(Hooks):
     def __init__(self, team: Team, rank: int, conn: Connection, fault: tuple[int, int, str] | None):
         self.team, self.rank, self.conn, self.fault = team, rank, conn, fault
-        self.per_meeting = fault is not None  # an injected fault must fire at its exact meeting
+        # An injected fault must fire at its exact meeting, so no rank takes the compiled path.
+        # Every rank must decide alike: the two paths write the average differently, and a
+        # run mixing them would compute wrong averages.
+        self.per_meeting = bool(os.environ.get(FAULT_ENV))
 
     def row(self, row: dict[str, Any]) -> None:
         self.conn.send(("row", row))

@@ -1,0 +1,230 @@
+"""A sweep file and its expansion into points: pure, no files written, nothing run.
+
+A sweep names a base config (``base: path`` or ``config:`` inline) and the axes to vary:
+
+    name: averaging
+    base: ../quickstart.yaml
+    grid: {averaging.every: [1, 10, 100, end], sgd.step_size: [0.01, 0.02, 0.05]}
+    zip:  {data.noise: [0.1, 0.5], data.d: [10, 20]}    # varied together, one axis
+    seeds: [0, 1]                                       # one more axis, over ``seed``
+    trials: 4                                           # trials per run
+
+Points are the cartesian product of the grid axes (in the order given, the last varying
+fastest), then the zip axis, then the seeds. Every point is validated and resolved before
+anything runs; its run id is ``<readable label>-<config hash[:8]>``, so the same point gets
+the same directory however often (and wherever) the sweep runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parsgd.config import (
+    Config,
+    apply_overrides,
+    config_hash,
+    load_yaml,
+    resolve,
+    set_dotted,
+    validate,
+)
+from parsgd.errors import ConfigError
+from parsgd.schema import show
+
+_SWEEP_KEYS = ("name", "base", "config", "set", "grid", "zip", "seeds", "trials")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_LABEL_MAX = 48
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A parsed sweep file: the base config (raw, unvalidated) and the axes over dotted keys."""
+
+    name: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    zip: dict[str, list[Any]] = field(default_factory=dict)
+    seeds: list[int] | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        """The swept dotted keys, in the order of the index columns."""
+        return [*self.grid, *self.zip, *(["seed"] if self.seeds is not None else [])]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of a sweep: its swept values and its resolved config (``name`` = run id)."""
+
+    index: int
+    values: dict[str, Any]
+    config: Config
+
+    @property
+    def run_id(self) -> str:
+        return str(self.config["name"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "values": self.values, "config": self.config}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Point:
+        return cls(data["index"], data["values"], data["config"])
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep file (not its points: see ``expand_sweep``)."""
+    path = Path(path)
+    raw = load_yaml(path)
+    for key in raw:
+        if key not in _SWEEP_KEYS:
+            close = difflib.get_close_matches(str(key), _SWEEP_KEYS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(
+                f"{path}: unknown sweep key {key}{hint} (valid keys: {', '.join(_SWEEP_KEYS)})"
+            )
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(
+            f"{path}: name must be a name of letters, digits, '.', '_', '-'; got {show(name)}"
+        )
+    if ("base" in raw) == ("config" in raw):
+        raise ConfigError(f"{path}: give exactly one of base (a config file) or config (inline)")
+    if "base" in raw:
+        base = load_yaml(_base_path(path, raw["base"]))
+    else:
+        base = raw["config"]
+        if not isinstance(base, dict):
+            raise ConfigError(f"{path}: config must be a mapping of config keys; got {show(base)}")
+    overrides = raw.get("set", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"{path}: set must be a list of dotted.key=value strings")
+    base = apply_overrides(base, overrides)
+    if "trials" in raw:
+        base["trials"] = raw["trials"]
+    grid = _axes(path, "grid", raw.get("grid", {}))
+    zipped = _axes(path, "zip", raw.get("zip", {}))
+    if len({len(values) for values in zipped.values()}) > 1:
+        lengths = ", ".join(f"{k}: {len(v)}" for k, v in zipped.items())
+        raise ConfigError(f"{path}: zip lists must have equal lengths; got {lengths}")
+    both = sorted(set(grid) & set(zipped))
+    if both:
+        raise ConfigError(f"{path}: {both[0]} is in both grid and zip; put it in one")
+    seeds = raw.get("seeds")
+    if seeds is not None:
+        if not isinstance(seeds, list) or not seeds:
+            raise ConfigError(f"{path}: seeds must be a non-empty list of integers >= 0")
+        if "seed" in grid or "seed" in zipped:
+            raise ConfigError(f"{path}: seed is swept twice (seeds and grid/zip); keep one")
+    if not grid and not zipped and seeds is None:
+        raise ConfigError(f"{path}: the sweep is empty: give grid, zip or seeds (non-empty lists)")
+    return Sweep(name=name, base=base, grid=grid, zip=zipped, seeds=seeds)
+
+
+def _base_path(sweep_path: Path, base: Any) -> Path:
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{sweep_path}: base must be the path of a config file; got {show(base)}")
+    relative = sweep_path.parent / base
+    return relative if relative.exists() or Path(base).is_absolute() else Path(base)
+
+
+def _axes(path: Path, section: str, raw: Any) -> dict[str, list[Any]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: {section} must be a mapping of dotted keys to lists of values")
+    axes: dict[str, list[Any]] = {}
+    for key, values in raw.items():
+        if not isinstance(key, str) or not all(key.split(".")):
+            raise ConfigError(f"{path}: {section} key {show(key)} must be a dotted config key")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(
+                f"{path}: {section}.{key} must be a non-empty list of values; got {show(values)}"
+            )
+        axes[key] = values
+    return axes
+
+
+def _combinations(sweep: Sweep) -> list[dict[str, Any]]:
+    axes: list[list[dict[str, Any]]] = [
+        [{key: value} for value in values] for key, values in sweep.grid.items()
+    ]
+    if sweep.zip:
+        length = len(next(iter(sweep.zip.values())))
+        axes.append([{k: v[i] for k, v in sweep.zip.items()} for i in range(length)])
+    if sweep.seeds is not None:
+        axes.append([{"seed": seed} for seed in sweep.seeds])
+    return [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*axes)]
+
+
+def describe_values(values: dict[str, Any]) -> str:
+    """``averaging.every=10, sgd.step_size=0.05``: how a point is named in messages."""
+    return ", ".join(f"{key}={value_text(value)}" for key, value in values.items())
+
+
+def value_text(value: Any) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def make_run_id(values: dict[str, Any], config: Config) -> str:
+    """``every10-step_size0.05-1a2b3c4d``: readable, and unique through the config hash."""
+    parts = [f"{key.rsplit('.', 1)[-1]}{value_text(value)}" for key, value in values.items()]
+    label = re.sub(r"[^A-Za-z0-9._]+", "_", "-".join(parts)).strip("_.-")[:_LABEL_MAX]
+    digest = config_hash(config)[:8]
+    return f"{label}-{digest}" if label else digest
+
+
+def expand_sweep(sweep: Sweep, workers: int | None = None) -> list[Point]:
+    """Validate and resolve every point; raise one ConfigError naming the first bad point.
+
+    ``workers``: what ``workers: auto`` resolves to (the CPUs each run will get, which on a
+    SLURM submit host are ``--cpus-per-task``, not this machine's); None: this machine's.
+    """
+    combos = _combinations(sweep)
+    points: list[Point] = []
+    failures: list[str] = []
+    for index, values in enumerate(combos):
+        raw = copy.deepcopy(sweep.base)
+        try:
+            for key, value in values.items():
+                _set_swept(raw, key, value)
+            config = validate(raw)
+        except ConfigError as exc:
+            failures.append(
+                f"sweep point {index + 1} of {len(combos)} ({describe_values(values)}): {exc}"
+            )
+            continue
+        if workers is not None and config["workers"] == "auto":
+            config["workers"] = workers
+        config = resolve(config)
+        config["name"] = make_run_id(values, config)
+        points.append(Point(index, values, config))
+    if failures:
+        more = f" (and {len(failures) - 1} more bad points)" if len(failures) > 1 else ""
+        raise ConfigError(failures[0] + more)
+    seen: dict[str, int] = {}
+    for point in points:
+        if point.run_id in seen:
+            raise ConfigError(
+                f"sweep points {seen[point.run_id] + 1} and {point.index + 1} are the same run "
+                f"({describe_values(point.values)}); remove the duplicate value"
+            )
+        seen[point.run_id] = point.index
+    return points
+
+
+def _set_swept(raw: dict[str, Any], key: str, value: Any) -> None:
+    try:
+        set_dotted(raw, key, copy.deepcopy(value))
+    except ConfigError:
+        parent = key.rsplit(".", 1)[0]
+        raise ConfigError(f"cannot set {key}: {parent} is not a section") from None
