@@ -114,7 +114,7 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
             "c_O2",
             None,
             "C -O2",
-            "bench-only CSR kernel: the engine has no sparse data yet",
+            "the engine's CSR loop (objectives.linear.sgd_csr), as sparse runs use it",
         )
     )
     rows.append(
