@@ -97,3 +97,55 @@ def test_arbitrary_yaml_text_through_the_cli(text: str) -> None:
         if done.returncode == 2:
             assert len(done.stderr.strip().splitlines()) == 1
         assert not (Path(tmp) / "out").exists()
+
+
+cells = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32).map(repr),
+    st.integers(-3, 3).map(str),
+    st.sampled_from(["", "x", "1e999", "-", " ", '"1"']),
+)
+csv_rows = st.lists(st.lists(cells, min_size=0, max_size=4), min_size=0, max_size=6)
+svmlight_lines = st.lists(
+    st.sampled_from(["1 1:0.5 2:1.0", "-1 2:3", "0 1:x", "1 0:1", "+1 3:1e999", "1", "", "#c"]),
+    max_size=6,
+)
+
+
+def _data_outcome(text: str, fmt: str, objective: str) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"d.{fmt}"
+        path.write_text(text)
+        pool = [o for o in SMALL if not o.startswith(("data.n=", "data.d="))]
+        overrides = [
+            *pool,
+            "data.kind=file",
+            f"data.path={path}",
+            f"data.format={fmt}",
+            f"objective.kind={objective}",
+        ]
+        try:
+            config = resolve(validate(apply_overrides({}, overrides)))
+            result = run_experiment(config, Path(tmp) / "out")
+        except (ConfigError, DataError) as exc:
+            assert str(exc) and "\n" not in str(exc)
+            assert not (Path(tmp) / "out").exists()
+            return "clean-error"
+        assert result.status in ("completed", "diverged")
+        return "ran"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(csv_rows, st.sampled_from(["least_squares", "logistic"]))
+def test_mutated_csv_files_give_a_run_or_a_clean_error(
+    rows: list[list[str]], objective: str
+) -> None:
+    text = "a,b,c,y\n" + "\n".join(",".join(row) for row in rows)
+    assert _data_outcome(text, "csv", objective) in ("clean-error", "ran")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(svmlight_lines, st.sampled_from(["least_squares", "hinge"]))
+def test_mutated_svmlight_files_give_a_run_or_a_clean_error(
+    lines: list[str], objective: str
+) -> None:
+    assert _data_outcome("\n".join(lines), "svmlight", objective) in ("clean-error", "ran")
