@@ -27,8 +27,8 @@ SWEEPS = sorted(PAPER.glob("*.yaml"))
 FULL = sorted((PAPER / "full").glob("*.yaml"))
 FIGURES = {
     "1-quadratic-beta0.png", "1-quadratic-beta1.5.png", "2-least-squares-noisy.png",
-    "2-least-squares-noiseless.png", "3-logistic-samples.png", "3-logistic-wall.png",
-    "3-logistic-time-to-target.png", "4-pca.png", "5-mlp-accuracy.png", "5-mlp-loss.png",
+    "2-least-squares-noiseless.png", "3-logistic-samples.png", "3-logistic-time-to-target.png",
+    "4-pca.png", "5-mlp-accuracy.png", "5-mlp-loss.png",
 }  # fmt: skip
 
 
