@@ -71,12 +71,12 @@ report "$q" --by objective.beta,averaging.every
 
 step "2. least squares with Gaussian features"
 sweep 2-least-squares.yaml "${jobs[@]}"
-ls="$out/least-squares"
-plot "$ls"/noise0.5_every* -o "$figures/2-least-squares-noisy.png" --y dist_opt_sq --theory \
+lsq="$out/least-squares"
+plot "$lsq"/noise0.5_every* -o "$figures/2-least-squares-noisy.png" --y dist_opt_sq --theory \
     --log --by averaging.every --title "Least squares, Gaussian features, noise s = 0.5"
-plot "$ls"/noise0.0_every* -o "$figures/2-least-squares-noiseless.png" --y dist_opt_sq \
+plot "$lsq"/noise0.0_every* -o "$figures/2-least-squares-noiseless.png" --y dist_opt_sq \
     --theory --log --by averaging.every --title "Least squares, Gaussian features, noiseless"
-report "$ls" --by data.noise,averaging.every
+report "$lsq" --by data.noise,averaging.every
 
 step "3. logistic regression on breast_cancer"
 sweep 3-logistic-real.yaml
@@ -84,7 +84,7 @@ lr="$out/logistic-real"
 plot "$lr" -o "$figures/3-logistic-samples.png" --y subopt --x samples --log \
     --by averaging.every --title "Logistic regression, breast_cancer: against samples"
 plot "$lr" -o "$figures/3-logistic-time-to-target.png" --kind wallclock --y subopt --target 0.005 \
-    --by averaging.every --title "Logistic regression, breast_cancer, 2 processes: wall-clock time to subopt 0.005"
+    --by averaging.every --title "Logistic regression, breast_cancer, worker processes: wall-clock time to subopt 0.005"
 report "$lr" --by averaging.every --target 0.0565  # f* = 0.0515: subopt 0.005
 
 step "4. PCA: shared against independent starts"
