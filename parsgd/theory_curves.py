@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from parsgd.schedules import AveragingSchedule
-from parsgd.theory import gaussian_least_squares_dist_sq
+from parsgd.theory import gaussian_least_squares_dist_sq, quadratic_dist_sq
 
 TheoryCurve = Callable[[dict[str, Any], str, np.ndarray], "np.ndarray | None"]
 
@@ -85,3 +85,35 @@ def _gaussian_least_squares(
     if column == "loss":
         return (dist + data["noise"] ** 2) / 2
     return dist
+
+
+@_closed_form("quadratic")
+def _quadratic(config: dict[str, Any], column: str, steps: np.ndarray) -> np.ndarray | None:
+    """PAPER.md (i)-(ii) in d dimensions: constant step, shared zero start, local SGD."""
+    objective, sgd = config["objective"], config["sgd"]
+    alpha = _constant_step_size(config)
+    if (
+        objective.get("kind") != "quadratic"
+        or config.get("method", "local_sgd") != "local_sgd"
+        or sgd.get("init", "zeros") != "zeros"
+        or alpha is None
+        or column not in ("dist_opt_sq",)
+    ):
+        return None
+    from parsgd.data.synthetic import planted_weights, spectrum
+
+    d = objective["d"]
+    eigs = spectrum(d, objective["eig_max"], objective["eig_min"], objective["eigenvalues"])
+    w_opt = planted_weights(d, config["seed"])  # as parsgd.problems builds the quadratic
+    averaging = AveragingSchedule.from_config(config["averaging"]).averaging_steps(sgd["steps"])
+    return quadratic_dist_sq(
+        eigenvalues=eigs,
+        initial_error=-w_opt,
+        beta=objective["beta"],
+        sigma=objective["sigma"],
+        step_size=alpha,
+        batch_size=sgd["batch_size"],
+        workers=config["workers"],
+        averaging_steps=averaging,
+        at_steps=np.asarray(steps, dtype=np.int64),
+    )
