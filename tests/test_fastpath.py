@@ -11,15 +11,7 @@ import pytest
 from parsgd.engine import fastpath
 from parsgd.objectives.linear import LEAST_SQUARES
 from tests.conftest import run_cli, write_config
-
-_TIMING_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")
-
-
-def _numbers(run_dir: Path) -> list[list[str]]:
-    lines = (run_dir / "trace.csv").read_text().splitlines()
-    header = lines[0].split(",")
-    keep = [i for i, name in enumerate(header) if name not in _TIMING_COLUMNS]
-    return [[row.split(",")[i] for i in keep] for row in lines[1:]]
+from tests.helpers import numbers
 
 
 @pytest.mark.parametrize("every", [1, 3])
@@ -33,7 +25,7 @@ def test_fast_path_matches_python_path_bit_for_bit(tmp_path: Path, every: int) -
             env={"PARSGD_NO_FASTPATH": off},
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        traces.append(_numbers(out / "t"))
+        traces.append(numbers(out / "t"))
     assert traces[0] == traces[1] == traces[2]
 
 

@@ -22,7 +22,7 @@ from parsgd.data.shared import live_segments
 from parsgd.engine.collector import read_trace
 from parsgd.engine.worker import FAULT_ENV
 from tests.conftest import ROOT, leaked_segments, run_cli, wait_until, write_config
-from tests.helpers import TIME_COLUMNS
+from tests.helpers import numbers
 
 
 def _gone(pids: list[int]) -> bool:
@@ -94,13 +94,6 @@ def _rows(out: Path) -> int:
     return len(path.read_text().splitlines()) - 1 if path.exists() else 0
 
 
-def _numbers(out: Path) -> list[dict[str, str]]:
-    return [
-        {k: v for k, v in r.items() if k not in TIME_COLUMNS}
-        for r in read_trace(out / "t" / "trace.csv")
-    ]
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_at_a_meeting_and_resume_reproduces_the_trace(
     tmp_path: Path, sig: signal.Signals
@@ -122,7 +115,7 @@ def test_signal_stops_at_a_meeting_and_resume_reproduces_the_trace(
     assert resumed.returncode == 0, resumed.stderr
     whole = run_cli("run", str(config), "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
-    assert _numbers(tmp_path / "cut") == _numbers(tmp_path / "whole")
+    assert numbers(tmp_path / "cut" / "t") == numbers(tmp_path / "whole" / "t")
     final = json.loads((tmp_path / "cut" / "t" / "run.json").read_text())
     assert final["status"] == "completed" and final["resumed_from"] is not None
     reference = json.loads((tmp_path / "whole" / "t" / "run.json").read_text())
@@ -142,7 +135,7 @@ def test_resume_after_a_crash_uses_the_periodic_checkpoint(tmp_path: Path) -> No
     assert resumed.returncode == 0, resumed.stderr
     whole = run_cli("run", str(config), "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
-    assert _numbers(tmp_path / "cut") == _numbers(tmp_path / "whole")
+    assert numbers(tmp_path / "cut" / "t") == numbers(tmp_path / "whole" / "t")
 
 
 def test_second_signal_stops_at_once_and_frees_everything(tmp_path: Path) -> None:
