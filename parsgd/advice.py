@@ -28,11 +28,11 @@ def advisories(config: Config) -> list[str]:
             "the run will be slow and wall times are not representative"
         )
     data, objective, sgd = config["data"], config["objective"], config["sgd"]
+    largest = StepSize.from_config(config).largest
     if data["kind"] == "gaussian_linear" and objective["kind"] == "least_squares":
         # PAPER.md (iii): E||e||^2 contracts iff (1-a)^2 + a^2 (d+1)/b < 1.
         batch, d = sgd["batch_size"], data["d"]
         bound = 2 * batch / (batch + d + 1)
-        largest = StepSize.from_config(config).largest
         if largest >= bound:
             notes.append(
                 f"sgd.step_size {largest:g} is at or above the stability bound "
@@ -42,7 +42,6 @@ def advisories(config: Config) -> list[str]:
         eigs = spectrum(
             objective["d"], objective["eig_max"], objective["eig_min"], objective["eigenvalues"]
         )
-        largest = StepSize.from_config(config).largest
         rate = quadratic_second_moment_rate(eigs, objective["beta"], largest, sgd["batch_size"])
         if rate >= 1.0:
             notes.append(

@@ -303,8 +303,9 @@ def _cross_field_errors(config: Config) -> list[str]:
             f"sgd.batch_size must be <= data.n ({data['n']}); got {config['sgd']['batch_size']}"
         )
     l2 = objective.get("l2", 0.0)
-    spec = config["sgd"]["step_size"]
-    largest_step = max(spec["eta0"], spec["min"]) if isinstance(spec, dict) else spec
+    from parsgd.schedules import StepSize  # schedules imports this module's Config
+
+    largest_step = StepSize.from_config(config).largest
     if l2 * largest_step >= 1.0:
         errors.append(
             f"sgd.step_size * objective.l2 must be < 1 (the L2 shrink factor 1 - step_size * l2 "
