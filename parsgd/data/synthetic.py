@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -32,14 +33,30 @@ def gaussian_linear(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``x ~ N(0, I_d)``, ``y = x^T w_true + noise * N(0, 1)``. Returns (X, y, w_true)."""
     w_true = planted_weights(d, seed)
+
+    def labels(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return X @ w_true + noise * rng.standard_normal(len(X))
+
+    X, y = _gaussian_rows(n, d, seed, arena, labels)
+    return X, y, w_true
+
+
+def _gaussian_rows(
+    n: int,
+    d: int,
+    seed: int,
+    arena: Arena,
+    labels: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``x ~ N(0, I_d)`` and their labels, chunk by chunk from one stream."""
     rng = generator(seed, DATA_STREAM, 1)
     X = arena.empty((n, d))
     y = arena.empty((n,))
     for lo in range(0, n, _CHUNK_ROWS):
         hi = min(n, lo + _CHUNK_ROWS)
         rng.standard_normal(out=X[lo:hi])
-        y[lo:hi] = X[lo:hi] @ w_true + noise * rng.standard_normal(hi - lo)
-    return X, y, w_true
+        y[lo:hi] = labels(X[lo:hi], rng)
+    return X, y
 
 
 def spectrum(d: int, eig_max: float, eig_min: float, eigenvalues: list[float] | None) -> np.ndarray:
@@ -63,14 +80,12 @@ def logistic_planted(
     Returns (X, y in {-1, +1}, w_true).
     """
     w_true = scale * planted_weights(d, seed)
-    rng = generator(seed, DATA_STREAM, 1)
-    X = arena.empty((n, d))
-    y = arena.empty((n,))
-    for lo in range(0, n, _CHUNK_ROWS):
-        hi = min(n, lo + _CHUNK_ROWS)
-        rng.standard_normal(out=X[lo:hi])
-        p = 1.0 / (1.0 + np.exp(-(X[lo:hi] @ w_true)))
-        y[lo:hi] = np.where(rng.random(hi - lo) < p, 1.0, -1.0)
+
+    def labels(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        p = 1.0 / (1.0 + np.exp(-(X @ w_true)))
+        return np.where(rng.random(len(X)) < p, 1.0, -1.0)
+
+    X, y = _gaussian_rows(n, d, seed, arena, labels)
     return X, y, w_true
 
 
