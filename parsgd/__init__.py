@@ -1,10 +1,26 @@
-"""parsgd: parallel SGD with model averaging on real processes: how often should workers average?"""
+"""parsgd: parallel SGD with model averaging on real processes: how often should workers average?
 
-from parsgd.config import load_config
-from parsgd.engine.runner import RunResult, run_experiment
+The public API is imported on first use (PEP 562), so ``import parsgd`` and ``parsgd --help``
+do not pay for numpy, numba and the engine.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from parsgd.errors import ConfigError, DataError, ParsgdError, WorkerCrashed, WorkerError
+from parsgd.version import __version__
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from parsgd.config.load import load_config
+    from parsgd.engine.runner import RunResult, run_experiment
+
+_LAZY = {
+    "load_config": "parsgd.config.load",
+    "RunResult": "parsgd.engine.runner",
+    "run_experiment": "parsgd.engine.runner",
+}
 
 __all__ = [
     "ConfigError",
@@ -17,3 +33,9 @@ __all__ = [
     "load_config",
     "run_experiment",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'parsgd' has no attribute {name!r}")

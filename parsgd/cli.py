@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from parsgd.config import Config, dump_config, load_config
+from parsgd.config.load import Config, dump_config, load_config
 from parsgd.errors import ParsgdError
 
 
@@ -68,7 +68,7 @@ def _add_plot_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from parsgd.plot import plot_command
+    from parsgd.analysis.plot import plot_command
 
     return plot_command(
         args.paths,
@@ -100,7 +100,7 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from parsgd.report import report_command
+    from parsgd.analysis.report import report_command
 
     return report_command(args.directory, by=args.by, target=args.target)
 
@@ -121,7 +121,7 @@ def _add_bench_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_sweep_command(commands: Any) -> None:
-    from parsgd.sweep_command import add_sweep_arguments, sweep_command
+    from parsgd.sweep.command import add_sweep_arguments, sweep_command
 
     sweep = commands.add_parser(
         "sweep", help="many runs over a grid of config values, locally or as a SLURM array"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from parsgd.config import Config
+from parsgd.config.load import Config
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from parsgd.config import apply_overrides, resolve, validate
-from parsgd.engine.collector import read_trace
+from parsgd.config.load import apply_overrides, resolve, validate
+from parsgd.engine.rundir import read_trace
 
 TIME_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from parsgd.engine.collector import TRACE_COLUMNS, read_trace
+from parsgd.engine.rundir import TRACE_COLUMNS, read_trace
 from tests.conftest import ROOT, run_cli, write_config
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from parsgd.config import apply_overrides, config_hash, load_config, resolve, validate
+from parsgd.config.load import apply_overrides, config_hash, load_config, resolve, validate
 from parsgd.errors import ConfigError
 
 

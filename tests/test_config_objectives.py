@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from parsgd.config import load_config, resolve, validate
+from parsgd.config.load import load_config, resolve, validate
 from parsgd.errors import ConfigError
 
 
@@ -72,7 +72,7 @@ def test_path_from_set_is_relative_to_the_working_directory(
 
 
 def test_advisories_for_the_new_objectives() -> None:
-    from parsgd.advice import advisories
+    from parsgd.config.advice import advisories
 
     quadratic = {"data": {"kind": "none"}, "objective": {"kind": "quadratic", "beta": 5.0}}
     notes = advisories(resolve(validate({**quadratic, "sgd": {"step_size": 0.5}})))

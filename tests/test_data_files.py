@@ -11,7 +11,7 @@ import pytest
 import yaml
 from sklearn.datasets import dump_svmlight_file, load_breast_cancer
 
-from parsgd.engine.collector import read_trace
+from parsgd.engine.rundir import read_trace
 from tests.conftest import run_cli
 
 TIMING_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parsgd.engine.collector import read_trace
+from parsgd.engine.rundir import read_trace
 from parsgd.engine.runner import run_experiment
 from parsgd.schedules import AveragingSchedule
 from tests.helpers import make_config, numbers

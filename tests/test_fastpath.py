@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from parsgd.engine import fastpath
-from parsgd.objectives.linear import LEAST_SQUARES
+from parsgd.problems.kernels.linear import LEAST_SQUARES
 from tests.conftest import run_cli, write_config
 from tests.helpers import numbers
 

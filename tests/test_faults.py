@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from parsgd.data.shared import live_segments
-from parsgd.engine.collector import read_trace
+from parsgd.engine.rundir import read_trace
 from parsgd.engine.worker import FAULT_ENV
 from tests.conftest import ROOT, leaked_segments, run_cli, wait_until, write_config
 from tests.helpers import numbers

@@ -10,10 +10,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parsgd.config import SCHEMA, apply_overrides, resolve, validate
+from parsgd.config.load import SCHEMA, apply_overrides, resolve, validate
+from parsgd.config.schema import Section
 from parsgd.engine.runner import run_experiment
 from parsgd.errors import ConfigError, DataError
-from parsgd.schema import Section
 from tests.conftest import run_cli
 
 KEYS = (

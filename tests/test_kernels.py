@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from parsgd.data.shared import LocalArena
 from parsgd.data.sparse import publish_csr
-from parsgd.objectives import linear, mlp, pca
+from parsgd.problems.kernels import linear, mlp, pca
 from parsgd.problems.linear import LinearPool
 from parsgd.problems.pca import PcaPool, PcaStream
 from parsgd.problems.planted import PlantedStream
@@ -208,7 +208,7 @@ def test_planted_stream_gradient(kind: str) -> None:
 
 
 def test_gaussian_stream_least_squares_matches_reference() -> None:
-    from parsgd.objectives.least_squares import sgd_stream
+    from parsgd.problems.kernels.least_squares import sgd_stream
 
     rng = np.random.default_rng(2)
     d, batch, steps = 4, 3, 20

@@ -12,7 +12,7 @@ from numpy.testing import assert_allclose
 
 from parsgd.data.shared import LocalArena
 from parsgd.data.synthetic import gaussian_linear
-from parsgd.engine.collector import read_trace
+from parsgd.engine.rundir import read_trace
 from parsgd.engine.runner import run_experiment
 from parsgd.rng import StepStream
 from parsgd.schedules import AveragingSchedule, StepSize

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from parsgd.engine.collector import read_trace
+from parsgd.engine.rundir import read_trace
 from tests.conftest import ROOT, run_cli
 
 TIMING_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")

@@ -12,7 +12,13 @@ from sklearn.datasets import load_breast_cancer
 from parsgd.data.bundled import load_bundled
 from parsgd.data.table import binary_labels, class_labels
 from parsgd.errors import DataError
-from parsgd.optima import cache_key, cached, solve_hinge, solve_least_squares, solve_logistic
+from parsgd.problems.optima import (
+    cache_key,
+    cached,
+    solve_hinge,
+    solve_least_squares,
+    solve_logistic,
+)
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:

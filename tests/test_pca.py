@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from parsgd.engine.collector import read_trace
+from parsgd.engine.rundir import read_trace
 from tests.conftest import run_cli
 
 

@@ -1,5 +1,5 @@
 """``parsgd plot`` as a user runs it: every figure kind renders a readable, non-blank PNG,
-and the curves it draws (computed by ``parsgd.curves``) are the ones the runs recorded."""
+and the curves it draws (computed by ``parsgd.analysis.curves``) are the ones the runs recorded."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from parsgd.analysis.curves import compute_curves, compute_target_times
+from parsgd.analysis.runs import find_runs, varying_keys
 from parsgd.cli import main
-from parsgd.curves import compute_curves, compute_target_times
-from parsgd.results import find_runs, varying_keys
 from tests.conftest import run_cli
 from tests.small_sweep import make_small_sweep
 
@@ -146,7 +146,7 @@ def test_several_by_keys_make_one_curve_per_combination(sweep: Path) -> None:
 
 
 def test_labels_read_as_words() -> None:
-    from parsgd.results import describe_value
+    from parsgd.analysis.runs import describe_value
 
     assert describe_value("averaging.every", 1, {}) == "mini-batch (every step)"
     assert describe_value("averaging.every", "end", {}) == "one-shot"

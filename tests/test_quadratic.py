@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import yaml
 
-from parsgd.config import load_config
+from parsgd.analysis.theory import quadratic_dist_sq
+from parsgd.config.load import load_config
 from parsgd.data.synthetic import planted_weights, spectrum
-from parsgd.engine.collector import read_trace
+from parsgd.engine.rundir import read_trace
 from parsgd.schedules import AveragingSchedule
-from parsgd.theory import quadratic_dist_sq
 from tests.conftest import run_cli, write_config
 
 

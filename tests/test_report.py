@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from parsgd.analysis.report import build_report
 from parsgd.cli import main
-from parsgd.report import build_report
 from tests.conftest import run_cli
 from tests.small_sweep import make_small_sweep
 
@@ -49,7 +49,7 @@ def test_report_prints_and_writes_one_row_per_run(sweep: Path) -> None:
 
 
 def test_final_figures_are_means_of_last_rows(sweep: Path) -> None:
-    from parsgd.engine.collector import read_trace
+    from parsgd.engine.rundir import read_trace
 
     rows = {r.cells["run"]: r.cells for r in build_report(sweep)}
     trace = read_trace(sweep / "ev10" / "trace.csv")

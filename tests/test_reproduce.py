@@ -15,11 +15,11 @@ import pytest
 import yaml
 from conftest import ROOT, run_cli
 
-from parsgd.config import load_config
+from parsgd.analysis.theory import quadratic_dist_sq
+from parsgd.analysis.theory_curves import theory_curve
+from parsgd.config.load import load_config
 from parsgd.data.synthetic import planted_weights, spectrum
 from parsgd.schedules import AveragingSchedule
-from parsgd.theory import quadratic_dist_sq
-from parsgd.theory_curves import theory_curve
 
 PAPER = ROOT / "configs" / "paper"
 SCRIPT = ROOT / "scripts" / "reproduce_paper.sh"

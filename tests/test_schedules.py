@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parsgd.config import resolve, validate
+from parsgd.config.load import resolve, validate
 from parsgd.engine.plan import Plan
 from parsgd.schedules import AveragingSchedule, eval_steps
 

@@ -21,9 +21,9 @@ import yaml
 from conftest import ROOT, run_cli, wait_until, write_config
 from slurm_cluster import LocalSlurm, unavailable_reason
 
-from parsgd.engine.collector import read_trace
-from parsgd.index import read_index
-from parsgd.slurm import SbatchOptions, make_sbatch_script
+from parsgd.engine.rundir import read_trace
+from parsgd.sweep.slurm import SbatchOptions, make_sbatch_script
+from parsgd.sweep.state import read_index
 
 GOLDEN = Path(__file__).parent / "golden" / "sweep.sbatch"
 GRID = {"averaging.every": [1, 10, 100, "end"], "sgd.step_size": [0.01, 0.02, 0.05]}

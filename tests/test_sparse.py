@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import yaml
 from sklearn.datasets import dump_svmlight_file
 
-from parsgd.engine.collector import read_trace
+from parsgd.engine.rundir import read_trace
 from tests.conftest import ROOT, run_cli
 
 N, D, NNZ_PER_ROW = 5000, 47236, 76

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from conftest import ROOT, run_cli, wait_until, write_config
 
-from parsgd.engine.collector import read_trace
-from parsgd.index import read_index
+from parsgd.engine.rundir import read_trace
+from parsgd.sweep.state import read_index
 
 # Trace columns that are numbers of the algorithm, not timings: equal bit for bit across
 # interruption and resumption.
@@ -205,7 +205,7 @@ def _record(run_dir: Path) -> dict[str, Any]:
 
 
 def _no_holders(sweep_dir: Path) -> bool:
-    from parsgd.index import read_plan, run_state
+    from parsgd.sweep.state import read_plan, run_state
 
     _, points = read_plan(sweep_dir)
     return all(run_state(sweep_dir, p).status != "running" for p in points)
@@ -333,7 +333,7 @@ def test_failed_runs_are_rerun_and_completed_ones_kept(tmp_path: Path) -> None:
 
 
 def test_expansion_is_pure_and_run_ids_are_stable(tmp_path: Path) -> None:
-    from parsgd.sweep import expand_sweep, load_sweep
+    from parsgd.sweep.spec import expand_sweep, load_sweep
 
     sweep = load_sweep(write_sweep(tmp_path, seeds=[0, 1]))
     first, again = expand_sweep(sweep, workers=3), expand_sweep(sweep, workers=3)

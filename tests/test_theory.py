@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parsgd.engine.collector import read_trace
+from parsgd.analysis.theory import gaussian_least_squares_dist_sq
+from parsgd.engine.rundir import read_trace
 from parsgd.engine.runner import run_experiment
 from parsgd.problems.linear import GaussianStream
 from parsgd.rng import DATA_STREAM, generator
 from parsgd.schedules import AveragingSchedule
-from parsgd.theory import gaussian_least_squares_dist_sq
 from tests.helpers import make_config
 
 Z = 4.0

@@ -32,7 +32,7 @@ from parsgd.engine import fastpath
 from parsgd.engine.plan import Meeting, Plan
 from parsgd.engine.team import Settings, Team, TeamState
 from parsgd.engine.worker import SpinBarrier
-from parsgd.objectives.linear import LEAST_SQUARES
+from parsgd.problems.kernels.linear import LEAST_SQUARES
 from parsgd.schedules import StepSize
 
 M = 2

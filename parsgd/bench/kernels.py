@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from parsgd.objectives.linear import LEAST_SQUARES, sgd_csr, sgd_dense
+from parsgd.problems.kernels.linear import LEAST_SQUARES, sgd_csr, sgd_dense
 
 _C_SOURCE = r"""
 #include <stdint.h>
@@ -185,7 +185,7 @@ def csr_rates(n: int, steps: int, reps: int, libs: dict[str, Any], seed: int = 0
     u = rng.random((steps, 1))
     etas = np.full(steps, eta)
     w = np.zeros(d)
-    # The engine's CSR loop (parsgd.objectives.linear.sgd_csr), as a sparse run uses it.
+    # The engine's CSR loop (parsgd.problems.kernels.linear.sgd_csr), as a sparse run uses it.
     sgd_csr(data, indices, indptr, y, w, u[:10], etas[:10], 0.0, LS)
     runs: dict[str, tuple[Callable[[], None], int]] = {
         "numba": (lambda: sgd_csr(data, indices, indptr, y, w, u, etas, 0.0, LS), steps)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from parsgd.config import load_config
+from parsgd.config.load import load_config
 from parsgd.engine.runner import run_experiment
 from parsgd.engine.team import NO_FASTPATH_ENV
 

@@ -2,7 +2,7 @@
 
 A 47,000-feature data set with 76 non-zeros per row is 1.2 KB a row as CSR and 380 KB dense;
 nothing in parsgd turns a CSR matrix into a dense one. The compiled kernels take the three
-CSR arrays directly (``parsgd.objectives.linear``).
+CSR arrays directly (``parsgd.problems.kernels.linear``).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from parsgd.objectives.linear import LEAST_SQUARES, sample_dloss, sgd_dense
+from parsgd.problems.kernels.linear import LEAST_SQUARES, sample_dloss, sgd_dense
 
 # Mirrors of team.py's constants (team imports this module, not the other way round).
 _STOP_REQUEST, _ABORT = 0, 1

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from parsgd.config import Config
+from parsgd.config.load import Config
 from parsgd.schedules import AveragingSchedule, eval_steps
 
 

@@ -22,21 +22,22 @@ from typing import Any
 
 import numpy as np
 
-import parsgd
-from parsgd.advice import advisories
-from parsgd.config import Config, config_hash, dump_config
+from parsgd.config.advice import advisories
+from parsgd.config.load import Config, config_hash, dump_config
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
-from parsgd.engine.collector import RunDirectory, TraceWriter, check_writable, read_trace
 from parsgd.engine.coordinator import Coordinator, Sink
 from parsgd.engine.logs import RunLog
 from parsgd.engine.plan import Plan
+from parsgd.engine.progress import ProgressBar
+from parsgd.engine.rundir import RunDirectory, TraceWriter, check_writable, read_trace
 from parsgd.engine.serial import run_serial
 from parsgd.engine.signals import StopSignals, signals_ignored
 from parsgd.engine.team import Outcome, Position, Settings, Team, TeamState
 from parsgd.errors import ConfigError, ParsgdError, WorkerError
-from parsgd.problem import Problem, build_problem
-from parsgd.progress import ProgressBar
+from parsgd.problems.base import Problem
+from parsgd.problems.registry import build_problem
 from parsgd.schedules import StepSize
+from parsgd.version import __version__
 
 log = logging.getLogger("parsgd")
 
@@ -104,7 +105,7 @@ def _versions() -> dict[str, str]:
     import numba
 
     return {
-        "parsgd": parsgd.__version__,
+        "parsgd": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numba": numba.__version__,

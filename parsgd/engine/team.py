@@ -29,7 +29,7 @@ from parsgd.data.synthetic import Arena
 from parsgd.engine import fastpath
 from parsgd.engine.fastpath import FastRounds, average_chunk
 from parsgd.engine.plan import Meeting, Plan
-from parsgd.problem import Problem
+from parsgd.problems.base import Problem
 from parsgd.problems.linear import LinearPool
 from parsgd.rng import INIT_STREAM, StepStream, generator
 from parsgd.schedules import StepSize

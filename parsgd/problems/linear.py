@@ -9,9 +9,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from parsgd.data.sparse import CSR
-from parsgd.objectives import least_squares, linear
-from parsgd.optima import linear_optimum
-from parsgd.problem import Problem
+from parsgd.problems.base import Problem
+from parsgd.problems.kernels import least_squares, linear
+from parsgd.problems.optima import linear_optimum
 from parsgd.rng import normals_from_uniforms, uniforms_per_step_for_normals
 
 Features = np.ndarray | CSR

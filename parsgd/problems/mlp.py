@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from parsgd.objectives import mlp
-from parsgd.problem import Problem
+from parsgd.problems.base import Problem
+from parsgd.problems.kernels import mlp
 
 
 class MlpPool(Problem):

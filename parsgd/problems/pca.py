@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from parsgd.objectives import pca
-from parsgd.problem import Problem
+from parsgd.problems.base import Problem
+from parsgd.problems.kernels import pca
 from parsgd.rng import normals_from_uniforms, uniforms_per_step_for_normals
 
 

@@ -24,8 +24,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, ndtr
 
-from parsgd.objectives import linear
-from parsgd.problem import Problem
+from parsgd.problems.base import Problem
+from parsgd.problems.kernels import linear
 from parsgd.rng import normals_from_uniforms, uniforms_per_step_for_normals
 
 _NODES = 160  # Gauss-Hermite nodes per dimension

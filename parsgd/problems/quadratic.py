@@ -6,14 +6,15 @@ import math
 
 import numpy as np
 
-from parsgd.objectives import quadratic
-from parsgd.problem import Problem
+from parsgd.problems.base import Problem
+from parsgd.problems.kernels import quadratic
 from parsgd.rng import normals_from_uniforms, uniforms_per_step_for_normals
 
 
 class Quadratic(Problem):
     """``f(w) = 1/2 (w - w*)^T diag(eigs) (w - w*)``, ``f* = 0``; noise as in
-    ``parsgd.objectives.quadratic`` (closed-form expectations in ``parsgd.theory``)."""
+    ``parsgd.problems.kernels.quadratic`` (closed-form expectations in
+    ``parsgd.analysis.theory``)."""
 
     def __init__(
         self, eigs: np.ndarray, w_opt: np.ndarray, sigma: float, beta: float, batch_size: int

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from parsgd.config import Config, usable_cpus
+from parsgd.analysis.theory import quadratic_second_moment_rate
+from parsgd.config.kinds import RANDOM_START_OBJECTIVES
+from parsgd.config.load import Config, usable_cpus
 from parsgd.data.synthetic import spectrum
-from parsgd.kinds import RANDOM_START_OBJECTIVES
 from parsgd.schedules import AveragingSchedule, StepSize
-from parsgd.theory import quadratic_second_moment_rate
 
 
 def advisories(config: Config) -> list[str]:

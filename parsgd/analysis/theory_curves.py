@@ -1,4 +1,4 @@
-"""Theory curves for figures: which closed form of ``parsgd.theory`` applies to a run.
+"""Theory curves for figures: which closed form of ``parsgd.analysis.theory`` applies to a run.
 
 A registry of one function per problem kind. Each takes a run's resolved config, a trace
 column and the per-worker steps to evaluate at, and returns the expected value of that
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.analysis.theory import gaussian_least_squares_dist_sq, quadratic_dist_sq
 from parsgd.schedules import AveragingSchedule
-from parsgd.theory import gaussian_least_squares_dist_sq, quadratic_dist_sq
 
 TheoryCurve = Callable[[dict[str, Any], str, np.ndarray], "np.ndarray | None"]
 
@@ -104,7 +104,7 @@ def _quadratic(config: dict[str, Any], column: str, steps: np.ndarray) -> np.nda
 
     d = objective["d"]
     eigs = spectrum(d, objective["eig_max"], objective["eig_min"], objective["eigenvalues"])
-    w_opt = planted_weights(d, config["seed"])  # as parsgd.problems builds the quadratic
+    w_opt = planted_weights(d, config["seed"])  # as parsgd.problems.registry builds the quadratic
     averaging = AveragingSchedule.from_config(config["averaging"]).averaging_steps(sgd["steps"])
     return quadratic_dist_sq(
         eigenvalues=eigs,

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from parsgd.config import load_yaml
-from parsgd.engine.collector import TRACE_COLUMNS, read_trace
+from parsgd.config.load import load_yaml
+from parsgd.engine.rundir import TRACE_COLUMNS, read_trace
 from parsgd.errors import ConfigError
 from parsgd.schedules import AveragingSchedule
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from parsgd.objectives import hinge, least_squares, logistic
+from parsgd.problems.kernels import hinge, least_squares, logistic
 
 LEAST_SQUARES, LOGISTIC, HINGE = 0, 1, 2
 CODES = {"least_squares": LEAST_SQUARES, "logistic": LOGISTIC, "hinge": HINGE}

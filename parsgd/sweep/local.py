@@ -30,9 +30,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from parsgd.config import Config, usable_cpus
+from parsgd.config.load import Config, usable_cpus
 from parsgd.errors import ParsgdError
-from parsgd.index import (
+from parsgd.sweep.spec import Point
+from parsgd.sweep.state import (
     FINISHED,
     RunClaim,
     RunState,
@@ -40,7 +41,6 @@ from parsgd.index import (
     sweep_states,
     update_index,
 )
-from parsgd.sweep import Point
 
 _POLL_S = 0.5
 # Rebuilding index.csv reads every run.json of the sweep: at most this often while running
@@ -108,7 +108,7 @@ def _warm_up_kernels(config: Config) -> None:
     """Compile the kernels here, once, so that every forked run inherits them compiled."""
     from parsgd.data.shared import LocalArena
     from parsgd.engine.runner import _warm_up
-    from parsgd.problem import build_problem
+    from parsgd.problems.registry import build_problem
 
     small = {**config, "data": dict(config["data"])}
     if "n" in small["data"]:

@@ -11,7 +11,7 @@ Three kinds of figure:
   trials; a group whose trials did not all get there says how many did.
 - ``wallclock``: both side by side, the left panel against wall seconds with the target drawn.
 
-The numbers come from ``parsgd.curves``; this module only draws them.
+The numbers come from ``parsgd.analysis.curves``; this module only draws them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
-from parsgd.curves import (
+from parsgd.analysis.curves import (
     BANDS,
     X_COLUMNS,
     Curve,
@@ -39,9 +39,7 @@ from parsgd.curves import (
     compute_curves,
     compute_target_times,
 )
-from parsgd.engine.collector import write_atomic
-from parsgd.errors import ConfigError
-from parsgd.results import (
+from parsgd.analysis.runs import (
     Run,
     check_column,
     describe_interval,
@@ -50,6 +48,8 @@ from parsgd.results import (
     parse_by,
     varying_keys,
 )
+from parsgd.engine.rundir import write_atomic
+from parsgd.errors import ConfigError
 
 KINDS = ("curves", "time-to-target", "wallclock")
 FORMATS = (".png", ".pdf", ".svg")

@@ -1,6 +1,6 @@
 """The numbers behind the figures: mean curves with bands, and times to a target.
 
-Pure functions of loaded runs (``parsgd.results``), no matplotlib, so tests can check what a
+Pure functions of loaded runs (``parsgd.analysis.runs``), no matplotlib, so tests can check what a
 figure will show without reading pixels.
 
 - Along ``step`` or ``samples`` every trial records at the same points, so the mean at a point
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from parsgd.results import Group, Run, group_runs, time_to_target
-from parsgd.theory_curves import theory_curve
+from parsgd.analysis.runs import Group, Run, group_runs, time_to_target
+from parsgd.analysis.theory_curves import theory_curve
 
 X_COLUMNS = ("step", "samples", "wall_s")
 BANDS = ("stderr", "quantile")

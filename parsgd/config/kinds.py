@@ -1,12 +1,12 @@
 """The data and objective kinds: their config keys, and which data goes with which objective.
 
-Declared rules only (``parsgd.schema``); ``parsgd.config`` puts these two sections into its
-``SCHEMA`` and keeps the cross-field rules.
+Declared rules only (``parsgd.config.schema``); ``parsgd.config.load`` puts these two sections
+into its ``SCHEMA`` and keeps the cross-field rules.
 """
 
 from __future__ import annotations
 
-from parsgd.schema import (
+from parsgd.config.schema import (
     REQUIRED,
     Bool,
     Choice,

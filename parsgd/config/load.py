@@ -3,7 +3,7 @@
 Validation happens once, here, at the boundary; the engine trusts what it gets. Every error
 found in one pass is reported in one line, each naming its dotted key.
 
-``data`` makes the samples and ``objective`` the loss (``parsgd.kinds`` declares both
+``data`` makes the samples and ``objective`` the loss (``parsgd.config.kinds`` declares both
 sections and ``DATA_FOR_OBJECTIVE``, which go together). The ``quadratic`` objective is
 self-contained: its stochastic gradient is defined by its own Gaussian noise, not by
 samples, so its dimension and spectrum are objective keys and it takes
@@ -23,14 +23,13 @@ from typing import Any
 
 import yaml
 
-from parsgd.errors import ConfigError
-from parsgd.kinds import (
+from parsgd.config.kinds import (
     DATA_FOR_OBJECTIVE,
     DATA_SECTION,
     OBJECTIVE_SECTION,
     RANDOM_START_OBJECTIVES,
 )
-from parsgd.schema import (
+from parsgd.config.schema import (
     REQUIRED,
     Choice,
     Either,
@@ -46,6 +45,7 @@ from parsgd.schema import (
     Section,
     Str,
 )
+from parsgd.errors import ConfigError
 
 Config = dict[str, Any]
 

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parsgd.config import usable_cpus
-from parsgd.engine.collector import write_atomic
+from parsgd.config.load import usable_cpus
+from parsgd.engine.rundir import write_atomic
 from parsgd.errors import ConfigError, ParsgdError
-from parsgd.index import FINISHED, read_plan, sweep_lock, sweep_states, write_plan
-from parsgd.sweep import Point, Sweep, expand_sweep
-from parsgd.sweep_run import LocalSweep
+from parsgd.sweep.local import LocalSweep
+from parsgd.sweep.spec import Point, Sweep, expand_sweep
+from parsgd.sweep.state import FINISHED, read_plan, sweep_lock, sweep_states, write_plan
 
 SCRIPT_FILE = "sweep.sbatch"
 _JOBS_FILE = "jobs.json"

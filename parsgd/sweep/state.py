@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from parsgd.config import config_hash
-from parsgd.engine.collector import write_atomic
-from parsgd.sweep import Point, value_text
+from parsgd.config.load import config_hash
+from parsgd.engine.rundir import write_atomic
+from parsgd.sweep.spec import Point, value_text
 
 PLAN_FILE = "sweep.json"
 INDEX_FILE = "index.csv"

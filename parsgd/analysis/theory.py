@@ -73,7 +73,7 @@ def quadratic_dist_sq(
 ) -> np.ndarray:
     """E||w_avg - w*||^2 for ``objective.kind: quadratic`` at each step of ``at_steps``.
 
-    The problem (``parsgd.objectives.quadratic``): ``A = diag(l)``, per sample
+    The problem (``parsgd.problems.kernels.quadratic``): ``A = diag(l)``, per sample
     ``g = (A + sqrt(beta) Z) e + sigma xi`` with e = w - w*, Z (d x d) and xi (d) independent
     standard normals; a worker's step averages b samples, ``e' = e - alpha g``. Derivation
     (ours, checked by Monte Carlo in the tests): the noise ``n = g - A e`` has zero mean given

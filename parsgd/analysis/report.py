@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from parsgd.engine.collector import write_atomic
+from parsgd.analysis.runs import Run, final_rows, find_runs, group_runs, parse_by, time_to_target
+from parsgd.engine.rundir import write_atomic
 from parsgd.errors import ConfigError
-from parsgd.results import Run, final_rows, find_runs, group_runs, parse_by, time_to_target
 
 # (heading, key of ReportRow.cells): the columns of every table, in order.
 COLUMNS = (

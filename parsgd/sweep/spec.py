@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parsgd.config import (
+from parsgd.config.load import (
     Config,
     apply_overrides,
     config_hash,
@@ -35,8 +35,8 @@ from parsgd.config import (
     set_dotted,
     validate,
 )
+from parsgd.config.schema import show
 from parsgd.errors import ConfigError
-from parsgd.schema import show
 
 _SWEEP_KEYS = ("name", "base", "config", "set", "grid", "zip", "seeds", "trials")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from parsgd.config import usable_cpus
+from parsgd.config.load import usable_cpus
 from parsgd.errors import ConfigError
-from parsgd.index import INDEX_FILE, PLAN_FILE, RunState, read_plan, sweep_states, write_plan
-from parsgd.sweep import Point, Sweep, describe_values, expand_sweep, load_sweep
-from parsgd.sweep_run import LocalSweep, SweepOutcome
+from parsgd.sweep.local import LocalSweep, SweepOutcome
+from parsgd.sweep.spec import Point, Sweep, describe_values, expand_sweep, load_sweep
+from parsgd.sweep.state import INDEX_FILE, PLAN_FILE, RunState, read_plan, sweep_states, write_plan
 
 _STATUS_LINES = 20
 
@@ -50,7 +50,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be an integer >= 1; got {args.jobs}")
     if args.array_task is not None:
-        from parsgd.slurm import run_array_task
+        from parsgd.sweep.slurm import run_array_task
 
         return run_array_task(args.array_task)
     sweep = load_sweep(args.sweep)
@@ -61,7 +61,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         print_points(sweep, expand_sweep(sweep, workers=args.cpus_per_task))
         return 0
     if args.slurm:
-        from parsgd.slurm import submit_sweep
+        from parsgd.sweep.slurm import submit_sweep
 
         return submit_sweep(sweep, args)
     points = expand_sweep(sweep, workers=None)
@@ -126,7 +126,7 @@ def print_status(sweep: Sweep, sweep_dir: Path) -> int:
         print(f"  ... and {len(unfinished) - _STATUS_LINES} more (see index.csv)")
     if (sweep_dir / INDEX_FILE).exists():
         print(f"index: {sweep_dir / INDEX_FILE}")
-    from parsgd.slurm import queue_lines
+    from parsgd.sweep.slurm import queue_lines
 
     for line in queue_lines(sweep_dir):
         print(line)

@@ -11,9 +11,6 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from parsgd.config import Config
-from parsgd.data.synthetic import Arena
-
 
 class Problem(ABC):
     d: int
@@ -50,13 +47,3 @@ class Problem(ABC):
         ``dist_opt_sq`` here, leaving ``w_opt`` None.
         """
         return {}
-
-
-def build_problem(config: Config, arena: Arena) -> Problem:
-    """Generate or load the data into ``arena`` and pair it with the objective.
-
-    The concrete problems and the registry live in ``parsgd.problems``.
-    """
-    from parsgd.problems import build_problem as build
-
-    return build(config, arena)
