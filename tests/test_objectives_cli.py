@@ -12,7 +12,7 @@ from parsgd.engine.rundir import read_trace
 from tests.conftest import ROOT, run_cli
 
 TIMING_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")
-CONFIGS = ["least_squares", "logistic", "hinge", "quadratic", "pca", "mlp"]
+CONFIGS = ["least_squares", "logistic", "hinge", "softmax", "quadratic", "pca", "mlp"]
 # Keep each run short: the point is that it runs, learns and agrees across backends.
 SHORT = ["--set", "sgd.steps=600", "--set", "eval.every=200", "--set", "trials=2"]
 

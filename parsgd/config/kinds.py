@@ -23,10 +23,10 @@ from parsgd.config.schema import (
 # How ``data`` and ``objective`` relate. A data kind makes the samples, the objective the
 # loss. ``quadratic`` is self-contained (its stochastic gradient is defined by its own
 # noise, not by samples), so it takes ``data: {kind: none}``; every other objective needs
-# samples. ``pca`` ignores labels; ``logistic`` and ``hinge`` need two classes, ``mlp``
-# integer classes: file and bundled data are checked when loaded (DataError).
+# samples. ``pca`` ignores labels; ``logistic`` and ``hinge`` need two classes, ``mlp`` and
+# ``softmax`` integer classes (K >= 2): file and bundled data are checked when loaded (DataError).
 DATA_KINDS = ("none", "gaussian_linear", "logistic_planted", "pca_spectrum", "file", "bundled")
-OBJECTIVE_KINDS = ("least_squares", "logistic", "hinge", "quadratic", "pca", "mlp")
+OBJECTIVE_KINDS = ("least_squares", "logistic", "hinge", "softmax", "quadratic", "pca", "mlp")
 DATA_FOR_OBJECTIVE = {
     "least_squares": ("gaussian_linear", "logistic_planted", "file", "bundled"),
     "logistic": ("logistic_planted", "file", "bundled"),
@@ -34,7 +34,10 @@ DATA_FOR_OBJECTIVE = {
     "quadratic": ("none",),
     "pca": ("pca_spectrum", "file", "bundled"),
     "mlp": ("logistic_planted", "file", "bundled"),
+    "softmax": ("logistic_planted", "file", "bundled"),
 }
+# Objectives that need a pool of samples: no ``data.stream``.
+POOL_ONLY_OBJECTIVES = ("mlp", "softmax")
 # Objectives whose default start is a shared random point: at zero pca sits on a saddle
 # (its gradient is exactly zero there) and an mlp's hidden units stay identical.
 RANDOM_START_OBJECTIVES = ("pca", "mlp")
@@ -116,6 +119,7 @@ OBJECTIVE_SECTION = Section(
         "least_squares": {"l2": _L2},
         "logistic": {"l2": _L2},
         "hinge": {"l2": _L2},
+        "softmax": {"l2": _L2},
         "quadratic": {
             "d": Field(Int(low=1, high=256), 10, "dimension"),
             **_SPECTRUM,

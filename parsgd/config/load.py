@@ -27,6 +27,7 @@ from parsgd.config.kinds import (
     DATA_FOR_OBJECTIVE,
     DATA_SECTION,
     OBJECTIVE_SECTION,
+    POOL_ONLY_OBJECTIVES,
     RANDOM_START_OBJECTIVES,
 )
 from parsgd.config.schema import (
@@ -311,8 +312,10 @@ def _cross_field_errors(config: Config) -> list[str]:
             f"sgd.step_size * objective.l2 must be < 1 (the L2 shrink factor 1 - step_size * l2 "
             f"must stay positive); got {largest_step * l2:g}"
         )
-    if data.get("stream") and objective["kind"] == "mlp":
-        errors.append("data.stream must be false for objective.kind mlp (it needs a pool)")
+    if data.get("stream") and objective["kind"] in POOL_ONLY_OBJECTIVES:
+        errors.append(
+            f"data.stream must be false for objective.kind {objective['kind']} (it needs a pool)"
+        )
     allowed = DATA_FOR_OBJECTIVE[objective["kind"]]
     if data["kind"] not in allowed:
         errors.append(

@@ -31,8 +31,9 @@ from parsgd.problems.mlp import MlpPool
 from parsgd.problems.pca import PcaPool, PcaStream
 from parsgd.problems.planted import PlantedStream
 from parsgd.problems.quadratic import Quadratic
+from parsgd.problems.softmax import SoftmaxPool
 
-_LABELS = {"least_squares": "real", "logistic": "binary", "hinge": "binary", "mlp": "classes"}
+_LABELS = {"least_squares": "real", "logistic": "binary", "hinge": "binary"}
 
 
 def build_problem(config: Config, arena: Arena) -> Problem:
@@ -106,6 +107,23 @@ def _build_mlp(config: Config, arena: Arena) -> Problem:
     return MlpPool(X, labels, loaded.classes, objective["hidden"], objective["l2"], batch, test)
 
 
+def _build_softmax(config: Config, arena: Arena) -> Problem:
+    data, objective = config["data"], config["objective"]
+    batch, l2 = config["sgd"]["batch_size"], objective["l2"]
+    if data["kind"] == "logistic_planted":  # two classes, 0/1
+        _check_memory(data["n"] * (data["d"] + 1) * 8)
+        X, y, _ = logistic_planted(data["n"], data["d"], data["scale"], data["seed"], arena)
+        labels = arena.empty((data["n"],), np.int64)
+        labels[:] = (y > 0).astype(np.int64)
+        return SoftmaxPool(X, labels, 2, l2, batch)
+    loaded = _load(config, "classes")
+    labels = arena.empty((loaded.train.n,), np.int64)
+    labels[:] = loaded.train.y
+    held_out = _held_out(loaded)
+    test = None if held_out is None else (held_out[0], held_out[1].astype(np.int64))
+    return SoftmaxPool(_publish(loaded.train.X, arena), labels, loaded.classes, l2, batch, test)
+
+
 _BUILDERS: dict[str, Callable[[Config, Arena], Problem]] = {
     "least_squares": _build_linear,
     "logistic": _build_linear,
@@ -113,6 +131,7 @@ _BUILDERS: dict[str, Callable[[Config, Arena], Problem]] = {
     "quadratic": _build_quadratic,
     "pca": _build_pca,
     "mlp": _build_mlp,
+    "softmax": _build_softmax,
 }
 
 
