@@ -53,7 +53,7 @@ def _add_plot_command(commands: argparse._SubParsersAction) -> None:
     )
     plot.add_argument("--x", default="step", help="step (default) | samples | wall_s")
     plot.add_argument(
-        "--y", default="loss", help="a trace column: loss (default), subopt, dist_opt_sq, ..."
+        "--y", help="a trace column: loss (default), subopt, dist_opt_sq, test_accuracy, ..."
     )
     plot.add_argument(
         "--by", action="append", metavar="KEY[,KEY]", help="dotted config key(s) per curve"
@@ -62,8 +62,17 @@ def _add_plot_command(commands: argparse._SubParsersAction) -> None:
     plot.add_argument("--log", action="store_true", help="log y axis (automatic past 2 decades)")
     plot.add_argument("--logx", action="store_true", help="log x axis")
     plot.add_argument("--theory", action="store_true", help="closed form dashed, where known")
-    plot.add_argument("--target", type=float, help="target value of --y (time-to-target)")
-    plot.add_argument("--title", help="figure title (default: directories and counts)")
+    plot.add_argument(
+        "--target",
+        help="time-to-target goal: METRIC>=VALUE, METRIC<=VALUE, or a value of --y (direction "
+        "inferred: higher is better for accuracy and alignment)",
+    )
+    plot.add_argument("--title", help="figure title (default: the sweep and what varies)")
+    plot.add_argument("--facet", metavar="KEY", help="one panel per value of this config key")
+    plot.add_argument("--ylim", metavar="LOW,HIGH", help="y range (either end may be empty)")
+    plot.add_argument(
+        "--log-time", action="store_true", help="log axis for the wall-clock seconds of bars"
+    )
     plot.set_defaults(handler=_plot)
 
 
@@ -83,6 +92,9 @@ def _plot(args: argparse.Namespace) -> int:
         theory=args.theory,
         target=args.target,
         title=args.title,
+        facet=args.facet,
+        ylim=args.ylim,
+        log_time=args.log_time,
     )
 
 
@@ -92,7 +104,17 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
         help="a table of final figures per sweep; writes report.md and report.csv",
     )
     report.add_argument("directory", type=Path, metavar="DIR")
-    report.add_argument("--target", type=float, help="also time to reach this loss")
+    report.add_argument(
+        "--target",
+        help="also the time to a target: METRIC>=VALUE, METRIC<=VALUE, or a loss value "
+        "(e.g. test_accuracy>=0.95, loss<=0.1; direction inferred when left out)",
+    )
+    report.add_argument(
+        "--columns",
+        metavar="A,B,...",
+        help="trace columns (finals) and figures to show; default: the usual ones plus test "
+        "metrics where recorded",
+    )
     report.add_argument(
         "--by", action="append", metavar="KEY[,KEY]", help="one row per value (runs pooled)"
     )
@@ -102,7 +124,7 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace) -> int:
     from parsgd.analysis.report import report_command
 
-    return report_command(args.directory, by=args.by, target=args.target)
+    return report_command(args.directory, by=args.by, target=args.target, columns=args.columns)
 
 
 def _add_bench_command(commands: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from parsgd.analysis.curves import compute_curves, compute_target_times
 from parsgd.analysis.runs import find_runs, varying_keys
+from parsgd.analysis.targets import parse_target
 from parsgd.cli import main
 from tests.conftest import run_cli
 from tests.small_sweep import make_small_sweep
@@ -93,11 +94,11 @@ def test_wall_curves_and_time_to_target(sweep: Path) -> None:
     for curve in curves:
         assert curve.x[0] == 0.0 and np.all(np.diff(curve.x) > 0)
         assert np.all(np.isfinite(curve.mean))
-    times = compute_target_times(runs, by=["averaging.every"], target=0.3)
+    times = compute_target_times(runs, by=["averaging.every"], target=parse_target(0.3))
     assert [t.label for t in times] == LABELS
     for group in times:
         assert len(group.seconds) == 4 and len(group.reached) == 4
-    never = compute_target_times(runs, by=["averaging.every"], target=1e-9)
+    never = compute_target_times(runs, by=["averaging.every"], target=parse_target(1e-9))
     assert all(t.mean_s is None for t in never)
 
 

@@ -51,7 +51,7 @@ def test_report_prints_and_writes_one_row_per_run(sweep: Path) -> None:
 def test_final_figures_are_means_of_last_rows(sweep: Path) -> None:
     from parsgd.engine.rundir import read_trace
 
-    rows = {r.cells["run"]: r.cells for r in build_report(sweep)}
+    rows = {r.cells["run"]: r.cells for r in build_report(sweep).rows}
     trace = read_trace(sweep / "ev10" / "trace.csv")
     last = [float(r["dist_opt_sq"]) for r in trace if r["step"] == "200"]
     assert len(last) == 4
@@ -82,7 +82,7 @@ def test_a_table_per_sweep(sweep: Path, tmp_path: Path) -> None:
 
     for name in ("a", "b"):
         shutil.copytree(sweep, tmp_path / name)
-    rows = build_report(tmp_path)
+    rows = build_report(tmp_path).rows
     assert [r.sweep for r in rows] == ["a"] * 3 + ["b"] * 3
     assert sum(r.cells["best"] == "*" for r in rows) == 2
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from parsgd.analysis.runs import Group, Run, group_runs, time_to_target
+from parsgd.analysis.runs import Group, Run, group_runs
+from parsgd.analysis.targets import Target, time_to_target
 from parsgd.analysis.theory_curves import theory_curve
 
 X_COLUMNS = ("step", "samples", "wall_s")
@@ -47,7 +48,7 @@ class Curve:
 
 @dataclass
 class TargetTimes:
-    """Seconds each trial of a group took to first record ``column <= target``."""
+    """Seconds each trial of a group took to first meet the target (None: never)."""
 
     label: str
     values: tuple[object, ...]
@@ -160,14 +161,12 @@ def _theory_for(
 
 
 def compute_target_times(
-    runs: Sequence[Run], *, by: Sequence[str], target: float, column: str = "loss"
+    runs: Sequence[Run], *, by: Sequence[str], target: Target
 ) -> list[TargetTimes]:
-    """For every group, each trial's wall seconds to first record ``column <= target``."""
+    """For every group, each trial's wall seconds to first meet ``target``."""
     return [
         TargetTimes(
-            group.label,
-            group.values,
-            [time_to_target(trial, target, column) for trial in group.trials],
+            group.label, group.values, [time_to_target(trial, target) for trial in group.trials]
         )
         for group in group_runs(runs, by)
     ]

@@ -5,13 +5,17 @@ Three kinds of figure:
 - ``curves`` (default): a trace column (``--y``) against steps, samples or wall seconds
   (``--x``), one line per ``--by`` value (mean over trials, shaded band), with the closed-form
   expectation dashed beside it where PAPER.md has one (``--theory``).
-- ``time-to-target``: wall seconds until ``--y`` first falls to ``--target``, per averaging
-  interval H (or per ``--by`` value): the user's real question, how often to average for the
-  fastest result on this machine. Bars are means over the trials that got there, dots single
-  trials; a group whose trials did not all get there says how many did.
+- ``time-to-target``: wall seconds until the trace first meets ``--target``
+  (``test_accuracy>=0.95``, ``loss<=0.1``, or a value of ``--y`` with the direction inferred;
+  ``parsgd.analysis.targets``), per averaging interval H (or per ``--by`` value): the user's
+  real question, how often to average for the fastest result on this machine. Bars are
+  means over the trials that got there, dots single trials; a group whose trials did not all
+  get there says how many did, and one where none did says "never reached".
 - ``wallclock``: both side by side, the left panel against wall seconds with the target drawn.
 
-The numbers come from ``parsgd.analysis.curves``; this module only draws them.
+``--facet KEY`` draws one panel per value of KEY; styles, legends and titles follow
+``parsgd.analysis.figure_style``. The numbers come from ``parsgd.analysis.curves``; this
+module only draws them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -39,15 +42,25 @@ from parsgd.analysis.curves import (
     compute_curves,
     compute_target_times,
 )
+from parsgd.analysis.figure_style import (
+    colour,
+    curve_style,
+    figure_legend,
+    hatch,
+    legend_outside,
+    short_title,
+)
 from parsgd.analysis.runs import (
     Run,
     check_column,
     describe_interval,
     describe_value,
     find_runs,
+    group_runs,
     parse_by,
     varying_keys,
 )
+from parsgd.analysis.targets import Target, parse_target
 from parsgd.engine.rundir import write_atomic
 from parsgd.errors import ConfigError
 
@@ -77,7 +90,6 @@ Y_LABELS = {
     "wall_s": "wall-clock seconds",
 }
 _BAND_TEXT = {"stderr": "mean ± standard error", "quantile": "mean, 10%-90% of trials"}
-_SHORT_LABEL = 45  # characters; longer legend labels go below the axes
 _LOG_SPAN = 100.0  # log y when the positive values span more than two decades
 
 
@@ -87,14 +99,17 @@ def plot_command(
     *,
     kind: str = "curves",
     x: str = "step",
-    y: str = "loss",
+    y: str | None = None,
     by: Sequence[str] | None = None,
     band: str = "stderr",
     log: bool = False,
     logx: bool = False,
     theory: bool = False,
-    target: float | None = None,
+    target: str | float | None = None,
     title: str | None = None,
+    facet: str | None = None,
+    ylim: str | None = None,
+    log_time: bool = False,
 ) -> int:
     """Render one figure of the runs under ``paths`` to ``output``; warnings go to stderr."""
     if output.suffix.lower() not in FORMATS:
@@ -107,31 +122,46 @@ def plot_command(
         raise ConfigError(f"--band must be one of {', '.join(BANDS)}; got {band!r}")
     if kind != "curves" and target is None:
         raise ConfigError(f"--kind {kind} needs --target, e.g. --target 0.15")
+    if facet is not None and kind != "curves":
+        raise ConfigError("--facet draws small multiples of --kind curves only")
+    goal = None if target is None else parse_target(target, y or "loss")
+    if goal is not None and y is not None and goal.column != y:
+        raise ConfigError(f"--y {y} and --target {goal.text} name different columns; name one")
+    column = goal.column if goal is not None else y or "loss"
+    limits = _parse_ylim(ylim)
     runs = find_runs(paths)
-    check_column(runs, y)
+    check_column(runs, column)
     keys = parse_by(by) or varying_keys(runs)
     notes: list[str] = []
     if kind == "curves":
-        fig, ax = plt.subplots(figsize=(7.5, 4.8))
-        curves, notes = compute_curves(runs, x=x, y=y, by=keys, band=band, theory=theory)
-        draw_curves(ax, curves, x=x, y=y, band=band, log=log, logx=logx)
-        ax.set_title(title or _title(runs, paths, y, X_LABELS[x]), fontsize=10)
+        if facet is not None:
+            fig, notes = _faceted(runs, facet, [k for k in keys if k != facet], column, x, band,
+                                  log, logx, theory, limits)  # fmt: skip
+            fig.suptitle(title or short_title(paths, _what(column, x), keys), fontsize=11)
+        else:
+            fig, ax = plt.subplots(figsize=(7.5, 4.8))
+            curves, notes = compute_curves(runs, x=x, y=column, by=keys, band=band, theory=theory)
+            draw_curves(ax, curves, x=x, y=column, band=band, log=log, logx=logx)
+            _set_ylim(ax, limits)
+            ax.set_title(title or short_title(paths, _what(column, x), keys), fontsize=10)
     else:
-        times = compute_target_times(runs, by=keys, target=float(target or 0), column=y)
+        assert goal is not None
+        times = compute_target_times(runs, by=keys, target=goal)
         if kind == "time-to-target":
             fig, ax = plt.subplots(figsize=(7.5, 4.8))
-            draw_target_times(ax, times, keys=keys, target=float(target or 0), y=y)
+            draw_target_times(ax, times, keys=keys, target=goal, log=log or log_time)
         else:
             fig, (left, ax) = plt.subplots(1, 2, figsize=(13, 4.8))
-            curves, notes = compute_curves(runs, x="wall_s", y=y, by=keys, band=band)
+            curves, notes = compute_curves(runs, x="wall_s", y=column, by=keys, band=band)
             # Log time: runs that average every step can take far longer than the rest.
-            draw_curves(left, curves, x="wall_s", y=y, band=band, log=log, logx=True)
-            left.axhline(float(target or 0), color="0.3", linestyle=":", linewidth=1)
-            left.set_title(f"{y} against wall-clock time", fontsize=10)
-            draw_target_times(ax, times, keys=keys, target=float(target or 0), y=y)
-        what = f"time to reach {y} ≤ {target:g}" if kind == "time-to-target" else ""
-        fig.suptitle(title or _title(runs, paths, y, "wall-clock time", what), fontsize=11)
-        notes += [f"{t.label}: no trial reached {y} <= {target}" for t in times if not t.reached]
+            draw_curves(left, curves, x="wall_s", y=column, band=band, log=log, logx=True,
+                        legend=False)  # fmt: skip
+            _set_ylim(left, limits)
+            left.axhline(goal.value, color="0.3", linestyle=":", linewidth=1)
+            left.set_title(f"{column} against wall-clock time (dotted: the target)", fontsize=10)
+            draw_target_times(ax, times, keys=keys, target=goal, log=log_time)
+        fig.suptitle(title or short_title(paths, f"time to {goal.text}", keys), fontsize=11)
+        notes += [f"{t.label}: no trial reached {goal.text}" for t in times if not t.reached]
     if theory and kind != "curves":
         notes.append("--theory draws only on --kind curves")
     fig.tight_layout()
@@ -142,10 +172,73 @@ def plot_command(
     return 0
 
 
-def _title(runs: Sequence[Run], paths: Sequence[Path], y: str, against: str, what: str = "") -> str:
-    where = ", ".join(p.resolve().name for p in paths)
-    trials = sum(len(r.trials) for r in runs)
-    return f"{where}: {what or f'{y} against {against}'} ({len(runs)} runs, {trials} trials)"
+def _what(y: str, x: str) -> str:
+    return f"{y} against {x}"
+
+
+def _parse_ylim(text: str | None) -> tuple[float | None, float | None] | None:
+    """``--ylim LOW,HIGH`` (either may be left empty: ``0.9,``)."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        low, high = (float(p) if p.strip() else None for p in parts)
+    except ValueError:
+        raise ConfigError(f"--ylim must be LOW,HIGH (e.g. 0.9,1 or 0.9,); got {text!r}") from None
+    if low is not None and high is not None and not low < high:
+        raise ConfigError(f"--ylim: LOW must be below HIGH; got {text!r}")
+    return low, high
+
+
+def _set_ylim(ax: Axes, limits: tuple[float | None, float | None] | None) -> None:
+    if limits is not None:
+        ax.set_ylim(bottom=limits[0], top=limits[1])
+
+
+def _faceted(
+    runs: Sequence[Run],
+    facet: str,
+    keys: list[str],
+    y: str,
+    x: str,
+    band: str,
+    log: bool,
+    logx: bool,
+    theory: bool,
+    limits: tuple[float | None, float | None] | None,
+) -> tuple[plt.Figure, list[str]]:
+    """One panel per value of ``facet``, the same curve in the same style in every panel."""
+    panels = group_runs(runs, [facet])
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(4.6 * columns, 3.6 * rows), squeeze=False, sharey=True
+    )
+    notes: list[str] = []
+    styles: dict[str, int] = {}
+    drawn = []
+    for panel, ax in zip(panels, axes.flat, strict=False):
+        curves, more = compute_curves(panel.runs, x=x, y=y, by=keys, band=band, theory=theory)
+        notes += more
+        for curve in curves:
+            styles.setdefault(curve.label, len(styles))
+        draw_curves(ax, curves, x=x, y=y, band=band, log=log, logx=logx, styles=styles,
+                    legend=False)  # fmt: skip
+        ax.set_title(describe_value(facet, panel.values[0], panel.runs[0].config), fontsize=9)
+        _set_ylim(ax, limits)
+        drawn.append(ax)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    handles, labels = drawn[-1].get_legend_handles_labels()
+    seen = dict(zip(labels, handles, strict=True))
+    for ax in drawn[:-1]:
+        more_handles, more_labels = ax.get_legend_handles_labels()
+        for label, handle in zip(more_labels, more_handles, strict=True):
+            seen.setdefault(label, handle)
+    figure_legend(fig, list(seen.values()), list(seen))
+    return fig, notes
 
 
 def _save(fig: plt.Figure, output: Path) -> None:
@@ -160,10 +253,6 @@ def _save(fig: plt.Figure, output: Path) -> None:
     write_atomic(output, buffer.getvalue())
 
 
-def _colour(index: int) -> str:
-    return f"C{index % 10}"
-
-
 def draw_curves(
     ax: Axes,
     curves: Sequence[Curve],
@@ -173,21 +262,24 @@ def draw_curves(
     band: str,
     log: bool = False,
     logx: bool = False,
+    styles: dict[str, int] | None = None,
+    legend: bool = True,
 ) -> None:
-    """Measured means (solid), bands (shaded) and closed forms (dashed, same colour)."""
+    """Measured means (solid, then other line styles past ten curves), bands (shaded) and
+    closed forms (dashed, same colour). ``styles`` maps a label to its style index, so
+    panels of one figure agree."""
     for i, curve in enumerate(curves):
-        colour = _colour(i)
+        style = curve_style(styles.get(curve.label, i) if styles else i)
         ax.plot(
-            curve.x,
-            curve.mean,
-            color=colour,
-            linewidth=1.8,
-            label=f"{curve.label} ({curve.trials} trials)",
-        )
+            curve.x, curve.mean, linewidth=1.8, label=f"{curve.label} ({curve.trials} trials)",
+            **style,
+        )  # fmt: skip
         if curve.trials > 1:
-            ax.fill_between(curve.x, curve.low, curve.high, color=colour, alpha=0.2, linewidth=0)
+            ax.fill_between(
+                curve.x, curve.low, curve.high, color=style["color"], alpha=0.2, linewidth=0
+            )
         if curve.theory is not None:
-            ax.plot(curve.x, curve.theory, color=colour, linestyle="--", linewidth=1.3)
+            ax.plot(curve.x, curve.theory, color=style["color"], linestyle="--", linewidth=1.3)
     if log or _spans_decades([c.mean for c in curves]):
         ax.set_yscale("log")
     if logx:
@@ -204,15 +296,8 @@ def draw_curves(
         labels.append("closed form, PAPER.md (dashed)")
     handles.append(Line2D([], [], color="0.6", linewidth=6, alpha=0.4))
     labels.append(_BAND_TEXT[band] + " (band)")
-    _legend(ax, handles, labels)
-
-
-def _legend(ax: Axes, handles: list[Any], labels: list[str]) -> None:
-    """Inside the axes while the labels are short, below them when they would cover data."""
-    if max((len(label) for label in labels), default=0) <= _SHORT_LABEL:
-        ax.legend(handles, labels, fontsize=8, framealpha=0.85)
-    else:
-        ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    if legend:
+        legend_outside(ax, handles, labels)
 
 
 def _spans_decades(series: Sequence[np.ndarray]) -> bool:
@@ -224,9 +309,17 @@ def _spans_decades(series: Sequence[np.ndarray]) -> bool:
 
 
 def draw_target_times(
-    ax: Axes, times: Sequence[TargetTimes], *, keys: Sequence[str], target: float, y: str
+    ax: Axes,
+    times: Sequence[TargetTimes],
+    *,
+    keys: Sequence[str],
+    target: Target,
+    log: bool = False,
 ) -> None:
-    """Bars: mean seconds to the target per group; dots: trials; text: groups that missed."""
+    """Bars: mean seconds to the target per group; dots: trials; text: groups that missed.
+
+    ``log``: a log seconds axis, for groups whose times differ by decades.
+    """
     positions = np.arange(len(times))
     means = [t.mean_s for t in times]
     reached = [m for m in means if m is not None]
@@ -235,6 +328,7 @@ def draw_target_times(
         (max(*t.reached, t.mean_s + t.stderr_s) for t in times if t.mean_s is not None),
         default=1.0,
     )
+    low = min((min(t.reached) for t in times if t.reached), default=top / 10) / 3 if log else 0.0
     rng = np.random.default_rng(0)  # jitter only, so the dots do not sit on one another
     for i, group in enumerate(times):
         total, got = len(group.seconds), len(group.reached)
@@ -242,15 +336,18 @@ def draw_target_times(
         if mean_s is None or median_s is None:
             ax.text(
                 i,
-                0.02 * top,
-                f"not reached\n(0/{total} trials)",
+                low * 1.3 if log else 0.02 * top,
+                f"never reached\n(0/{total} trials)",
                 ha="center",
                 va="bottom",
                 fontsize=8,
                 color="0.3",
             )
             continue
-        ax.bar(i, mean_s, yerr=group.stderr_s, color=_colour(i), alpha=0.75, capsize=4, width=0.6)
+        ax.bar(
+            i, mean_s, yerr=group.stderr_s, color=colour(i), hatch=hatch(i), alpha=0.75,
+            capsize=4, width=0.6, bottom=0.0,
+        )  # fmt: skip
         jitter = rng.uniform(-0.15, 0.15, size=got)
         ax.plot(i + jitter, group.reached, "o", color="0.15", markersize=3)
         # The median resists a slow first trial (a cold compile cache) that pulls the mean up.
@@ -259,18 +356,23 @@ def draw_target_times(
         if mean_s == fastest:
             notes.insert(0, "fastest")
         if notes:
-            above = max(*group.reached, mean_s + group.stderr_s) + 0.03 * top
+            peak = max(*group.reached, mean_s + group.stderr_s)
+            above = peak * 1.15 if log else peak + 0.03 * top
             ax.text(i, above, "\n".join(notes), ha="center", va="bottom", fontsize=8)
     if len(keys) <= 2:
         ax.set_xticks(positions, [_tick(keys, t.values) for t in times])
     else:  # long labels: number the bars and explain the numbers in a legend
         ax.set_xticks(positions, [f"({i + 1})" for i in range(len(times))])
-        _legend(
+        legend_outside(
             ax,
-            [Line2D([], [], color=_colour(i), linewidth=6) for i in range(len(times))],
+            [Line2D([], [], color=colour(i), linewidth=6) for i in range(len(times))],
             [f"({i + 1}) {t.label}" for i, t in enumerate(times)],
         )
-    ax.set_ylim(0, top * 1.25)
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(low, top * 3)
+    else:
+        ax.set_ylim(0, top * 1.25)
     ax.set_xlim(-0.6, len(times) - 0.4)
     interval = list(keys) == ["averaging.every"]
     ax.set_xlabel(
@@ -278,7 +380,7 @@ def draw_target_times(
         if interval
         else ", ".join(keys) or "runs"
     )
-    ax.set_ylabel(f"wall-clock seconds until {y} ≤ {target:g}")
+    ax.set_ylabel(f"wall-clock seconds until {target.text}")
     ax.set_title(
         "bars: mean ± s.e. over the trials that got there; ◇ median; dots: trials", fontsize=10
     )

@@ -1,11 +1,15 @@
 """``parsgd report DIR``: a table of final figures per sweep, best configuration marked.
 
 One row per run directory (or per ``--by`` value, runs pooled), one table per sweep (the
-directory holding the runs). Final figures are means over trials of each trial's last trace
-row; wall seconds and throughput come from run.json; the time to a target loss (``--target``)
-is read from the trace's ``wall_s``, averaged over the trials that got there. The best row
-has the lowest final loss, or with ``--target`` the most trials at the target, then the
-shortest time. Printed as plain text, written as ``report.md`` and ``report.csv`` in DIR.
+directory holding the runs), rows in the order of the swept values (numbers ascending,
+``end`` after them; ``parsgd.analysis.runs.value_order``). Final figures are means over
+trials of each trial's last trace row; wall seconds and throughput come from run.json; the
+time to a target (``--target test_accuracy>=0.95``, ``parsgd.analysis.targets``) is read from
+the trace's ``wall_s``, averaged over the trials that got there. ``--columns`` picks the
+columns; by default the usual ones plus ``test_loss``/``test_accuracy``/``alignment``
+wherever a run has them. The best row has the lowest final loss, or with ``--target`` the
+most trials at the target, then the shortest time. Printed as plain text, written as
+``report.md`` and ``report.csv`` in DIR.
 """
 
 from __future__ import annotations
@@ -14,35 +18,34 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from parsgd.analysis.runs import Run, final_rows, find_runs, group_runs, parse_by, time_to_target
-from parsgd.engine.rundir import write_atomic
+from parsgd.analysis.runs import (
+    Run,
+    final_rows,
+    find_runs,
+    group_runs,
+    parse_by,
+    sort_runs,
+    varying_keys,
+)
+from parsgd.analysis.targets import Target, parse_target, time_to_target
+from parsgd.engine.rundir import TRACE_COLUMNS, write_atomic
 from parsgd.errors import ConfigError
 
-# (heading, key of ReportRow.cells): the columns of every table, in order.
-COLUMNS = (
-    ("run", "run"),
-    ("status", "status"),
-    ("trials", "trials"),
-    ("loss", "loss"),
-    ("subopt", "subopt"),
-    ("dist_opt_sq", "dist_opt_sq"),
-    ("variance", "variance"),
-    ("syncs", "syncs"),
-    ("samples", "samples"),
-    ("wall_s", "wall_s"),
-    ("updates_per_s", "updates_per_s"),
-    ("time_to_target_s", "time_to_target_s"),
-    ("time_to_target_median_s", "time_to_target_median_s"),
-    ("reached", "reached"),
-    ("best", "best"),
-)
-_FINAL = ("loss", "subopt", "dist_opt_sq", "variance", "syncs", "samples")
+# Final figures of trace columns shown by default, in order; the optional ones only where
+# some run recorded them.
+_DEFAULT_FINAL = ("loss", "subopt", "dist_opt_sq", "test_loss", "test_accuracy", "alignment")
+_OPTIONAL = frozenset({"test_loss", "test_accuracy", "alignment"})
+_DEFAULT_TAIL = ("variance", "syncs", "samples", "wall_s", "updates_per_s")
+_FROM_RECORD = ("wall_s", "updates_per_s")  # run.json figures, not trace finals
+_TIMED = ("time_to_target_s", "time_to_target_median_s", "reached")
+_COUNTS = ("syncs", "samples", "step")
+_TRACE = tuple(c for c in TRACE_COLUMNS if c not in ("trial", "wall_s"))
 
 
 @dataclass
@@ -53,27 +56,75 @@ class ReportRow:
     cells: dict[str, Any]
 
 
+@dataclass
+class Report:
+    """The rows of every table and the columns to show (the CSV adds the rest)."""
+
+    rows: list[ReportRow]
+    columns: list[str]
+    target: Target | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_columns(text: str | None) -> list[str] | None:
+    """``--columns a,b`` -> ``[a, b]``, each a trace column or a report figure."""
+    if not text:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    allowed = [*_TRACE, *_FROM_RECORD, "status", "trials", *_TIMED]
+    for name in names:
+        if name not in allowed:
+            raise ConfigError(
+                f"--columns: unknown column {name!r}; choose from {', '.join(allowed)}"
+            )
+    return names
+
+
 def build_report(
-    directory: Path, *, by: Sequence[str] | None = None, target: float | None = None
-) -> list[ReportRow]:
-    """The rows of every table, sweeps in name order, best rows marked."""
+    directory: Path,
+    *,
+    by: Sequence[str] | None = None,
+    target: str | float | None = None,
+    columns: Sequence[str] | None = None,
+) -> Report:
+    """The rows of every table, sweeps in name order, rows in swept-value order, best marked."""
     runs = find_runs([directory])
+    goal = None if target is None else parse_target(target)
     keys = parse_by(by)
     sweeps: dict[str, list[Run]] = {}
     for run in runs:
         sweeps.setdefault(_sweep_name(directory, run), []).append(run)
     rows: list[ReportRow] = []
     for sweep in sorted(sweeps):
-        members = sorted(sweeps[sweep], key=lambda r: r.directory.name)
+        members = sweeps[sweep]
         if keys:
-            table = [
-                _row(sweep, group.label, group.runs, target) for group in group_runs(members, keys)
-            ]
+            table = [_row(sweep, g.label, g.runs, goal) for g in group_runs(members, keys)]
         else:
-            table = [_row(sweep, run.directory.name, [run], target) for run in members]
-        _mark_best(table, target)
+            ordered = sort_runs(members, varying_keys(members) if len(members) > 1 else [])
+            table = [_row(sweep, run.directory.name, [run], goal) for run in ordered]
+        _mark_best(table, goal)
         rows += table
-    return rows
+    if goal is not None and not np.isfinite(_column(runs, goal.column)).any():
+        raise ConfigError(f"--target {goal.text}: no run recorded {goal.column}")
+    shown = list(columns) if columns else _default_columns(rows)
+    if goal is not None and columns is None:
+        shown += list(_TIMED)
+    return Report(rows, ["run", *shown, "best"], goal)
+
+
+def _column(runs: Sequence[Run], column: str) -> np.ndarray:
+    if column not in _TRACE:
+        raise ConfigError(f"unknown column {column!r}; choose from {', '.join(_TRACE)}")
+    return np.concatenate([run.trace.get(column, np.array([np.nan])) for run in runs])
+
+
+def _default_columns(rows: Sequence[ReportRow]) -> list[str]:
+    finals = [c for c in _DEFAULT_FINAL if c not in _OPTIONAL or _any_value(rows, c)]
+    return ["status", "trials", *finals, *_DEFAULT_TAIL]
+
+
+def _any_value(rows: Sequence[ReportRow], column: str) -> bool:
+    return any(row.cells.get(column) is not None for row in rows)
 
 
 def _sweep_name(root: Path, run: Run) -> str:
@@ -84,15 +135,15 @@ def _sweep_name(root: Path, run: Run) -> str:
     return str(parent.relative_to(resolved))
 
 
-def _row(sweep: str, name: str, runs: Sequence[Run], target: float | None) -> ReportRow:
+def _row(sweep: str, name: str, runs: Sequence[Run], target: Target | None) -> ReportRow:
     trials = [t for run in runs for t in run.trials]
     final = final_rows(trials)
     cells: dict[str, Any] = {"run": name, "trials": len(trials)}
     statuses = sorted({str(run.record.get("status", "unknown")) for run in runs})
     cells["status"] = "/".join(statuses)
-    for column in _FINAL:
+    for column in _TRACE:
         cells[column] = _mean(final.get(column, np.array([])))
-    for column in ("syncs", "samples"):  # counts: whole numbers unless trials differ
+    for column in _COUNTS:  # counts: whole numbers unless trials differ
         value = cells[column]
         if value is not None and value.is_integer():
             cells[column] = int(value)
@@ -121,7 +172,7 @@ def _mean_of(values: Any) -> float | None:
     return _mean(np.array(numbers)) if numbers else None
 
 
-def _mark_best(table: list[ReportRow], target: float | None) -> None:
+def _mark_best(table: list[ReportRow], target: Target | None) -> None:
     def score(row: ReportRow) -> tuple[float, float]:
         cells = row.cells
         if target is None:
@@ -136,75 +187,85 @@ def _mark_best(table: list[ReportRow], target: float | None) -> None:
         min(candidates, key=score).cells["best"] = "*"
 
 
-def _text(value: Any) -> str:
+def _text(key: str, row: ReportRow) -> str:
+    value = row.cells.get(key)
     if value is None:
-        return "-"
+        # A target nobody in the row reached is "never", not a blank that reads as unknown.
+        return "never" if key in _TIMED[:2] and row.cells.get("reached") else "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
 
 
-def format_text(rows: Sequence[ReportRow], target: float | None) -> str:
+def _headings(report: Report) -> list[str]:
+    target = report.target
+    names = {}
+    if target is not None:
+        names = {
+            "time_to_target_s": f"t({target.column}{target.op}{target.value:g})_s",
+            "time_to_target_median_s": "t_median_s",
+        }
+    return [names.get(c, c) for c in report.columns]
+
+
+def format_text(report: Report) -> str:
     """Plain-text tables, one per sweep, columns aligned."""
     out = []
-    for sweep, table in _by_sweep(rows).items():
-        header = [h for h, _ in _columns(target)]
-        body = [[_text(row.cells[k]) for _, k in _columns(target)] for row in table]
+    for sweep, table in _by_sweep(report.rows).items():
+        header = _headings(report)
+        body = [[_text(k, row) for k in report.columns] for row in table]
         widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
         head = "  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True))
         out.append(f"== {sweep} ==\n{head.rstrip()}\n" + "\n".join(x.rstrip() for x in lines))
-    return "\n\n".join(out) + "\n" + _legend(target)
+    return "\n\n".join(out) + "\n" + _legend(report)
 
 
-def format_markdown(rows: Sequence[ReportRow], target: float | None) -> str:
+def format_markdown(report: Report) -> str:
     out = ["# parsgd report\n"]
-    for sweep, table in _by_sweep(rows).items():
-        header = [h for h, _ in _columns(target)]
+    for sweep, table in _by_sweep(report.rows).items():
+        header = _headings(report)
         out.append(f"## {sweep}\n")
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(" --- " for _ in header) + "|")
         for row in table:
-            out.append("| " + " | ".join(_text(row.cells[k]) for _, k in _columns(target)) + " |")
+            out.append("| " + " | ".join(_text(k, row) for k in report.columns) + " |")
         out.append("")
-    out.append(_legend(target))
+    out.append(_legend(report))
     return "\n".join(out)
 
 
-def format_csv(rows: Sequence[ReportRow]) -> str:
-    """Every column, every sweep, full precision; empty cells where a figure is unknown."""
+def format_csv(report: Report) -> str:
+    """The shown columns then every other figure, every sweep, full precision; empty cells
+    where a figure is unknown or a target was never reached."""
+    rest = ["status", "trials", *_TRACE, *_FROM_RECORD, *_TIMED]
+    columns = [*report.columns, *(c for c in rest if c not in report.columns)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["sweep", *(h for h, _ in COLUMNS)])
-    for row in rows:
-        cells = ["" if row.cells[k] is None else row.cells[k] for _, k in COLUMNS]
+    writer.writerow(["sweep", *columns])
+    for row in report.rows:
+        cells = ["" if row.cells[k] is None else row.cells[k] for k in columns]
         writer.writerow([row.sweep, *(repr(c) if isinstance(c, float) else c for c in cells)])
     return buffer.getvalue()
 
 
-def _columns(target: float | None) -> list[tuple[str, str]]:
-    """Columns of the printed and markdown tables (the CSV always has them all)."""
-    if target is None:
-        timed = ("time_to_target_s", "time_to_target_median_s", "reached")
-        return [(h, k) for h, k in COLUMNS if k not in timed]
-    names = {
-        "time_to_target_s": f"t(loss<={target:g})_s",
-        "time_to_target_median_s": "t_median_s",
-    }
-    return [(names.get(k, h), k) for h, k in COLUMNS]
-
-
-def _legend(target: float | None) -> str:
+def _legend(report: Report) -> str:
+    target = report.target
     best = (
-        f"most trials reaching loss <= {target:g}, then fastest"
+        f"most trials reaching {target.text}, then fastest"
         if target is not None
         else "lowest final loss"
+    )
+    timed = (
+        f"t: mean (and median) wall seconds to {target.text} over the trials that reached it "
+        "(never: no trial did). "
+        if target is not None
+        else ""
     )
     return (
         "Final figures: mean over trials of each trial's last trace row. wall_s: run.json "
         "timings.total_s; updates_per_s: samples per second of compute. "
-        f"t: mean (and median) wall seconds to the target over the trials that reached it. "
-        f"best (*): {best}.\n"
+        f"{timed}best (*): {best}.\n"
     )
 
 
@@ -216,14 +277,18 @@ def _by_sweep(rows: Sequence[ReportRow]) -> dict[str, list[ReportRow]]:
 
 
 def report_command(
-    directory: Path, *, by: Sequence[str] | None = None, target: float | None = None
+    directory: Path,
+    *,
+    by: Sequence[str] | None = None,
+    target: str | None = None,
+    columns: str | None = None,
 ) -> int:
     """Print the tables and write report.md and report.csv into ``directory``."""
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory of runs")
-    rows = build_report(directory, by=by, target=target)
-    print(format_text(rows, target), end="")
-    write_atomic(directory / "report.md", format_markdown(rows, target).encode())
-    write_atomic(directory / "report.csv", format_csv(rows).encode())
+    report = build_report(directory, by=by, target=target, columns=parse_columns(columns))
+    print(format_text(report), end="")
+    write_atomic(directory / "report.md", format_markdown(report).encode())
+    write_atomic(directory / "report.csv", format_csv(report).encode())
     print(f"wrote {directory / 'report.md'} and {directory / 'report.csv'}")
     return 0

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.compact import compact_value
 from parsgd.config.load import load_yaml
 from parsgd.engine.rundir import TRACE_COLUMNS, read_trace
 from parsgd.errors import ConfigError
@@ -125,10 +126,31 @@ def _flat_keys(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def varying_keys(runs: Sequence[Run]) -> list[str]:
-    """Dotted config keys whose values differ between runs (replicate keys left out)."""
+    """Dotted config keys whose values differ between runs (replicate keys left out).
+
+    Where a grid mixes a scalar and a dict (``sgd.step_size: [0.001, {kind: inverse, ...}]``)
+    a key such as ``sgd.step_size.eta0`` exists in some runs only: the key named is then the
+    nearest parent every run has (``sgd.step_size``), and its whole value tells runs apart.
+    """
     flats = [_flat_keys(run.config) for run in runs]
     keys = sorted({k for flat in flats for k in flat} - _REPLICATE_KEYS)
-    return [k for k in keys if len({repr(flat.get(k)) for flat in flats}) > 1]
+    out: list[str] = []
+    for key in keys:
+        if len({repr(flat.get(key)) for flat in flats}) <= 1:
+            continue
+        while "." in key and not all(_has_key(run.config, key) for run in runs):
+            key = key.rsplit(".", 1)[0]
+        if key not in out:
+            out.append(key)
+    return out
+
+
+def _has_key(config: dict[str, Any], key: str) -> bool:
+    try:
+        config_value(config, key)
+    except KeyError:
+        return False
+    return True
 
 
 def parse_by(by: Sequence[str] | None) -> list[str]:
@@ -139,7 +161,8 @@ def parse_by(by: Sequence[str] | None) -> list[str]:
 def group_runs(runs: Sequence[Run], by: Sequence[str]) -> list[Group]:
     """Pool runs by their values of ``by`` (dotted keys, comma lists allowed), readably ordered.
 
-    Numbers come first in ascending order, then text (so ``every: 1, 10, 100, end``).
+    Numbers come first in ascending order, then ``end`` and other text, then dicts
+    (``value_order``: so ``every: 1, 10, 100, end``).
     """
     keys = tuple(parse_by(by))
     groups: dict[tuple[str, ...], Group] = {}
@@ -155,15 +178,33 @@ def group_runs(runs: Sequence[Run], by: Sequence[str]) -> list[Group]:
                 ) from None
         ident = tuple(repr(v) for v in values)
         groups.setdefault(ident, Group(keys, tuple(values))).runs.append(run)
-    return sorted(groups.values(), key=lambda g: tuple(_order(v) for v in g.values))
+    return sorted(groups.values(), key=lambda g: tuple(value_order(v) for v in g.values))
 
 
-def _order(value: Any) -> tuple[int, float, str]:
+def value_order(value: Any) -> tuple[int, str, float, str]:
+    """Sort key of a swept value: numbers ascending, then ``end`` (so an averaging interval
+    reads 1, 4, 16, ..., one-shot), then other text, then dicts (by kind, then their numbers),
+    then booleans and None."""
     if isinstance(value, bool) or value is None:
-        return (2, 0.0, repr(value))
+        return (4, "", 0.0, repr(value))
     if isinstance(value, (int, float)):
-        return (0, float(value), "")
-    return (1, 0.0, str(value))
+        return (0, "", float(value), "")
+    if value == "end":
+        return (1, "", 0.0, "")
+    if isinstance(value, dict):
+        numbers = [v for v in value.values() if isinstance(v, (int, float))]
+        return (3, str(value.get("kind", "")), float(numbers[0]) if numbers else 0.0, repr(value))
+    return (2, str(value), 0.0, "")
+
+
+def sort_runs(runs: Sequence[Run], keys: Sequence[str]) -> list[Run]:
+    """Runs in the order of their values of ``keys`` (see ``value_order``), then by name."""
+
+    def key(run: Run) -> tuple[Any, ...]:
+        values = [config_value(run.config, k) if _has_key(run.config, k) else None for k in keys]
+        return (*(value_order(v) for v in values), run.directory.name)
+
+    return sorted(runs, key=key)
 
 
 def describe_values(keys: Sequence[str], values: Sequence[Any], config: dict[str, Any]) -> str:
@@ -186,12 +227,12 @@ def describe_value(key: str, value: Any, config: dict[str, Any]) -> str:
         )
     if key == "workers":
         return f"{value} workers"
-    return f"{key} = {value}"
+    return f"{key} = {compact_value(value)}"
 
 
 def describe_interval(value: Any) -> str:
     """Short tick text for an averaging interval H: "1", "10", "one-shot"."""
-    return "one-shot" if value == "end" else str(value)
+    return "one-shot" if value == "end" else compact_value(value)
 
 
 def check_column(runs: Sequence[Run], column: str) -> None:
@@ -203,14 +244,6 @@ def check_column(runs: Sequence[Run], column: str) -> None:
         raise ConfigError(
             f"column {column} is empty in every run (the optimum or test split is unknown)"
         )
-
-
-def time_to_target(
-    trial: dict[str, np.ndarray], target: float, column: str = "loss"
-) -> float | None:
-    """Wall seconds at the first recorded row with ``column <= target``; None if never."""
-    reached = np.flatnonzero(trial[column] <= target)
-    return float(trial["wall_s"][reached[0]]) if reached.size else None
 
 
 def final_rows(trials: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parsgd.compact import compact_value
 from parsgd.config.load import (
     Config,
     apply_overrides,
@@ -177,8 +178,16 @@ def value_text(value: Any) -> str:
 
 def make_run_id(values: dict[str, Any], config: Config) -> str:
     """``every10-step_size0.05-1a2b3c4d``: readable, and unique through the config hash."""
-    parts = [f"{key.rsplit('.', 1)[-1]}{value_text(value)}" for key, value in values.items()]
-    label = re.sub(r"[^A-Za-z0-9._]+", "_", "-".join(parts)).strip("_.-")[:_LABEL_MAX]
+    # Dicts and lists read as inverse(eta0=0.002,t0=1000); scalars as before (stable ids).
+    parts = [
+        key.rsplit(".", 1)[-1]
+        + (compact_value(value, ",") if isinstance(value, (dict, list)) else value_text(value))
+        for key, value in values.items()
+    ]
+    label = re.sub(r"[^A-Za-z0-9._]+", "_", "-".join(parts)).strip("_.-")
+    if len(label) > _LABEL_MAX:  # cut between words, never inside a number (t0_1000, not t0_10)
+        cut = max(label.rfind(c, 0, _LABEL_MAX + 1) for c in "_-")
+        label = label[: cut if cut > 0 else _LABEL_MAX].strip("_.-")
     digest = config_hash(config)[:8]
     return f"{label}-{digest}" if label else digest
 
