@@ -13,10 +13,12 @@ from parsgd.errors import ConfigError, DataError, ParsgdError, WorkerCrashed, Wo
 from parsgd.version import __version__
 
 if TYPE_CHECKING:
+    from parsgd.analysis.export import load
     from parsgd.config.load import load_config
     from parsgd.engine.runner import RunResult, run_experiment
 
 _LAZY = {
+    "load": "parsgd.analysis.export",
     "load_config": "parsgd.config.load",
     "RunResult": "parsgd.engine.runner",
     "run_experiment": "parsgd.engine.runner",
@@ -30,6 +32,7 @@ __all__ = [
     "WorkerCrashed",
     "WorkerError",
     "__version__",
+    "load",
     "load_config",
     "run_experiment",
 ]

@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_plot_command(commands)
     _add_report_command(commands)
+    _add_export_command(commands)
     _add_bench_command(commands)
     _add_sweep_command(commands)
     return parser
@@ -125,6 +126,23 @@ def _report(args: argparse.Namespace) -> int:
     from parsgd.analysis.report import report_command
 
     return report_command(args.directory, by=args.by, target=args.target, columns=args.columns)
+
+
+def _add_export_command(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export",
+        help="one tidy table of runs (run x trial x step, swept keys as columns): CSV or parquet",
+    )
+    export.add_argument("directory", type=Path, metavar="DIR")
+    export.add_argument("-o", "--output", type=Path, required=True, help="runs.csv|runs.parquet")
+    export.add_argument("--finals", action="store_true", help="one row per run x trial (last)")
+
+    def run_export(args: argparse.Namespace) -> int:
+        from parsgd.analysis.export import export_command
+
+        return export_command(args.directory, args.output, finals=args.finals)
+
+    export.set_defaults(handler=run_export)
 
 
 def _add_bench_command(commands: argparse._SubParsersAction) -> None:

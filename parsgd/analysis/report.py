@@ -26,6 +26,7 @@ import numpy as np
 
 from parsgd.analysis.runs import (
     Run,
+    check_column,
     final_rows,
     find_runs,
     group_runs,
@@ -90,6 +91,8 @@ def build_report(
     """The rows of every table, sweeps in name order, rows in swept-value order, best marked."""
     runs = find_runs([directory])
     goal = None if target is None else parse_target(target)
+    if goal is not None:
+        check_column(runs, goal.column)
     keys = parse_by(by)
     sweeps: dict[str, list[Run]] = {}
     for run in runs:
@@ -104,18 +107,10 @@ def build_report(
             table = [_row(sweep, run.directory.name, [run], goal) for run in ordered]
         _mark_best(table, goal)
         rows += table
-    if goal is not None and not np.isfinite(_column(runs, goal.column)).any():
-        raise ConfigError(f"--target {goal.text}: no run recorded {goal.column}")
     shown = list(columns) if columns else _default_columns(rows)
     if goal is not None and columns is None:
         shown += list(_TIMED)
     return Report(rows, ["run", *shown, "best"], goal)
-
-
-def _column(runs: Sequence[Run], column: str) -> np.ndarray:
-    if column not in _TRACE:
-        raise ConfigError(f"unknown column {column!r}; choose from {', '.join(_TRACE)}")
-    return np.concatenate([run.trace.get(column, np.array([np.nan])) for run in runs])
 
 
 def _default_columns(rows: Sequence[ReportRow]) -> list[str]:
