@@ -74,6 +74,12 @@ def _add_plot_command(commands: argparse._SubParsersAction) -> None:
     plot.add_argument(
         "--log-time", action="store_true", help="log axis for the wall-clock seconds of bars"
     )
+    plot.add_argument(
+        "--paired-with",
+        metavar="KEY=VALUE",
+        help="curves of each run's difference from the run with KEY=VALUE, trial by trial "
+        "(95%% CI); runs must share their draws",
+    )
     plot.set_defaults(handler=_plot)
 
 
@@ -96,6 +102,7 @@ def _plot(args: argparse.Namespace) -> int:
         facet=args.facet,
         ylim=args.ylim,
         log_time=args.log_time,
+        paired_with=args.paired_with,
     )
 
 
@@ -117,6 +124,12 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
         "metrics where recorded",
     )
     report.add_argument(
+        "--paired-with",
+        metavar="KEY=VALUE",
+        help="each row's difference from the run with KEY=VALUE in the final loss (or the "
+        "--target metric), trial by trial, with its 95%% CI; runs must share their draws",
+    )
+    report.add_argument(
         "--by", action="append", metavar="KEY[,KEY]", help="one row per value (runs pooled)"
     )
     report.set_defaults(handler=_report)
@@ -125,7 +138,13 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace) -> int:
     from parsgd.analysis.report import report_command
 
-    return report_command(args.directory, by=args.by, target=args.target, columns=args.columns)
+    return report_command(
+        args.directory,
+        by=args.by,
+        target=args.target,
+        columns=args.columns,
+        paired_with=args.paired_with,
+    )
 
 
 def _add_export_command(commands: argparse._SubParsersAction) -> None:

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from parsgd.analysis.paired import Reference, ci95, paired_trials, partner, split_runs
 from parsgd.analysis.runs import Group, Run, group_runs
 from parsgd.analysis.targets import Target, time_to_target
 from parsgd.analysis.theory_curves import theory_curve
+from parsgd.errors import ConfigError
 
 X_COLUMNS = ("step", "samples", "wall_s")
 BANDS = ("stderr", "quantile")
@@ -170,3 +172,31 @@ def compute_target_times(
         )
         for group in group_runs(runs, by)
     ]
+
+
+def compute_paired_curves(
+    runs: Sequence[Run], *, x: str, y: str, by: Sequence[str], reference: Reference
+) -> list[Curve]:
+    """One curve per group of non-reference runs: the mean over trials of ``y`` minus the
+    same trial's ``y`` in the reference run with the same draws, band its 95% t interval.
+
+    Rows pair at the same step, so ``x`` must be ``step`` or ``samples``.
+    """
+    if x == "wall_s":
+        raise ConfigError("--paired-with pairs rows at the same step: use --x step or samples")
+    references, others = split_runs(runs, reference)
+    curves = []
+    for group in group_runs(others, by):
+        differences = []
+        for run in group.runs:
+            for trial, base in paired_trials(run, partner(run, references, reference)):
+                common, mine, theirs = np.intersect1d(trial[x], base[x], return_indices=True)
+                differences.append({x: common, y: trial[y][mine] - base[y][theirs]})
+        if not differences:
+            continue
+        grid, table = _on_shared_points(differences, x, y)
+        mean = np.nanmean(table, axis=0)
+        half = np.array([ci95(table[:, j]) or 0.0 for j in range(table.shape[1])])
+        curve = Curve(group.label, group.values, grid, mean, mean - half, mean + half, len(table))
+        curves.append(curve)
+    return curves

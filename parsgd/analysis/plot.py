@@ -40,6 +40,7 @@ from parsgd.analysis.curves import (
     Curve,
     TargetTimes,
     compute_curves,
+    compute_paired_curves,
     compute_target_times,
 )
 from parsgd.analysis.figure_style import (
@@ -50,6 +51,7 @@ from parsgd.analysis.figure_style import (
     legend_outside,
     short_title,
 )
+from parsgd.analysis.paired import parse_reference
 from parsgd.analysis.runs import (
     Run,
     check_column,
@@ -89,7 +91,11 @@ Y_LABELS = {
     "step": "per-worker SGD steps",
     "wall_s": "wall-clock seconds",
 }
-_BAND_TEXT = {"stderr": "mean ± standard error", "quantile": "mean, 10%-90% of trials"}
+_BAND_TEXT = {
+    "stderr": "mean ± standard error",
+    "quantile": "mean, 10%-90% of trials",
+    "paired": "95% CI of the paired difference over trials",
+}
 _LOG_SPAN = 100.0  # log y when the positive values span more than two decades
 
 
@@ -110,6 +116,7 @@ def plot_command(
     facet: str | None = None,
     ylim: str | None = None,
     log_time: bool = False,
+    paired_with: str | None = None,
 ) -> int:
     """Render one figure of the runs under ``paths`` to ``output``; warnings go to stderr."""
     if output.suffix.lower() not in FORMATS:
@@ -133,13 +140,25 @@ def plot_command(
     check_column(runs, column)
     keys = parse_by(by) or varying_keys(runs)
     notes: list[str] = []
-    if kind == "curves":
+    if paired_with is not None:
+        if kind != "curves" or facet is not None or theory:
+            raise ConfigError("--paired-with draws --kind curves only, without --facet or --theory")
+        reference = parse_reference(paired_with)
+        fig, ax = plt.subplots(figsize=(9.0, 4.8))
+        curves = compute_paired_curves(runs, x=x, y=column, by=keys, reference=reference)
+        ax.axhline(0.0, color="0.2", linewidth=1.2, label=f"reference: {reference.text}")
+        draw_curves(ax, curves, x=x, y=column, band="paired", log=False, logx=logx)
+        ax.set_ylabel(f"{column} minus the same trial's at {reference.text}")
+        _set_ylim(ax, limits)
+        what = f"{column} paired with {reference.text}"
+        ax.set_title(title or short_title(paths, what, keys), fontsize=10)
+    elif kind == "curves":
         if facet is not None:
             fig, notes = _faceted(runs, facet, [k for k in keys if k != facet], column, x, band,
                                   log, logx, theory, limits)  # fmt: skip
             fig.suptitle(title or short_title(paths, _what(column, x), keys), fontsize=11)
         else:
-            fig, ax = plt.subplots(figsize=(7.5, 4.8))
+            fig, ax = plt.subplots(figsize=(9.0, 4.8))
             curves, notes = compute_curves(runs, x=x, y=column, by=keys, band=band, theory=theory)
             draw_curves(ax, curves, x=x, y=column, band=band, log=log, logx=logx)
             _set_ylim(ax, limits)
@@ -148,7 +167,7 @@ def plot_command(
         assert goal is not None
         times = compute_target_times(runs, by=keys, target=goal)
         if kind == "time-to-target":
-            fig, ax = plt.subplots(figsize=(7.5, 4.8))
+            fig, ax = plt.subplots(figsize=(9.0, 4.8))
             draw_target_times(ax, times, keys=keys, target=goal, log=log or log_time)
         else:
             fig, (left, ax) = plt.subplots(1, 2, figsize=(13, 4.8))

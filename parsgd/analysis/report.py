@@ -18,12 +18,20 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from parsgd.analysis.paired import (
+    Reference,
+    ci95,
+    final_differences,
+    parse_reference,
+    split_runs,
+    welch_ci95,
+)
 from parsgd.analysis.runs import (
     Run,
     check_column,
@@ -46,6 +54,7 @@ _DEFAULT_TAIL = ("variance", "syncs", "samples", "wall_s", "updates_per_s")
 _FROM_RECORD = ("wall_s", "updates_per_s")  # run.json figures, not trace finals
 _TIMED = ("time_to_target_s", "time_to_target_median_s", "reached")
 _COUNTS = ("syncs", "samples", "step")
+_PAIRED = ("paired_diff", "paired_ci95", "unpaired_ci95")
 _TRACE = tuple(c for c in TRACE_COLUMNS if c not in ("trial", "wall_s"))
 
 
@@ -64,7 +73,8 @@ class Report:
     rows: list[ReportRow]
     columns: list[str]
     target: Target | None = None
-    notes: list[str] = field(default_factory=list)
+    reference: Reference | None = None
+    metric: str = "loss"  # the figure paired differences are of
 
 
 def parse_columns(text: str | None) -> list[str] | None:
@@ -72,7 +82,7 @@ def parse_columns(text: str | None) -> list[str] | None:
     if not text:
         return None
     names = [c.strip() for c in text.split(",") if c.strip()]
-    allowed = [*_TRACE, *_FROM_RECORD, "status", "trials", *_TIMED]
+    allowed = [*_TRACE, *_FROM_RECORD, "status", "trials", *_TIMED, *_PAIRED]
     for name in names:
         if name not in allowed:
             raise ConfigError(
@@ -87,6 +97,7 @@ def build_report(
     by: Sequence[str] | None = None,
     target: str | float | None = None,
     columns: Sequence[str] | None = None,
+    paired_with: str | None = None,
 ) -> Report:
     """The rows of every table, sweeps in name order, rows in swept-value order, best marked."""
     runs = find_runs([directory])
@@ -97,20 +108,45 @@ def build_report(
     sweeps: dict[str, list[Run]] = {}
     for run in runs:
         sweeps.setdefault(_sweep_name(directory, run), []).append(run)
+    reference = None if paired_with is None else parse_reference(paired_with)
+    metric = goal.column if goal is not None else "loss"
     rows: list[ReportRow] = []
     for sweep in sorted(sweeps):
         members = sweeps[sweep]
         if keys:
-            table = [_row(sweep, g.label, g.runs, goal) for g in group_runs(members, keys)]
+            groups = [(g.label, g.runs) for g in group_runs(members, keys)]
         else:
             ordered = sort_runs(members, varying_keys(members) if len(members) > 1 else [])
-            table = [_row(sweep, run.directory.name, [run], goal) for run in ordered]
+            groups = [(run.directory.name, [run]) for run in ordered]
+        table = [_row(sweep, label, group, goal) for label, group in groups]
+        if reference is not None:
+            references, _ = split_runs(members, reference)
+            for row, (_, group) in zip(table, groups, strict=True):
+                _add_paired(row, group, references, reference, metric)
         _mark_best(table, goal)
         rows += table
     shown = list(columns) if columns else _default_columns(rows)
     if goal is not None and columns is None:
         shown += list(_TIMED)
-    return Report(rows, ["run", *shown, "best"], goal)
+    if reference is not None:
+        shown += list(_PAIRED)
+    return Report(rows, ["run", *shown, "best"], goal, reference, metric)
+
+
+def _add_paired(
+    row: ReportRow, group: Sequence[Run], references: Sequence[Run], reference: Reference,
+    metric: str,
+) -> None:  # fmt: skip
+    """The row's paired difference from the reference in the final ``metric``, with the
+    paired and the unpaired 95% half-widths."""
+    others = [run for run in group if not reference.holds(run)]
+    if not others:
+        row.cells.update(paired_diff="reference", paired_ci95=None, unpaired_ci95=None)
+        return
+    differences, values, base = final_differences(others, references, reference, metric)
+    row.cells["paired_diff"] = _mean(differences)
+    row.cells["paired_ci95"] = ci95(differences)
+    row.cells["unpaired_ci95"] = welch_ci95(values, base)
 
 
 def _default_columns(rows: Sequence[ReportRow]) -> list[str]:
@@ -200,6 +236,8 @@ def _headings(report: Report) -> list[str]:
             "time_to_target_s": f"t({target.column}{target.op}{target.value:g})_s",
             "time_to_target_median_s": "t_median_s",
         }
+    if report.reference is not None:
+        names["paired_diff"] = f"d_{report.metric}(vs {report.reference.text})"
     return [names.get(c, c) for c in report.columns]
 
 
@@ -233,13 +271,13 @@ def format_markdown(report: Report) -> str:
 def format_csv(report: Report) -> str:
     """The shown columns then every other figure, every sweep, full precision; empty cells
     where a figure is unknown or a target was never reached."""
-    rest = ["status", "trials", *_TRACE, *_FROM_RECORD, *_TIMED]
+    rest = ["status", "trials", *_TRACE, *_FROM_RECORD, *_TIMED, *_PAIRED]
     columns = [*report.columns, *(c for c in rest if c not in report.columns)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["sweep", *columns])
     for row in report.rows:
-        cells = ["" if row.cells[k] is None else row.cells[k] for k in columns]
+        cells = ["" if row.cells.get(k) is None else row.cells[k] for k in columns]
         writer.writerow([row.sweep, *(repr(c) if isinstance(c, float) else c for c in cells)])
     return buffer.getvalue()
 
@@ -257,10 +295,17 @@ def _legend(report: Report) -> str:
         if target is not None
         else ""
     )
+    paired = ""
+    if report.reference is not None:
+        paired = (
+            f"d_{report.metric}: mean over trials of the final {report.metric} minus that of "
+            f"the same trial of the {report.reference.text} run (same draws); paired_ci95: its "
+            "95% t half-width; unpaired_ci95: the Welch half-width were the trials apart. "
+        )
     return (
         "Final figures: mean over trials of each trial's last trace row. wall_s: run.json "
         "timings.total_s; updates_per_s: samples per second of compute. "
-        f"{timed}best (*): {best}.\n"
+        f"{timed}{paired}best (*): {best}.\n"
     )
 
 
@@ -277,11 +322,14 @@ def report_command(
     by: Sequence[str] | None = None,
     target: str | None = None,
     columns: str | None = None,
+    paired_with: str | None = None,
 ) -> int:
     """Print the tables and write report.md and report.csv into ``directory``."""
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory of runs")
-    report = build_report(directory, by=by, target=target, columns=parse_columns(columns))
+    report = build_report(
+        directory, by=by, target=target, columns=parse_columns(columns), paired_with=paired_with
+    )
     print(format_text(report), end="")
     write_atomic(directory / "report.md", format_markdown(report).encode())
     write_atomic(directory / "report.csv", format_csv(report).encode())

@@ -115,6 +115,11 @@ def config_value(config: dict[str, Any], key: str) -> Any:
     return node
 
 
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``{"sgd.step_size": 0.1, ...}``: every leaf of a config under its dotted key."""
+    return _flat_keys(config)
+
+
 def _flat_keys(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in config.items():
