@@ -10,6 +10,11 @@ from typing import Any
 from parsgd.config.load import Config, dump_config, load_config
 from parsgd.errors import ParsgdError
 
+_NETWORK_HELP = (
+    "project wall-clock time onto a cluster: latency_us=50,bandwidth_gbps=10,nodes=8 (or "
+    "calibrate=BENCH.json,nodes=8): measured compute + syncs x ring all-reduce cost"
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -80,6 +85,7 @@ def _add_plot_command(commands: argparse._SubParsersAction) -> None:
         help="curves of each run's difference from the run with KEY=VALUE, trial by trial "
         "(95%% CI); runs must share their draws",
     )
+    plot.add_argument("--network", metavar="SPEC", help=_NETWORK_HELP)
     plot.set_defaults(handler=_plot)
 
 
@@ -103,6 +109,7 @@ def _plot(args: argparse.Namespace) -> int:
         ylim=args.ylim,
         log_time=args.log_time,
         paired_with=args.paired_with,
+        network=args.network,
     )
 
 
@@ -129,6 +136,7 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
         help="each row's difference from the run with KEY=VALUE in the final loss (or the "
         "--target metric), trial by trial, with its 95%% CI; runs must share their draws",
     )
+    report.add_argument("--network", metavar="SPEC", help=_NETWORK_HELP)
     report.add_argument(
         "--by", action="append", metavar="KEY[,KEY]", help="one row per value (runs pooled)"
     )
@@ -144,6 +152,7 @@ def _report(args: argparse.Namespace) -> int:
         target=args.target,
         columns=args.columns,
         paired_with=args.paired_with,
+        network=args.network,
     )
 
 

@@ -75,3 +75,11 @@ def short_title(paths: Sequence[Path], what: str, keys: Sequence[str]) -> str:
     """``averaging: loss by averaging.every``: the sweep plus what varies."""
     varies = f" by {', '.join(keys)}" if keys else ""
     return f"{sweep_name(paths)}: {what}{varies}"
+
+
+def legend_below(fig: Figure, handles: list[Any], labels: list[str]) -> None:
+    """One legend under a figure of side-by-side panels, in as many columns as fit."""
+    fig.legend(
+        handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+        ncol=min(4, max(1, len(labels))), frameon=False,
+    )  # fmt: skip

@@ -48,9 +48,11 @@ from parsgd.analysis.figure_style import (
     curve_style,
     figure_legend,
     hatch,
+    legend_below,
     legend_outside,
     short_title,
 )
+from parsgd.analysis.network import Network, parse_network, project_runs
 from parsgd.analysis.paired import parse_reference
 from parsgd.analysis.runs import (
     Run,
@@ -117,6 +119,7 @@ def plot_command(
     ylim: str | None = None,
     log_time: bool = False,
     paired_with: str | None = None,
+    network: str | None = None,
 ) -> int:
     """Render one figure of the runs under ``paths`` to ``output``; warnings go to stderr."""
     if output.suffix.lower() not in FORMATS:
@@ -136,8 +139,14 @@ def plot_command(
         raise ConfigError(f"--y {y} and --target {goal.text} name different columns; name one")
     column = goal.column if goal is not None else y or "loss"
     limits = _parse_ylim(ylim)
+    projection = None if network is None else parse_network(network)
+    if projection is not None and kind == "curves" and x != "wall_s":
+        raise ConfigError("--network projects wall-clock time: use --kind wallclock, "
+                          "--kind time-to-target or --x wall_s")  # fmt: skip
     runs = find_runs(paths)
     check_column(runs, column)
+    if projection is not None:
+        runs = project_runs(runs, projection)
     keys = parse_by(by) or varying_keys(runs)
     notes: list[str] = []
     if paired_with is not None:
@@ -175,6 +184,8 @@ def plot_command(
             # Log time: runs that average every step can take far longer than the rest.
             draw_curves(left, curves, x="wall_s", y=column, band=band, log=log, logx=True,
                         legend=False)  # fmt: skip
+            handles, labels = left.get_legend_handles_labels()
+            legend_below(fig, handles, labels)
             _set_ylim(left, limits)
             left.axhline(goal.value, color="0.3", linestyle=":", linewidth=1)
             left.set_title(f"{column} against wall-clock time (dotted: the target)", fontsize=10)
@@ -183,12 +194,29 @@ def plot_command(
         notes += [f"{t.label}: no trial reached {goal.text}" for t in times if not t.reached]
     if theory and kind != "curves":
         notes.append("--theory draws only on --kind curves")
+    if projection is not None:
+        _label_projection(fig, projection)
     fig.tight_layout()
     _save(fig, output)
     for note in notes:
         print(f"parsgd: warning: {note}", file=sys.stderr)
     print(f"wrote {output}")
     return 0
+
+
+def _label_projection(fig: plt.Figure, network: Network) -> None:
+    """Say on every panel that its seconds are projected, not measured, and from what."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            label = axis.get_label().get_text()
+            if "seconds" in label:
+                axis.set_label_text(f"projected {label}")
+        ax.text(
+            0.01, 0.99, f"projection: {network.text}\nmeasured compute + syncs x ring all-reduce",
+            transform=ax.transAxes, ha="left", va="top", fontsize=7, color="0.25",
+            bbox={"boxstyle": "round", "facecolor": "lightyellow", "alpha": 0.8, "linewidth": 0.5},
+        )  # fmt: skip
+    fig.suptitle(f"PROJECTION onto {network.text}. {fig.get_suptitle()}", fontsize=10)
 
 
 def _what(y: str, x: str) -> str:
@@ -399,7 +427,7 @@ def draw_target_times(
         if interval
         else ", ".join(keys) or "runs"
     )
-    ax.set_ylabel(f"wall-clock seconds until {target.text}")
+    ax.set_ylabel(f"wall-clock seconds until {target.text}", fontsize=9)
     ax.set_title(
         "bars: mean ± s.e. over the trials that got there; ◇ median; dots: trials", fontsize=10
     )

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.analysis.network import Network, parse_network, project_runs
 from parsgd.analysis.paired import (
     Reference,
     ci95,
@@ -52,6 +53,7 @@ _DEFAULT_FINAL = ("loss", "subopt", "dist_opt_sq", "test_loss", "test_accuracy",
 _OPTIONAL = frozenset({"test_loss", "test_accuracy", "alignment"})
 _DEFAULT_TAIL = ("variance", "syncs", "samples", "wall_s", "updates_per_s")
 _FROM_RECORD = ("wall_s", "updates_per_s")  # run.json figures, not trace finals
+_PROJECTED = ("projected_s",)
 _TIMED = ("time_to_target_s", "time_to_target_median_s", "reached")
 _COUNTS = ("syncs", "samples", "step")
 _PAIRED = ("paired_diff", "paired_ci95", "unpaired_ci95")
@@ -75,6 +77,7 @@ class Report:
     target: Target | None = None
     reference: Reference | None = None
     metric: str = "loss"  # the figure paired differences are of
+    network: Network | None = None  # times are projected onto it
 
 
 def parse_columns(text: str | None) -> list[str] | None:
@@ -82,7 +85,7 @@ def parse_columns(text: str | None) -> list[str] | None:
     if not text:
         return None
     names = [c.strip() for c in text.split(",") if c.strip()]
-    allowed = [*_TRACE, *_FROM_RECORD, "status", "trials", *_TIMED, *_PAIRED]
+    allowed = [*_TRACE, *_FROM_RECORD, *_PROJECTED, "status", "trials", *_TIMED, *_PAIRED]
     for name in names:
         if name not in allowed:
             raise ConfigError(
@@ -98,9 +101,13 @@ def build_report(
     target: str | float | None = None,
     columns: Sequence[str] | None = None,
     paired_with: str | None = None,
+    network: str | None = None,
 ) -> Report:
     """The rows of every table, sweeps in name order, rows in swept-value order, best marked."""
+    projection = None if network is None else parse_network(network)
     runs = find_runs([directory])
+    if projection is not None:  # wall_s of every row becomes the projected seconds
+        runs = project_runs(runs, projection)
     goal = None if target is None else parse_target(target)
     if goal is not None:
         check_column(runs, goal.column)
@@ -130,7 +137,9 @@ def build_report(
         shown += list(_TIMED)
     if reference is not None:
         shown += list(_PAIRED)
-    return Report(rows, ["run", *shown, "best"], goal, reference, metric)
+    if projection is not None and columns is None:
+        shown.insert(shown.index("wall_s") + 1, "projected_s")
+    return Report(rows, ["run", *shown, "best"], goal, reference, metric, projection)
 
 
 def _add_paired(
@@ -179,6 +188,7 @@ def _row(sweep: str, name: str, runs: Sequence[Run], target: Target | None) -> R
         if value is not None and value.is_integer():
             cells[column] = int(value)
     cells["wall_s"] = _mean_of(run.record.get("timings", {}).get("total_s") for run in runs)
+    cells["projected_s"] = _mean(final.get("wall_s", np.array([])))  # per trial, projected
     cells["updates_per_s"] = _mean_of(run.record.get("updates_per_s") for run in runs)
     cells["time_to_target_s"] = cells["time_to_target_median_s"] = cells["reached"] = None
     if target is not None:
@@ -233,7 +243,8 @@ def _headings(report: Report) -> list[str]:
     names = {}
     if target is not None:
         names = {
-            "time_to_target_s": f"t({target.column}{target.op}{target.value:g})_s",
+            "time_to_target_s": ("t_projected" if report.network else "t")
+            + f"({target.column}{target.op}{target.value:g})_s",
             "time_to_target_median_s": "t_median_s",
         }
     if report.reference is not None:
@@ -272,6 +283,8 @@ def format_csv(report: Report) -> str:
     """The shown columns then every other figure, every sweep, full precision; empty cells
     where a figure is unknown or a target was never reached."""
     rest = ["status", "trials", *_TRACE, *_FROM_RECORD, *_TIMED, *_PAIRED]
+    if report.network is not None:
+        rest.insert(rest.index("updates_per_s"), "projected_s")
     columns = [*report.columns, *(c for c in rest if c not in report.columns)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -302,6 +315,12 @@ def _legend(report: Report) -> str:
             f"the same trial of the {report.reference.text} run (same draws); paired_ci95: its "
             "95% t half-width; unpaired_ci95: the Welch half-width were the trials apart. "
         )
+    if report.network is not None:
+        paired += (
+            f"PROJECTION onto {report.network.text}: t and projected_s are measured compute "
+            "seconds plus syncs x the alpha-beta ring all-reduce cost of one round, per trial; "
+            "wall_s stays measured. "
+        )
     return (
         "Final figures: mean over trials of each trial's last trace row. wall_s: run.json "
         "timings.total_s; updates_per_s: samples per second of compute. "
@@ -323,12 +342,18 @@ def report_command(
     target: str | None = None,
     columns: str | None = None,
     paired_with: str | None = None,
+    network: str | None = None,
 ) -> int:
     """Print the tables and write report.md and report.csv into ``directory``."""
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory of runs")
     report = build_report(
-        directory, by=by, target=target, columns=parse_columns(columns), paired_with=paired_with
+        directory,
+        by=by,
+        target=target,
+        columns=parse_columns(columns),
+        paired_with=paired_with,
+        network=network,
     )
     print(format_text(report), end="")
     write_atomic(directory / "report.md", format_markdown(report).encode())
