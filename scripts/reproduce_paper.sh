@@ -103,5 +103,19 @@ plot "$mlp" -o "$figures/5-mlp-loss.png" --y loss --log --by sgd.init,averaging.
     --title "MLP on digits: training loss of the averaged model"
 report "$mlp" --by sgd.init,averaging.every
 
+step "6. softmax regression on digits: H from every step to one-shot"
+sweep 6-softmax-digits.yaml "${jobs[@]}"
+sm="$out/softmax-digits"
+plot "$sm" -o "$figures/6-softmax-accuracy.png" --y test_accuracy --by averaging.every \
+    --ylim 0.8,1 --title "Softmax regression on digits: test accuracy of the averaged model"
+# The same runs' wall-clock time projected onto two clusters of 4 nodes (measured compute
+# plus syncs x a ring all-reduce): Ethernet-like and InfiniBand-like links.
+for net in "latency_us=50,bandwidth_gbps=10,nodes=4:ethernet" "latency_us=2,bandwidth_gbps=100,nodes=4:infiniband"; do
+    plot "$sm" -o "$figures/6-softmax-network-${net##*:}.png" --kind wallclock \
+        --target 'test_accuracy>=0.95' --network "${net%:*}" --log-time \
+        --title "Softmax on digits, 4 nodes x 1 worker"
+done
+report "$sm" --by averaging.every --target 'test_accuracy>=0.95'
+
 echo
 echo "done in $((SECONDS - start)) s: figures in $figures, reports in $out/*/report.md"

@@ -28,12 +28,13 @@ FULL = sorted((PAPER / "full").glob("*.yaml"))
 FIGURES = {
     "1-quadratic-beta0.png", "1-quadratic-beta1.5.png", "2-least-squares-noisy.png",
     "2-least-squares-noiseless.png", "3-logistic-samples.png", "3-logistic-time-to-target.png",
-    "4-pca.png", "5-mlp-accuracy.png", "5-mlp-loss.png",
+    "4-pca.png", "5-mlp-accuracy.png", "5-mlp-loss.png", "6-softmax-accuracy.png",
+    "6-softmax-network-ethernet.png", "6-softmax-network-infiniband.png",
 }  # fmt: skip
 
 
-def test_there_are_five_experiments_each_with_a_full_variant() -> None:
-    assert len(SWEEPS) == 5
+def test_there_are_six_experiments_each_with_a_full_variant() -> None:
+    assert len(SWEEPS) == 6
     assert [p.name for p in FULL] == [p.name for p in SWEEPS]
 
 
@@ -103,7 +104,8 @@ def test_the_script_runs_end_to_end_at_toy_sizes(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert {p.name for p in (out / "figures").iterdir()} == FIGURES
-    for sweep in ("quadratic-envelope", "least-squares", "logistic-real", "pca", "mlp-digits"):
+    sweeps = ("quadratic-envelope", "least-squares", "logistic-real", "pca", "mlp-digits")
+    for sweep in (*sweeps, "softmax-digits"):
         assert (out / sweep / "report.md").is_file(), sweep
     # The theory curves were drawn: no "no closed form" note for the convex synthetic figures.
     assert "no closed form" not in result.stderr

@@ -145,3 +145,10 @@ def test_softmax_refuses_a_stream_and_real_labels(tmp_path: Path) -> None:
     assert "integer class labels" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
+    # logistic on ten classes points to softmax.
+    result = run_cli(
+        "run", "configs/logistic.yaml", "--set", "data={kind: bundled, name: digits}",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 2 and "use objective.kind softmax" in result.stderr
+    assert not out.exists()

@@ -4,7 +4,9 @@ One row per run x trial x recorded step (``finals``: per run x trial, its last r
 the columns ``run`` (the run directory relative to DIR), ``status`` (run.json), one column
 per swept config key (the dotted keys whose values differ between the runs) and every
 trace column. A swept column holds numbers where every run's value is a number, else text
-(``end``, ``inverse(eta0=0.002, t0=1000)``), so it has one type in pandas and parquet.
+(``end``, ``inverse(eta0=0.002, t0=1000)``), so it has one type in pandas and parquet; in
+the DataFrame a text column is an ordered categorical in swept order (1, 4, ..., end), so
+``groupby`` and plots keep that order.
 
 ``export`` and ``load`` build the table in one place (``tidy_table``): the CSV read back
 with pandas is the DataFrame ``load`` returns. pandas and pyarrow are the ``analysis``
@@ -22,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from parsgd.analysis.runs import Run, config_value, find_runs, sort_runs, varying_keys
+from parsgd.analysis.runs import (
+    Run,
+    config_value,
+    find_runs,
+    sort_runs,
+    value_order,
+    varying_keys,
+)
 from parsgd.compact import compact_value
 from parsgd.engine.rundir import TRACE_COLUMNS, write_atomic
 from parsgd.errors import ConfigError
@@ -38,6 +47,13 @@ _EXTRA_HINT = "pip install 'parsgd[analysis]'"
 
 def tidy_table(directory: Path, *, finals: bool = False) -> dict[str, list[Any]]:
     """The table as ordered columns of Python values (None where a figure is empty)."""
+    return _table_and_order(directory, finals=finals)[0]
+
+
+def _table_and_order(
+    directory: Path, *, finals: bool
+) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+    """The table, and for each swept column held as text its values in swept order."""
     runs = find_runs([directory])
     keys = varying_keys(runs) if len(runs) > 1 else []
     runs = sort_runs(runs, keys)
@@ -57,7 +73,12 @@ def tidy_table(directory: Path, *, finals: bool = False) -> dict[str, list[Any]]
                     table[key].append(swept[key][index])
                 for column in TRACE_COLUMNS:
                     table[column].append(_cell(column, trial.get(column), row))
-    return table
+    order = {}
+    for key in keys:
+        if any(isinstance(v, str) for v in swept[key]):
+            values = sorted((_value(run, key) for run in runs), key=value_order)
+            order[key] = list(dict.fromkeys(compact_value(v) for v in values if v is not None))
+    return table, order
 
 
 def _value(run: Run, key: str) -> Any:
@@ -88,8 +109,10 @@ def load(directory: str | Path, *, finals: bool = False) -> pandas.DataFrame:
         import pandas
     except ImportError:
         raise ConfigError(f"parsgd.load needs pandas: {_EXTRA_HINT}") from None
-    table = tidy_table(Path(directory), finals=finals)
+    table, order = _table_and_order(Path(directory), finals=finals)
     frame = pandas.DataFrame(table)
+    for key, categories in order.items():  # text values keep the swept order, not a-z
+        frame[key] = pandas.Categorical(frame[key], categories=categories, ordered=True)
     for column in TRACE_COLUMNS:  # float columns stay float even when wholly empty
         if column not in _INTEGER_COLUMNS:
             frame[column] = frame[column].astype("float64")

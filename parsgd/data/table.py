@@ -118,6 +118,7 @@ def binary_labels(y: np.ndarray | None, source: str, objective: str) -> np.ndarr
     raise DataError(
         f"{source}: objective {objective} needs labels -1/+1 or 0/1; found {len(found)} "
         f"distinct values ({shown})"
+        + ("; for K classes use objective.kind softmax" if len(found) > 2 else "")
     )
 
 
