@@ -228,3 +228,10 @@ def test_default_title_is_short_for_many_directories(mixed: Path) -> None:
     assert done.returncode == 0, done.stderr
     width, height = plt.imread(output).shape[1::-1]
     assert width < 2500 and height < 1500, (width, height)
+
+
+def test_model_size_of_a_softmax_run_is_classes_times_features(digits: Path) -> None:
+    from parsgd.analysis.network import model_size
+
+    run = find_runs([digits])[0]
+    assert model_size(run) == 10 * 64  # built from the run's data: 10 classes x 64 pixels

@@ -181,6 +181,12 @@ def model_size(run: Run) -> int:
     recorded = run.record.get("model_size")
     if isinstance(recorded, int):
         return recorded
+    data, objective = run.config.get("data", {}), run.config.get("objective", {})
+    if objective.get("kind") == "quadratic":
+        return int(objective["d"])
+    linear = ("least_squares", "logistic", "hinge", "pca")
+    if objective.get("kind") in linear and data.get("kind") != "file" and "d" in data:
+        return int(data["d"])  # synthetic data: the model has one weight per feature
     key = repr((run.config.get("data"), run.config.get("objective"), run.config.get("seed")))
     if key not in _SIZES:
         from parsgd.data.shared import LocalArena
