@@ -6,7 +6,9 @@ mini-batch gradient the kernel used, and compares it with the textbook formula.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from parsgd.problems.pca import PcaPool, PcaStream
 from parsgd.problems.planted import PlantedStream
 from parsgd.problems.quadratic import Quadratic
 from parsgd.rng import normals_from_uniforms
+from tests.conftest import run_cli, write_config
 
 RTOL = 1e-12
 
@@ -85,7 +88,10 @@ def test_sparse_loop_with_l2_matches_dense_over_many_steps() -> None:
     np.testing.assert_allclose(w_sparse, w_dense, rtol=1e-11)
 
 
-def test_sparse_loop_without_l2_is_bitwise_the_dense_loop() -> None:
+def test_sparse_loop_without_l2_is_the_dense_loop_up_to_the_sum_order() -> None:
+    # The dense dot product is summed in vector lanes (vector.FAST allows reassociation), the
+    # sparse one over the non-zeros in gather order: the two may differ in the last bits of
+    # each dot product, ~d ulps at most, and 100 contracting steps do not amplify that.
     rng = _rng()
     X = rng.standard_normal((30, 12)) * (rng.random((30, 12)) < 0.3)
     y = np.where(rng.random(30) < 0.5, 1.0, -1.0)
@@ -94,7 +100,51 @@ def test_sparse_loop_without_l2_is_bitwise_the_dense_loop() -> None:
     linear.sgd_dense(X, y, w_dense, u, etas, 0.0, linear.LOGISTIC)
     csr = publish_csr(sp.csr_matrix(X), LocalArena())
     linear.sgd_csr(csr.data, csr.indices, csr.indptr, y, w_sparse, u, etas, 0.0, linear.LOGISTIC)
-    assert w_dense.tobytes() == w_sparse.tobytes()
+    np.testing.assert_allclose(w_sparse, w_dense, rtol=1e-13, atol=1e-15)
+
+
+def _misaligned(a: np.ndarray, shift: int) -> np.ndarray:
+    """A copy of ``a`` whose data starts ``shift`` doubles past a 64-byte boundary."""
+    raw = np.empty(a.size + 16)
+    start = (-(raw.ctypes.data // 8) % 8) + shift
+    out = raw[start : start + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("d", [3, 10, 37, 100])
+def test_fast_kernels_give_the_same_bits_wherever_the_arrays_sit(d: int) -> None:
+    # Serial runs use numpy arrays, process runs shared memory: the vectorised loops must not
+    # depend on alignment (no peeling loop that would change the order of a sum).
+    rng = _rng()
+    X = rng.standard_normal((50, d))
+    y = rng.standard_normal(50)
+    u, etas = rng.random((300, 2)), np.full(300, 0.3 / d)
+    results = []
+    for shift in range(4):
+        w = _misaligned(np.zeros(d), shift)
+        linear.sgd_dense(_misaligned(X, 3 - shift), y, w, u, etas, 0.01, linear.LEAST_SQUARES)
+        results.append(w.tobytes())
+    assert len(set(results)) == 1
+
+
+@pytest.mark.parametrize("kind", ["least_squares", "logistic", "hinge"])
+def test_fast_kernels_keep_nan_and_inf_visible(kind: str) -> None:
+    # vector.FAST never allows nnan/ninf: a non-finite input must come out non-finite, or
+    # divergence detection would see a finite w.
+    rng = _rng()
+    X, y = rng.standard_normal((20, 16)), np.where(rng.random(20) < 0.5, 1.0, -1.0)
+    u, etas = rng.random((5, 1)), np.full(5, 0.1)
+    problem = LinearPool(X, y, kind, 0.1, 1)
+    for bad in (np.nan, np.inf):
+        w = np.zeros(16)
+        w[3] = bad
+        problem.sgd(w, u, etas)
+        assert not np.all(np.isfinite(w))
+        assert not math.isfinite(problem.loss(w))
+    w_pca = np.full(16, 1e200)  # ||w||^2 overflows to inf inside the step
+    pca.sgd_dense(X, w_pca, u[:1], etas[:1])
+    assert not np.all(np.isfinite(w_pca))
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.7])
@@ -226,3 +276,27 @@ def test_gaussian_stream_least_squares_matches_reference() -> None:
             grad += (x @ ref - y) * x
         ref = ref - etas[t] * grad / batch
     np.testing.assert_allclose(w, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        ["data={kind: gaussian_linear, n: 2000, d: 100, noise: 0.3}", "sgd.step_size=0.5"],
+        [
+            "data={kind: gaussian_linear, n: 2000, d: 100, noise: 0.3}",
+            "sgd.step_size=0.5",
+            "averaging.every=1",
+        ],
+        ["objective={kind: pca}", "data={kind: pca_spectrum, n: 2000, d: 37}", "sgd.step_size=5"],
+    ],
+    ids=["dense-d100", "dense-d100-every1", "pca-d37"],
+)
+def test_a_blow_up_with_the_fast_kernels_ends_diverged(tmp_path: Path, settings: list[str]) -> None:
+    # d = 100 and 37 run the vectorised main loops and their remainders; every 1 runs the
+    # compiled meetings' per-sample step. Overflow must reach the divergence check as inf/NaN.
+    config = write_config(tmp_path / "c.yaml", sgd={"steps": 2000})
+    args = [item for setting in settings for item in ("--set", setting)]
+    done = run_cli("run", str(config), "--out", str(tmp_path), *args)
+    assert done.returncode == 3, done.stderr
+    record = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert record["status"] == "diverged", record

@@ -34,7 +34,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from parsgd.problems.kernels.linear import LEAST_SQUARES, sample_dloss, sgd_dense
+from parsgd.problems.kernels.linear import LEAST_SQUARES, dense_step, sgd_dense
+from parsgd.problems.kernels.vector import FAST
 
 # Mirrors of team.py's constants (team imports this module, not the other way round).
 _STOP_REQUEST, _ABORT = 0, 1
@@ -170,20 +171,12 @@ def average_chunk(W: np.ndarray, avg: np.ndarray, lo: int, hi: int, adopt: bool 
     return finite
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)  # FAST: dense_step's flags (it is inlined)
 def _sgd_step(
     X: np.ndarray, y: np.ndarray, w: np.ndarray, uniform: float, eta: float, l2: float, code: int
 ) -> None:
     """One batch-1 step of ``sgd_dense``, the same operations, without its per-call buffers."""
-    n, d = X.shape
-    i = min(int(uniform * n), n - 1)
-    s = 0.0
-    for j in range(d):
-        s += X[i, j] * w[j]
-    r = sample_dloss(code, s, y[i]) / 1
-    decay = 1.0 - eta * l2
-    for j in range(d):
-        w[j] = decay * w[j] - eta * (r * X[i, j])
+    dense_step(X, y, w, min(int(uniform * X.shape[0]), X.shape[0] - 1), eta, l2, code)
 
 
 @njit(cache=True, nogil=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from parsgd.problems.kernels.vector import FAST, axpy, dot, scale_axpy
+
 
 @njit(cache=True, nogil=True)
 def loss(z: float, y: float) -> float:
@@ -25,7 +27,7 @@ def dloss(z: float, y: float) -> float:
     return z - y
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd_stream(
     w_true: np.ndarray,
     noise: float,
@@ -46,15 +48,7 @@ def sgd_stream(
         grad[:] = 0.0
         for k in range(batch):
             base = k * (d + 1)
-            s = 0.0
-            target = 0.0
-            for j in range(d):
-                s += z[t, base + j] * w[j]
-                target += z[t, base + j] * w_true[j]
-            r = (s - (target + noise * z[t, base + d])) / batch
-            for j in range(d):
-                grad[j] += r * z[t, base + j]
-        eta = etas[t]
-        decay = 1.0 - eta * l2
-        for j in range(d):
-            w[j] = decay * w[j] - eta * grad[j]
+            x = z[t, base : base + d]
+            target = dot(x, w_true) + noise * z[t, base + d]
+            axpy((dot(x, w) - target) / batch, x, grad)
+        scale_axpy(1.0 - etas[t] * l2, w, -etas[t], grad)

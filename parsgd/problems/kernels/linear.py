@@ -8,7 +8,10 @@ Sample k of step t is row ``floor(u[t, k] * n)``. A mini-batch's gradients are a
 the same ``w``. The CSR loop keeps ``w = scale * v`` while it runs so that the L2 shrink
 costs O(1) per step, not O(d); with ``l2 = 0`` and ``batch = 1`` it does the same floating
 point operations as the dense loop on the same numbers (zeros add exactly nothing), so a
-sparse file and the same data dense give the same trace bit for bit.
+sparse file and the same data dense give the same trace up to the order of the dot
+product's sum (the dense sum runs in vector lanes, the sparse one in gather order).
+
+The loops compile with ``vector.FAST`` (FMA and reordered sums, never nnan/ninf).
 """
 
 from __future__ import annotations
@@ -17,6 +20,14 @@ import numpy as np
 from numba import njit
 
 from parsgd.problems.kernels import hinge, least_squares, logistic
+from parsgd.problems.kernels.vector import (
+    FAST,
+    axpy,
+    dot,
+    scale_axpy,
+    sparse_axpy,
+    sparse_dot,
+)
 
 LEAST_SQUARES, LOGISTIC, HINGE = 0, 1, 2
 CODES = {"least_squares": LEAST_SQUARES, "logistic": LOGISTIC, "hinge": HINGE}
@@ -42,7 +53,16 @@ def sample_dloss(code: int, z: float, y: float) -> float:
     return hinge.dloss(z, y)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+def dense_step(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, i: int, eta: float, l2: float, code: int
+) -> None:
+    """One per-sample step on row i: ``w = (1 - eta l2) w - eta loss'(x_i^T w, y_i) x_i``."""
+    x = X[i]
+    scale_axpy(1.0 - eta * l2, w, -(eta * sample_dloss(code, dot(x, w), y[i])), x)
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd_dense(
     X: np.ndarray,
     y: np.ndarray,
@@ -55,6 +75,10 @@ def sgd_dense(
     """Run ``len(etas)`` SGD steps on rows of X chosen by the uniforms ``u[steps, batch]``."""
     n, d = X.shape
     steps, batch = u.shape
+    if batch == 1:  # no buffers: the compiled meetings call this for a few steps at a time
+        for t in range(steps):
+            dense_step(X, y, w, min(int(u[t, 0] * n), n - 1), etas[t], l2, code)
+        return
     rows = np.empty(batch, np.int64)
     resid = np.empty(batch)
     grad = np.zeros(d)
@@ -62,29 +86,14 @@ def sgd_dense(
         for k in range(batch):
             i = min(int(u[t, k] * n), n - 1)
             rows[k] = i
-            s = 0.0
-            for j in range(d):
-                s += X[i, j] * w[j]
-            resid[k] = sample_dloss(code, s, y[i]) / batch
-        eta = etas[t]
-        decay = 1.0 - eta * l2
-        if batch == 1:
-            i = rows[0]
-            r = resid[0]
-            for j in range(d):
-                w[j] = decay * w[j] - eta * (r * X[i, j])
-        else:
-            grad[:] = 0.0
-            for k in range(batch):
-                i = rows[k]
-                r = resid[k]
-                for j in range(d):
-                    grad[j] += r * X[i, j]
-            for j in range(d):
-                w[j] = decay * w[j] - eta * grad[j]
+            resid[k] = sample_dloss(code, dot(X[i], w), y[i]) / batch
+        grad[:] = 0.0
+        for k in range(batch):
+            axpy(resid[k], X[rows[k]], grad)
+        scale_axpy(1.0 - etas[t] * l2, w, -etas[t], grad)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd_csr(
     data: np.ndarray,
     indices: np.ndarray,
@@ -106,9 +115,7 @@ def sgd_csr(
         for k in range(batch):
             i = min(int(u[t, k] * n), n - 1)
             rows[k] = i
-            s = 0.0
-            for p in range(indptr[i], indptr[i + 1]):
-                s += data[p] * w[indices[p]]
+            s = sparse_dot(data, indices, indptr[i], indptr[i + 1], w)
             if l2 != 0.0:
                 s *= scale
             resid[k] = sample_dloss(code, s, y[i]) / batch
@@ -120,9 +127,7 @@ def sgd_csr(
             step = eta
         for k in range(batch):
             i = rows[k]
-            r = resid[k]
-            for p in range(indptr[i], indptr[i + 1]):
-                w[indices[p]] -= step * (r * data[p])
+            sparse_axpy(-(step * resid[k]), data, indices, indptr[i], indptr[i + 1], w)
         if l2 != 0.0 and abs(scale) < _MIN_SCALE:
             for j in range(w.shape[0]):
                 w[j] *= scale
@@ -132,22 +137,18 @@ def sgd_csr(
             w[j] *= scale
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def loss_sum_dense(
     X: np.ndarray, y: np.ndarray, w: np.ndarray, lo: int, hi: int, code: int
 ) -> float:
     """``sum_{i in [lo, hi)} loss(x_i^T w, y_i)``, summed in row order."""
-    d = X.shape[1]
     total = 0.0
     for i in range(lo, hi):
-        s = 0.0
-        for j in range(d):
-            s += X[i, j] * w[j]
-        total += sample_loss(code, s, y[i])
+        total += sample_loss(code, dot(X[i], w), y[i])
     return total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def loss_sum_csr(
     data: np.ndarray,
     indices: np.ndarray,
@@ -160,14 +161,12 @@ def loss_sum_csr(
 ) -> float:
     total = 0.0
     for i in range(lo, hi):
-        s = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            s += data[p] * w[indices[p]]
+        s = sparse_dot(data, indices, indptr[i], indptr[i + 1], w)
         total += sample_loss(code, s, y[i])
     return total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd_planted_stream(
     w_true: np.ndarray,
     w: np.ndarray,
@@ -186,17 +185,8 @@ def sgd_planted_stream(
     for t in range(steps):
         grad[:] = 0.0
         for k in range(batch):
-            base = k * d
-            s = 0.0
-            margin = 0.0
-            for j in range(d):
-                s += z[t, base + j] * w[j]
-                margin += z[t, base + j] * w_true[j]
+            x = z[t, k * d : (k + 1) * d]
+            margin = dot(x, w_true)
             y = 1.0 if u[t, k] * (1.0 + np.exp(-margin)) < 1.0 else -1.0
-            r = sample_dloss(code, s, y) / batch
-            for j in range(d):
-                grad[j] += r * z[t, base + j]
-        eta = etas[t]
-        decay = 1.0 - eta * l2
-        for j in range(d):
-            w[j] = decay * w[j] - eta * grad[j]
+            axpy(sample_dloss(code, dot(x, w), y) / batch, x, grad)
+        scale_axpy(1.0 - etas[t] * l2, w, -etas[t], grad)

@@ -16,6 +16,8 @@ import math
 import numpy as np
 from numba import njit
 
+from parsgd.problems.kernels.vector import FAST, axpy, dot, scale_axpy
+
 
 def n_params(p: int, hidden: int, classes: int) -> int:
     return hidden * p + hidden + classes * hidden + classes
@@ -30,7 +32,7 @@ def init_std(p: int, hidden: int, classes: int) -> np.ndarray:
     return std
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _forward(
     x: np.ndarray, w: np.ndarray, hidden: int, classes: int, h: np.ndarray, o: np.ndarray
 ) -> float:
@@ -40,15 +42,11 @@ def _forward(
     w2 = b1 + hidden
     b2 = w2 + classes * hidden
     for a in range(hidden):
-        s = w[b1 + a]
-        for j in range(p):
-            s += w[a * p + j] * x[j]
-        h[a] = math.tanh(s)
+        h[a] = math.tanh(w[b1 + a] + dot(w[a * p : (a + 1) * p], x))
     top = -np.inf
     for c in range(classes):
-        s = w[b2 + c]
-        for a in range(hidden):
-            s += w[w2 + c * hidden + a] * h[a]
+        row = w2 + c * hidden
+        s = w[b2 + c] + dot(w[row : row + hidden], h)
         o[c] = s
         top = max(top, s)
     total = 0.0
@@ -60,12 +58,12 @@ def _forward(
     return top + math.log(total)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _sample_loss(o: np.ndarray, label: int) -> float:
     return -math.log(max(o[label], 1e-300))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd(
     X: np.ndarray,
     y: np.ndarray,
@@ -98,21 +96,17 @@ def sgd(
             for c in range(classes):
                 oc = o[c] / batch
                 grad[b2 + c] += oc
-                for a in range(hidden):
-                    grad[w2 + c * hidden + a] += oc * h[a]
-                    dh[a] += oc * w[w2 + c * hidden + a]
+                row = w2 + c * hidden
+                axpy(oc, h, grad[row : row + hidden])
+                axpy(oc, w[row : row + hidden], dh)
             for a in range(hidden):
                 da = dh[a] * (1.0 - h[a] * h[a])
                 grad[b1 + a] += da
-                for j in range(p):
-                    grad[a * p + j] += da * x[j]
-        eta = etas[t]
-        decay = 1.0 - eta * l2
-        for j in range(w.shape[0]):
-            w[j] = decay * w[j] - eta * grad[j]
+                axpy(da, x, grad[a * p : (a + 1) * p])
+        scale_axpy(1.0 - etas[t] * l2, w, -etas[t], grad)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def evaluate(
     X: np.ndarray, y: np.ndarray, w: np.ndarray, lo: int, hi: int, hidden: int, classes: int
 ) -> tuple[float, int]:

@@ -10,76 +10,63 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from parsgd.problems.kernels.vector import FAST, axpy, dot, scale_axpy
 
-@njit(cache=True, nogil=True)
+
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd_dense(X: np.ndarray, w: np.ndarray, u: np.ndarray, etas: np.ndarray) -> None:
     """SGD on rows of X chosen by ``u[steps, batch]``."""
     n, d = X.shape
     steps, batch = u.shape
     proj = np.empty(batch)
     rows = np.empty(batch, np.int64)
+    pull = np.empty(d)
     for t in range(steps):
-        norm_sq = 0.0
-        for j in range(d):
-            norm_sq += w[j] * w[j]
+        norm_sq = dot(w, w)
         for k in range(batch):
             i = min(int(u[t, k] * n), n - 1)
             rows[k] = i
-            s = 0.0
-            for j in range(d):
-                s += X[i, j] * w[j]
-            proj[k] = s / batch
+            proj[k] = dot(X[i], w) / batch
         eta = etas[t]
         shrink = 1.0 - eta * norm_sq
-        for j in range(d):
-            pull = 0.0
+        if batch == 1:
+            scale_axpy(shrink, w, eta * proj[0], X[rows[0]])
+        else:
+            pull[:] = 0.0
             for k in range(batch):
-                pull += proj[k] * X[rows[k], j]
-            w[j] = shrink * w[j] + eta * pull
+                axpy(proj[k], X[rows[k]], pull)
+            scale_axpy(shrink, w, eta, pull)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd_stream(mix: np.ndarray, w: np.ndarray, z: np.ndarray, etas: np.ndarray, batch: int) -> None:
     """SGD on fresh samples ``x = z_k @ mix`` (``mix = diag(sqrt(eigs)) V^T``), z ~ N(0, I)."""
     d = w.shape[0]
     steps = z.shape[0]
     x = np.empty((batch, d))
     proj = np.empty(batch)
+    pull = np.empty(d)
     for t in range(steps):
-        norm_sq = 0.0
-        for j in range(d):
-            norm_sq += w[j] * w[j]
+        norm_sq = dot(w, w)
         for k in range(batch):
-            for j in range(d):
-                x[k, j] = 0.0
+            x[k, :] = 0.0
             for m in range(d):
-                zm = z[t, k * d + m]
-                for j in range(d):
-                    x[k, j] += zm * mix[m, j]
-            s = 0.0
-            for j in range(d):
-                s += x[k, j] * w[j]
-            proj[k] = s / batch
+                axpy(z[t, k * d + m], mix[m], x[k])
+            proj[k] = dot(x[k], w) / batch
         eta = etas[t]
-        shrink = 1.0 - eta * norm_sq
-        for j in range(d):
-            pull = 0.0
-            for k in range(batch):
-                pull += proj[k] * x[k, j]
-            w[j] = shrink * w[j] + eta * pull
+        pull[:] = 0.0
+        for k in range(batch):
+            axpy(proj[k], x[k], pull)
+        scale_axpy(1.0 - eta * norm_sq, w, eta, pull)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def loss_sum_dense(X: np.ndarray, w: np.ndarray, lo: int, hi: int) -> float:
     """``sum_{i in [lo, hi)} 1/4 (||x_i||^4 - 2 (x_i^T w)^2)``; the ``||w||^4`` term is added
     once by the caller."""
-    d = X.shape[1]
     total = 0.0
     for i in range(lo, hi):
-        s = 0.0
-        sq = 0.0
-        for j in range(d):
-            s += X[i, j] * w[j]
-            sq += X[i, j] * X[i, j]
+        s = dot(X[i], w)
+        sq = dot(X[i], X[i])
         total += 0.25 * (sq * sq - 2.0 * s * s)
     return total

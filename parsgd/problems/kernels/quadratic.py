@@ -15,13 +15,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from parsgd.problems.kernels.vector import FAST, axpy, dot
+
 
 def normals_per_sample(d: int, beta: float) -> int:
     """Z (row-major, only if beta > 0) then xi."""
     return (d * d if beta > 0.0 else 0) + d
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd(
     eigs: np.ndarray,
     w_opt: np.ndarray,
@@ -49,12 +51,7 @@ def sgd(
             for i in range(d):
                 gi = eigs[i] * e[i] + sigma * z[t, xi + i]
                 if has_z:
-                    s = 0.0
                     row = base + i * d
-                    for j in range(d):
-                        s += z[t, row + j] * e[j]
-                    gi += sqrt_beta * s
+                    gi += sqrt_beta * dot(z[t, row : row + d], e)
                 g[i] += gi
-        eta = etas[t] / batch
-        for i in range(d):
-            w[i] -= eta * g[i]
+        axpy(-(etas[t] / batch), g, w)
