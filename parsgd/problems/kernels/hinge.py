@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from numba import njit
 
+from parsgd.problems.kernels.vector import FAST
 
-@njit(cache=True, nogil=True)
+
+@njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def loss(z: float, y: float) -> float:
     return max(0.0, 1.0 - y * z)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def dloss(z: float, y: float) -> float:
     return -y if y * z < 1.0 else 0.0

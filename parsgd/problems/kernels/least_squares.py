@@ -14,14 +14,14 @@ from numba import njit
 from parsgd.problems.kernels.vector import FAST, axpy, dot, scale_axpy
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def loss(z: float, y: float) -> float:
     """Loss of one sample with prediction ``z = x^T w`` and target ``y``."""
     r = z - y
     return 0.5 * r * r
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def dloss(z: float, y: float) -> float:
     """Derivative of ``loss`` in z: the gradient of the sample is ``dloss * x``."""
     return z - y

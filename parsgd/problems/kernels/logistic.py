@@ -10,8 +10,10 @@ import math
 
 from numba import njit
 
+from parsgd.problems.kernels.vector import FAST
 
-@njit(cache=True, nogil=True)
+
+@njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def loss(z: float, y: float) -> float:
     m = y * z
     if m > 0.0:
@@ -19,7 +21,7 @@ def loss(z: float, y: float) -> float:
     return -m + math.log1p(math.exp(m))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def dloss(z: float, y: float) -> float:
     """``-y sigmoid(-y z)``."""
     m = y * z

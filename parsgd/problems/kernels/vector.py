@@ -49,10 +49,16 @@ def scale_axpy(b: float, y: np.ndarray, a: float, x: np.ndarray) -> None:
 
 @njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def sparse_dot(data: np.ndarray, indices: np.ndarray, lo: int, hi: int, y: np.ndarray) -> float:
-    """``sum_p data[p] y[indices[p]]`` over the non-zeros ``p in [lo, hi)`` of one CSR row."""
+    """``sum_p data[p] y[indices[p]]`` over the non-zeros ``p in [lo, hi)`` of one CSR row.
+
+    Column numbers are read as unsigned: numba then skips its negative-index wraparound, a
+    compare and select per gathered entry (~25 % of the loop). Indices are validated >= 0.
+    """
+    vals = data[lo:hi]
+    cols = indices[lo:hi]
     s = 0.0
-    for p in range(lo, hi):
-        s += data[p] * y[indices[p]]
+    for q in range(cols.shape[0]):
+        s += vals[q] * y[np.uint64(cols[q])]
     return s
 
 
@@ -61,5 +67,7 @@ def sparse_axpy(
     a: float, data: np.ndarray, indices: np.ndarray, lo: int, hi: int, y: np.ndarray
 ) -> None:
     """``y += a x`` for the CSR row x held in ``data[lo:hi]``, ``indices[lo:hi]``."""
-    for p in range(lo, hi):
-        y[indices[p]] += a * data[p]
+    vals = data[lo:hi]
+    cols = indices[lo:hi]
+    for q in range(cols.shape[0]):
+        y[np.uint64(cols[q])] += a * vals[q]
