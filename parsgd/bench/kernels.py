@@ -1,86 +1,34 @@
-"""Per-worker SGD throughput: parsgd's numba kernel against a C loop, scikit-learn and numpy.
+"""Per-worker SGD throughput: parsgd's kernels against C, numba fastmath, scikit-learn, numpy.
 
 Every implementation runs the same update on the same rows, drawn by the same uniforms:
-``i = floor(u_t * n)``, ``r = x_i^T w - y_i``, ``w = (1 - eta l2) w - eta r x_i``. The C loop is
-written here and compiled with the system compiler into a temporary directory, twice: ``-O2``
-(no ``-ffast-math``: like numba's default, the dot product is summed in order, so it cannot be
-vectorised) and ``-O3 -march=native -ffast-math`` (like ``@njit(fastmath=True)``).
-scikit-learn's SGDRegressor runs one epoch over a shuffled order instead of uniform draws.
+``i = floor(u_t * n)``, ``r = x_i^T w - y_i``, ``w = (1 - eta l2) w - eta r x_i``. The C
+loops (``c_loops``) are the ceiling. ``numba_fastmath`` is our loop compiled with
+``fastmath=True``, every flag including nnan/ninf (which parsgd refuses: NaN must stay
+visible). scikit-learn's SGDRegressor runs one epoch over a shuffled order instead of uniform
+draws. Repetitions are interleaved (a, b, c, a, b, c, ...) so a neighbour's burst on the
+shared machine hits every implementation alike; every rep's rate is kept.
 """
 
 from __future__ import annotations
 
-import ctypes
-import shutil
-import subprocess
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numba import njit
 
+from parsgd.bench import c_loops
 from parsgd.problems.kernels.linear import LEAST_SQUARES, sgd_csr, sgd_dense
-
-_C_SOURCE = r"""
-#include <stdint.h>
-void sgd_dense(const double *X, const double *y, double *w, const double *u,
-               const double *etas, int64_t n, int64_t d, int64_t steps, double l2) {
-    for (int64_t t = 0; t < steps; t++) {
-        int64_t i = (int64_t)(u[t] * (double)n);
-        if (i > n - 1) i = n - 1;
-        const double *x = X + i * d;
-        double s = 0.0;
-        for (int64_t j = 0; j < d; j++) s += x[j] * w[j];
-        double r = s - y[i], eta = etas[t], decay = 1.0 - eta * l2;
-        for (int64_t j = 0; j < d; j++) w[j] = decay * w[j] - eta * (r * x[j]);
-    }
-}
-void sgd_csr(const int64_t *indptr, const int32_t *indices, const double *data,
-             const double *y, double *w, const double *u, const double *etas,
-             int64_t n, int64_t steps) {
-    for (int64_t t = 0; t < steps; t++) {
-        int64_t i = (int64_t)(u[t] * (double)n);
-        if (i > n - 1) i = n - 1;
-        double s = 0.0;
-        for (int64_t k = indptr[i]; k < indptr[i + 1]; k++) s += data[k] * w[indices[k]];
-        double g = etas[t] * (s - y[i]);
-        for (int64_t k = indptr[i]; k < indptr[i + 1]; k++) w[indices[k]] -= g * data[k];
-    }
-}
-"""
-
-C_FLAGS = {"c_O2": ["-O2"], "c_fast": ["-O3", "-march=native", "-ffast-math"]}
+from parsgd.rng import StepStream
 
 _sgd_dense_fastmath = njit(cache=True, nogil=True, fastmath=True)(sgd_dense.py_func)
 LS = LEAST_SQUARES  # the engine kernel serves three losses; the benchmark is least squares
-
-
-def compile_c(workdir: Path) -> dict[str, Any]:
-    """Build the C baselines; returns {name: ctypes library} (empty if no compiler)."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        return {}
-    source = workdir / "sgd.c"
-    source.write_text(_C_SOURCE)
-    libraries: dict[str, Any] = {}
-    for name, flags in C_FLAGS.items():
-        target = workdir / f"{name}.so"
-        subprocess.run(
-            [compiler, *flags, "-shared", "-fPIC", "-o", str(target), str(source)], check=True
-        )
-        lib = ctypes.CDLL(str(target))
-        lib.sgd_dense.restype = None
-        lib.sgd_csr.restype = None
-        libraries[name] = lib
-    return libraries
-
-
-def _ptr(a: np.ndarray) -> ctypes.c_void_p:
-    return ctypes.c_void_p(a.ctypes.data)
+Runs = dict[str, tuple[Callable[[], None], int]]
 
 
 def _numpy_loop(X: np.ndarray, y: np.ndarray, w: np.ndarray, u: np.ndarray, eta: float) -> None:
@@ -116,14 +64,21 @@ def _sklearn_epoch(X: Any, y: np.ndarray, eta: float) -> Callable[[], None] | No
     return run
 
 
-def _rate(run: Callable[[], None], updates: int) -> float:
-    tic = time.perf_counter()
-    run()
-    return updates / (time.perf_counter() - tic)
+def _interleave(runs: Runs, reps: int) -> dict[str, Any]:
+    """Median updates/s per implementation, and every sample under ``samples``."""
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, (run, updates) in runs.items():
+            tic = time.perf_counter()
+            run()
+            samples[name].append(updates / (time.perf_counter() - tic))
+    rates: dict[str, Any] = {name: float(np.median(v)) for name, v in samples.items()}
+    rates["samples"] = samples
+    return rates
 
 
 def dense_rates(
-    n: int, d: int, steps: int, reps: int, libs: dict[str, Any], seed: int = 0
+    n: int, d: int, steps: int, reps: int, loops: dict[str, c_loops.CLoops], seed: int = 0
 ) -> dict[str, Any]:
     """Median updates/s of every implementation at one (n, d), interleaved rep by rep."""
     rng = np.random.default_rng(seed)
@@ -136,43 +91,31 @@ def dense_rates(
     w = np.zeros(d)
     sgd_dense(X, y, w, u[:10], etas[:10], 0.0, LS)  # compile (or load from the cache)
     _sgd_dense_fastmath(X, y, w, u[:10], etas[:10], 0.0, LS)
-    runs: dict[str, tuple[Callable[[], None], int]] = {
+    runs: Runs = {
         "numba": (lambda: sgd_dense(X, y, w, u, etas, 0.0, LS), steps),
         "numba_fastmath": (lambda: _sgd_dense_fastmath(X, y, w, u, etas, 0.0, LS), steps),
         "numpy_loop": (lambda: _numpy_loop(X, y, w, u[:naive_steps], eta), naive_steps),
     }
-    for name, lib in libs.items():
-        args = (_ptr(X), _ptr(y), _ptr(w), _ptr(u), _ptr(etas))
-        sizes = (ctypes.c_int64(n), ctypes.c_int64(d), ctypes.c_int64(steps))
-
-        def call(lib: Any = lib, args: tuple = args, sizes: tuple = sizes) -> None:
-            lib.sgd_dense(*args, *sizes, ctypes.c_double(0.0))
-
-        runs[name] = (call, steps)
+    for name, loop in loops.items():
+        runs[name] = (partial(loop.dense, X, y, w, u, etas), steps)
     epoch = _sklearn_epoch(X, y, eta)
     if epoch is not None:
         runs["sklearn"] = (epoch, n)
     rates = _interleave(runs, reps)
-    if "c_O2" in libs:  # the C loop must be the same computation, to the last bit
-        w_numba, w_c = np.zeros(d), np.zeros(d)
-        sgd_dense(X, y, w_numba, u[:1000], etas[:1000], 0.0, LS)
-        libs["c_O2"].sgd_dense(
-            _ptr(X),
-            _ptr(y),
-            _ptr(w_c),
-            _ptr(u),
-            _ptr(etas),
-            ctypes.c_int64(n),
-            ctypes.c_int64(d),
-            ctypes.c_int64(1000),
-            ctypes.c_double(0.0),
-        )
-        rates["c_O2_matches_numba"] = bool(np.allclose(w_numba, w_c, rtol=1e-12, atol=1e-14))
+    # The C loops must compute the same thing (up to the order of the dot product's sum).
+    ours = np.zeros(d)
+    sgd_dense(X, y, ours, u[:1000], etas[:1000], 0.0, LS)
+    for name, loop in loops.items():
+        theirs = np.zeros(d)
+        loop.dense(X, y, theirs, u[:1000], etas[:1000])
+        rates[f"{name}_matches"] = bool(np.allclose(ours, theirs, rtol=1e-9, atol=1e-12))
     rates["n"], rates["d"] = n, d
     return rates
 
 
-def csr_rates(n: int, steps: int, reps: int, libs: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+def csr_rates(
+    n: int, steps: int, reps: int, loops: dict[str, c_loops.CLoops], seed: int = 0
+) -> dict[str, Any]:
     """rcv1-shaped data: d = 47,236 features, 74 non-zeros per row, rows of unit norm."""
     d, nnz = 47_236, 74
     rng = np.random.default_rng(seed)
@@ -187,21 +130,13 @@ def csr_rates(n: int, steps: int, reps: int, libs: dict[str, Any], seed: int = 0
     w = np.zeros(d)
     # The engine's CSR loop (parsgd.problems.kernels.linear.sgd_csr), as a sparse run uses it.
     sgd_csr(data, indices, indptr, y, w, u[:10], etas[:10], 0.0, LS)
-    runs: dict[str, tuple[Callable[[], None], int]] = {
-        "numba": (lambda: sgd_csr(data, indices, indptr, y, w, u, etas, 0.0, LS), steps)
-    }
-    for name, lib in libs.items():
-        args = (_ptr(indptr), _ptr(indices), _ptr(data), _ptr(y), _ptr(w), _ptr(u), _ptr(etas))
-
-        def call(lib: Any = lib, args: tuple = args) -> None:
-            lib.sgd_csr(*args, ctypes.c_int64(n), ctypes.c_int64(steps))
-
-        runs[name] = (call, steps)
+    runs: Runs = {"numba": (lambda: sgd_csr(data, indices, indptr, y, w, u, etas, 0.0, LS), steps)}
+    for name, loop in loops.items():
+        runs[name] = (partial(loop.csr, data, indices, indptr, y, w, u, etas), steps)
     try:
         from scipy.sparse import csr_matrix
 
-        matrix = csr_matrix((data, indices, indptr), shape=(n, d))
-        epoch = _sklearn_epoch(matrix, y, eta)
+        epoch = _sklearn_epoch(csr_matrix((data, indices, indptr), shape=(n, d)), y, eta)
         if epoch is not None:
             runs["sklearn"] = (epoch, n)
     except ImportError:
@@ -211,21 +146,54 @@ def csr_rates(n: int, steps: int, reps: int, libs: dict[str, Any], seed: int = 0
     return rates
 
 
-def _interleave(runs: dict[str, tuple[Callable[[], None], int]], reps: int) -> dict[str, Any]:
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(reps):
-        for name, (run, updates) in runs.items():
-            samples[name].append(_rate(run, updates))
-    return {name: float(np.median(values)) for name, values in samples.items()}
+def uniform_draws(d: int, n: int, block: int, reps: int) -> dict[str, Any]:
+    """Cost of the random-number path against the kernel it feeds, both per step.
+
+    The engine draws each segment's uniforms ahead of time (PCG64 via ``StepStream``) and the
+    kernel reads them once; ``block`` steps per draw is a segment between two meetings.
+    """
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((n, d)), rng.standard_normal(n)
+    stream = StepStream(0, 0, 0, 1)
+    w = np.zeros(d)
+    draw_s, kernel_s = [], []
+    for rep in range(reps):
+        tic = time.perf_counter()
+        u = stream.uniforms(rep * block, (rep + 1) * block)
+        toc = time.perf_counter()
+        sgd_dense(X, y, w, u, np.full(block, 0.1 / d), 0.0, LS)
+        draw_s.append((toc - tic) / block)
+        kernel_s.append((time.perf_counter() - toc) / block)
+    return {"d": d, "block": block, "draw_s": float(np.median(draw_s)),
+            "kernel_s": float(np.median(kernel_s))}  # fmt: skip
+
+
+def versions() -> dict[str, str]:
+    """What each baseline is: compiler and library versions (or why it is missing)."""
+    import numba
+
+    _, cc = c_loops.compiler()
+    out = {"cc": cc, "numba": numba.__version__, "numpy": np.__version__}
+    try:
+        import sklearn
+
+        out["sklearn"] = sklearn.__version__
+    except ImportError:
+        out["sklearn"] = "not installed (pip install 'parsgd[bench]')"
+    return out
 
 
 def measure(quick: bool) -> dict[str, Any]:
-    """All kernel rows: dense d = 10, 100, 1000 and rcv1-shaped sparse."""
+    """All kernel rows: dense d = 10, 100, 1000, rcv1-shaped sparse, and the uniform draws."""
     steps, reps = (300_000, 3) if quick else (2_000_000, 5)
     with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
-        libs = compile_c(Path(tmp))
-        out: dict[str, Any] = {"c_compiler": shutil.which("cc"), "c_flags": C_FLAGS}
+        loops = c_loops.build(Path(tmp))
+        out: dict[str, Any] = {
+            "versions": versions(),
+            "c_flags": {name: " ".join(flags) for name, flags in c_loops.FLAGS.items()},
+        }
         for d, n in ((10, 100_000), (100, 100_000), (1000, 20_000 if quick else 50_000)):
-            out[f"dense_d{d}"] = dense_rates(n, d, steps // max(1, d // 100), reps, libs)
-        out["csr_rcv1"] = csr_rates(20_000 if quick else 200_000, steps, reps, libs)
+            out[f"dense_d{d}"] = dense_rates(n, d, steps // max(1, d // 100), reps, loops)
+        out["csr_rcv1"] = csr_rates(20_000 if quick else 200_000, steps, reps, loops)
+    out["uniforms"] = [uniform_draws(d, 100_000, 10_000, reps * 3) for d in (10, 100)]
     return out

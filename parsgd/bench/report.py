@@ -73,56 +73,103 @@ def _latency_row(
     )
 
 
-def build_rows(raw: dict[str, Any]) -> list[Row]:
-    rows: list[Row] = []
-    kernels = raw["kernels"]
-    for key, label in (("dense_d10", "d=10"), ("dense_d100", "d=100"), ("dense_d1000", "d=1000")):
-        rates = kernels[key]
-        target = 0.8 if key == "dense_d100" else None
-        rows.append(_rate_row(f"SGD kernel {label}", rates, "numba", "c_O2", target, "C -O2"))
-        rows.append(
-            _rate_row(
-                f"SGD kernel {label}",
-                rates,
-                "numba",
-                "sklearn",
-                1.0 if key == "dense_d100" else None,
-                "sklearn SGDRegressor",
-            )
-        )
-        rows.append(
-            _rate_row(
-                f"SGD kernel {label}", rates, "numba", "numpy_loop", None, "numpy per-sample loop"
-            )
-        )
-        rows.append(
-            _rate_row(
-                f"SGD kernel {label} fastmath",
-                rates,
-                "numba_fastmath",
-                "c_fast",
-                None,
-                "C -O3 -march=native -ffast-math",
-            )
-        )
-    sparse = kernels["csr_rcv1"]
-    rows.append(
-        _rate_row(
-            "SGD kernel rcv1-shaped CSR",
-            sparse,
-            "numba",
-            "c_O2",
-            None,
-            "C -O2",
-            "the engine's CSR loop (objectives.linear.sgd_csr), as sparse runs use it",
-        )
-    )
-    rows.append(
-        _rate_row(
-            "SGD kernel rcv1-shaped CSR", sparse, "numba", "sklearn", None, "sklearn SGDRegressor"
-        )
-    )
+C_FAST = "C -O3 -march=native -ffast-math"
 
+
+def kernel_rows(kernels: dict[str, Any]) -> list[Row]:
+    """One worker's SGD loop against the C ceiling and the other baselines, dense and CSR."""
+    rows: list[Row] = []
+    for d in (10, 100, 1000):
+        rates, name = kernels[f"dense_d{d}"], f"SGD kernel d={d}"
+        rows += [
+            _rate_row(name, rates, "numba", "c_fast", 0.8, C_FAST),
+            _rate_row(name, rates, "numba", "c_O2", None, "C -O2"),
+            _rate_row(name, rates, "numba", "numba_fastmath", None, "numba fastmath=True"),
+            _rate_row(
+                name, rates, "numba", "sklearn", 1.0 if d == 100 else None, "sklearn SGDRegressor"
+            ),
+            _rate_row(name, rates, "numba", "numpy_loop", None, "numpy per-sample loop"),
+        ]
+    sparse, name = kernels["csr_rcv1"], "SGD kernel rcv1-shaped CSR"
+    note = "the engine's CSR loop (kernels.linear.sgd_csr), as sparse runs use it"
+    rows += [
+        _rate_row(name, sparse, "numba", "c_fast", 0.8, C_FAST, note),
+        _rate_row(name, sparse, "numba", "c_O2", None, "C -O2"),
+        _rate_row(name, sparse, "numba", "sklearn", None, "sklearn SGDRegressor"),
+    ]
+    for entry in kernels.get("uniforms", []):
+        draw, step = entry["draw_s"] * 1e9, entry["kernel_s"] * 1e9
+        rows.append(
+            Row(
+                f"PCG64 uniform drawn ahead, per step, d={entry['d']}",
+                draw,
+                "ns",
+                "the SGD step it feeds",
+                step,
+                draw / step,
+                note="ratio = share of a step's time; blocks of 10,000 steps",
+            )
+        )
+    return rows
+
+
+def baselines(raw: dict[str, Any]) -> str:
+    """What every baseline is, with its version and flags (printed above the table)."""
+    kernels = raw["kernels"]
+    v, flags = kernels["versions"], kernels["c_flags"]
+    lines = ["baselines:"]
+    for name, flag in flags.items():
+        lines.append(f"  {name}: {v['cc']}, {flag} -shared -fPIC")
+    lines.append(
+        f"  numba {v['numba']}: ours fastmath={{contract, reassoc}}; baseline fastmath=True"
+    )
+    lines.append(f"  numpy {v['numpy']}; scikit-learn {v['sklearn']}")
+    torch = raw.get("torch", {})
+    lines.append(
+        f"  torch: {torch['skipped']}"
+        if "skipped" in torch
+        else f"  torch {torch.get('torch')}: PeriodicModelAverager over gloo, 2 ranks"
+    )
+    lines.append(f"  MPI: {raw['averaging'].get('mpi_note') or 'mpi4py Allreduce, 2 ranks'}")
+    return "\n".join(lines)
+
+
+def torch_and_contention_rows(raw: dict[str, Any]) -> list[Row]:
+    """Ours against the PyTorch way, and the meeting cost with a competing process."""
+    rows: list[Row] = []
+    torch, ours = raw.get("torch", {}), raw["throughput"]["h_curve"].get("1000")
+    theirs = torch.get("samples_per_s")
+    rows.append(
+        Row(
+            "throughput M=2 d=100 every 1000",
+            ours,
+            "samples/s",
+            "torch PeriodicModelAverager (gloo)",
+            theirs,
+            ours / theirs if ours and theirs else None,
+            1.0,
+            torch.get("skipped", "per-sample nn.Linear local SGD, 2 ranks on 127.0.0.1"),
+        )
+    )
+    contention = raw.get("contention")
+    if contention:
+        alone, busy = contention["alone"], contention["competing"]
+        for stat in ("median", "p90", "max"):
+            rows.append(
+                Row(
+                    f"meeting cost every 1 M=2 d=100, competing process, {stat}",
+                    busy[stat] * 1e6,
+                    "us",
+                    "same run, no competitor",
+                    alone[stat] * 1e6,
+                    note="mean over the meetings of one eval interval" if stat == "max" else "",
+                )
+            )
+    return rows
+
+
+def build_rows(raw: dict[str, Any]) -> list[Row]:
+    rows = kernel_rows(raw["kernels"])
     thr = raw["throughput"]
     rows.append(
         Row(
@@ -132,7 +179,7 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
             "M=1",
             thr["m1"],
             thr["m2"] / thr["m1"],
-            1.8,
+            1.9,
         )
     )
     curve = thr["h_curve"]
@@ -149,7 +196,7 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
         )
     )
     for h, rate in curve.items():
-        target = 0.25 if h == "1" else None
+        target = 0.4 if h == "1" else None
         rows.append(
             Row(
                 f"throughput M=2 d=100 every {h}",
@@ -162,6 +209,7 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
             )
         )
 
+    rows += torch_and_contention_rows(raw)
     avg = raw["averaging"]
     for key, value in avg.items():
         if not key.startswith("d"):
@@ -215,13 +263,13 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
         if kind:
             note += "; " + ", ".join(f"{k} {v / 1e9:.3f} GB" for k, v in kind.items())
         rows.append(Row(f"PSS {name}", value / 1e9, "GB", note=note))
-    rows.append(Row("start-up to first step (warm cache)", start["first_step_s"], "s", target=1.5))
+    rows.append(Row("start-up to first step (warm cache)", start["first_step_s"], "s", target=0.65))
     rows.append(
         Row(
             "start-up to first step, every 1 (warm cache)",
             start["first_step_fastpath_s"],
             "s",
-            target=1.5,
+            target=0.65,
             note="includes loading the compiled averaging rounds before the fork",
         )
     )

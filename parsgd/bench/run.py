@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from parsgd.bench import averaging, kernels, memory, report, throughput
+from parsgd.bench import averaging, contention, kernels, memory, report, throughput, torch_local_sgd
 
 
 def run_bench(quick: bool, json_path: Path | None) -> int:
@@ -20,6 +20,8 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
         ("averaging", averaging),
         ("throughput", throughput),
         ("memory", memory),
+        ("torch", torch_local_sgd),
+        ("contention", contention),
     ):
         tic = time.perf_counter()
         print(f"parsgd bench: {name} ...", flush=True)
@@ -29,6 +31,7 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
     info["load_avg_1m_after"] = os.getloadavg()[0]
     info["cpu_pressure_after"] = report._cpu_pressure()
     rows = report.build_rows(raw)
+    print(report.baselines(raw))
     print(report.table(rows))
     m = info["machine"]
     print(
