@@ -65,7 +65,7 @@ def _summary(costs: list[float]) -> dict[str, float]:
 
 def measure(quick: bool) -> dict[str, Any]:
     """Meeting cost distributions with and without one competing CPU-bound process."""
-    steps, interval = (20_000, 500) if quick else (200_000, 1000)
+    steps, interval = (5_000, 250) if quick else (200_000, 1000)
     logging.getLogger("parsgd").setLevel(logging.ERROR)
     out: dict[str, Any] = {"steps": steps, "interval": interval}
     with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:

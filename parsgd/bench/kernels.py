@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable
 from functools import partial
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -180,12 +181,17 @@ def versions() -> dict[str, str]:
         out["sklearn"] = sklearn.__version__
     except ImportError:
         out["sklearn"] = "not installed (pip install 'parsgd[bench]')"
+    for package in ("mpi4py", "mpich"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
     return out
 
 
 def measure(quick: bool) -> dict[str, Any]:
     """All kernel rows: dense d = 10, 100, 1000, rcv1-shaped sparse, and the uniform draws."""
-    steps, reps = (300_000, 3) if quick else (2_000_000, 5)
+    steps, reps = (100_000, 2) if quick else (2_000_000, 5)
     with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
         loops = c_loops.build(Path(tmp))
         out: dict[str, Any] = {
@@ -195,5 +201,5 @@ def measure(quick: bool) -> dict[str, Any]:
         for d, n in ((10, 100_000), (100, 100_000), (1000, 20_000 if quick else 50_000)):
             out[f"dense_d{d}"] = dense_rates(n, d, steps // max(1, d // 100), reps, loops)
         out["csr_rcv1"] = csr_rates(20_000 if quick else 200_000, steps, reps, loops)
-    out["uniforms"] = [uniform_draws(d, 100_000, 10_000, reps * 3) for d in (10, 100)]
+    out["uniforms"] = [uniform_draws(d, 100_000, 10_000, 3 if quick else 15) for d in (10, 100)]
     return out

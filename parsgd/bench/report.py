@@ -130,14 +130,15 @@ def baselines(raw: dict[str, Any]) -> str:
         if "skipped" in torch
         else f"  torch {torch.get('torch')}: PeriodicModelAverager over gloo, 2 ranks"
     )
-    lines.append(f"  MPI: {raw['averaging'].get('mpi_note') or 'mpi4py Allreduce, 2 ranks'}")
+    mpi = raw["averaging"].get("mpi_note") or "in-place Allreduce, 2 ranks on one node"
+    lines.append(f"  MPI: mpi4py {v.get('mpi4py')}, mpich {v.get('mpich')}: {mpi}")
     return "\n".join(lines)
 
 
 def torch_and_contention_rows(raw: dict[str, Any]) -> list[Row]:
     """Ours against the PyTorch way, and the meeting cost with a competing process."""
     rows: list[Row] = []
-    torch, ours = raw.get("torch", {}), raw["throughput"]["h_curve"].get("1000")
+    torch, ours = raw.get("torch", {}), raw["throughput"]["m2"]  # M=2, d=100, every 1000
     theirs = torch.get("samples_per_s")
     rows.append(
         Row(
