@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import run_cli
+from conftest import run_cli
 
 
 def test_bench_quick_writes_every_row(tmp_path: Path) -> None:

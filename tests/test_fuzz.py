@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,6 @@ from parsgd.config.load import SCHEMA, apply_overrides, resolve, validate
 from parsgd.config.schema import Section
 from parsgd.engine.runner import run_experiment
 from parsgd.errors import ConfigError, DataError
-from tests.conftest import run_cli
 
 KEYS = (
     [name for name, spec in SCHEMA.items() if not isinstance(spec, Section)]

@@ -8,12 +8,12 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from parsgd.analysis.curves import compute_curves, compute_target_times
 from parsgd.analysis.runs import find_runs, varying_keys
 from parsgd.analysis.targets import parse_target
 from parsgd.cli import main
-from tests.conftest import run_cli
 from tests.small_sweep import make_small_sweep
 
 LABELS = ["mini-batch (every step)", "every 10 steps", "one-shot"]

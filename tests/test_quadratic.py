@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import run_cli, write_config
 
 from parsgd.analysis.theory import quadratic_dist_sq
 from parsgd.config.load import load_config
 from parsgd.data.synthetic import planted_weights, spectrum
 from parsgd.engine.rundir import read_trace
 from parsgd.schedules import AveragingSchedule
-from tests.conftest import run_cli, write_config
 
 
 def _quadratic_config(path: Path, **sections: object) -> Path:
