@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import subprocess
 import sys
@@ -261,18 +262,37 @@ def test_sigusr1_stops_a_run_like_sigterm(tmp_path: Path) -> None:
 
 
 def test_two_sweeps_sharing_a_directory_run_each_point_once(tmp_path: Path) -> None:
-    sweep = write_sweep(tmp_path, steps=4000)
+    # Four points of several seconds each (a meeting every step), one at a time per sweep;
+    # the second sweep starts once the first is running a point: both must get points.
+    base = write_config(
+        tmp_path / "base.yaml", workers=1, sgd={"steps": 300_000}, averaging={"every": 1},
+        eval={"every": 100_000},
+    )  # fmt: skip
+    grid = {"sgd.step_size": [0.01, 0.02, 0.03, 0.04]}
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "avg", "base": base.name, "grid": grid}))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "parsgd", "sweep", str(sweep), "--out", str(out)]
-    procs = [
-        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
-    for proc in procs:
-        proc.communicate(timeout=240)
-        assert proc.returncode == 0
+    command = ("sweep", str(sweep), "--out", str(out), "--jobs", "1")
+    first = start_cli(*command, logs=tmp_path / "first")
+    assert wait_until(
+        lambda: (
+            any(_status(p) == "running" for p in (out / "avg").glob("*/run.json"))
+            or first.poll() is not None
+        ),
+        120,
+        0.01,
+    )
+    done = sum(_status(p) == "completed" for p in (out / "avg").glob("*/run.json"))
+    assert first.poll() is None and done < 4, "the first sweep ended before the second began"
+    second = start_cli(*command, logs=tmp_path / "second")
+    ran = []
+    for proc, logs in ((first, "first"), (second, "second")):
+        assert proc.wait(timeout=600) == 0, cli_output(tmp_path / logs)
+        (count,) = re.findall(r"ran (\d+)", cli_output(tmp_path / logs)[0])
+        ran.append(int(count))
+    assert sum(ran) == 4 and min(ran) >= 1, ran  # each point once, and both sweeps ran some
     rows = read_index(out / "avg" / "index.csv")
-    assert [r["status"] for r in rows] == ["completed"] * 12
+    assert [r["status"] for r in rows] == ["completed"] * 4
     for row in rows:
         log = (out / "avg" / row["run_id"] / "log.txt").read_text()
         assert log.count("config hash") == 1, f"{row['run_id']} ran twice"
