@@ -198,13 +198,16 @@ def leaked_segments(before: set[str]) -> list[str]:
 def _listed_processes(roots: list[Path]) -> list[psutil.Process]:
     """The coordinator and workers every run.json under ``roots`` lists, that still exist.
 
-    A pid is taken as the run's process only if that process started before its run.json was
-    last written (the run's end), so a recycled pid of an unrelated new process is not blamed.
+    Pids are recycled quickly on a busy machine, so a pid counts as the run's process only
+    if that process started before its run.json was last written (the run's end; psutil's
+    start times are to about a second) and its command line names the root it was found
+    under (a coordinator's ``--out`` or config path; workers are forks, with the same line).
     """
     found: dict[int, psutil.Process] = {}
     for root in roots:
         if not root.is_dir():
             continue
+        names = {str(root), str(root.resolve())}
         for record_path in root.rglob("run.json"):
             try:
                 record = json.loads(record_path.read_text())
@@ -213,15 +216,15 @@ def _listed_processes(roots: list[Path]) -> list[psutil.Process]:
                 continue  # torn or gone: a fault test's business, not this check's
             if not isinstance(record, dict):
                 continue
-            pids = [*record.get("pids", []), record.get("coordinator_pid")]
-            for pid in pids:
+            for pid in [*record.get("pids", []), record.get("coordinator_pid")]:
                 if not isinstance(pid, int) or pid == os.getpid() or pid in found:
                     continue
                 try:
                     proc = psutil.Process(pid)
-                    if proc.create_time() <= written + 1.0:
+                    line = " ".join(proc.cmdline())
+                    if proc.create_time() <= written + 1.0 and any(n in line for n in names):
                         found[pid] = proc
-                except psutil.NoSuchProcess:
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
     return list(found.values())
 

@@ -45,9 +45,11 @@ def test_required_slurm_fails_instead_of_skipping_when_absent(tmp_path: Path) ->
 
 def test_leak_check_sees_a_listed_process_that_pytest_no_longer_parents(tmp_path: Path) -> None:
     # A shell that starts a sleeper and exits: the sleeper is reparented away from pytest,
-    # as a CLI run's workers are when their coordinator exits.
+    # as a CLI run's workers are when their coordinator exits. Its command line names the
+    # test's directory, as a CLI run's names its --out.
     shell = subprocess.run(
-        ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"],
+        ["sh", "-c", f"'{sys.executable}' -c 'import time; time.sleep(300)' '{tmp_path}' "
+         ">/dev/null 2>&1 & echo $!"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     orphan = psutil.Process(int(shell.stdout))
@@ -57,6 +59,8 @@ def test_leak_check_sees_a_listed_process_that_pytest_no_longer_parents(tmp_path
         run_dir.mkdir()
         (run_dir / "run.json").write_text(json.dumps({"pids": [orphan.pid], "status": "x"}))
         assert [p.pid for p in _listed_processes([tmp_path])] == [orphan.pid]
+        # A listed pid whose process names another run's directory is a recycled pid.
+        assert _listed_processes([run_dir]) == []
     finally:
         orphan.kill()
     assert wait_until(lambda: not _listed_processes([tmp_path]), 10)  # gone: nothing reported
