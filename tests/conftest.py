@@ -1,8 +1,9 @@
 """Shared fixtures: run the CLI as a user does, and prove nothing leaks after each test.
 
 Real parts the suite needs from the machine (a SLURM cluster, MPI, a tmpfs mount) skip with
-their reason when absent, unless ``PARSGD_REQUIRE`` names them (``PARSGD_REQUIRE=slurm,mpi``,
-as CI sets it): then their absence fails the test, so CI cannot pass without them.
+their reason when absent, unless ``PARSGD_REQUIRE`` names them (``slurm``, ``mpi``, ``tmpfs``,
+comma-separated; CI names all three): then their absence fails the test, so CI cannot pass
+without them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if __name__ != "conftest":  # a second copy would have its own list of CLI runs 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_ENV = "PARSGD_REQUIRE"
 
-# The --out directories of the CLI runs of the current test (see run_cli and no_leaks).
+# Where the current test's runs wrote (its tmp_path, each CLI --out): see no_leaks.
 _cli_outs: list[Path] = []
 
 
