@@ -1,7 +1,14 @@
-"""Shared fixtures: run the CLI as a user does, and prove nothing leaks after each test."""
+"""Shared fixtures: run the CLI as a user does, and prove nothing leaks after each test.
+
+Real parts the suite needs from the machine (a SLURM cluster, MPI, a tmpfs mount) skip with
+their reason when absent, unless ``PARSGD_REQUIRE`` names them (``slurm``, ``mpi``, ``tmpfs``,
+comma-separated; CI names all three): then their absence fails the test, so CI cannot pass
+without them.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,13 +23,45 @@ import yaml
 
 from parsgd.data.shared import live_segments
 
+if __name__ != "conftest":  # a second copy would have its own list of CLI runs to check
+    raise ImportError("import this module as `conftest` (pytest's copy), not as " + __name__)
+
 ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_ENV = "PARSGD_REQUIRE"
+
+# Where the current test's runs wrote (its tmp_path, each CLI --out): see no_leaks.
+_cli_outs: list[Path] = []
+
+
+def required_parts() -> set[str]:
+    """The real parts named in ``PARSGD_REQUIRE`` (comma-separated, case and spaces ignored)."""
+    raw = os.environ.get(REQUIRE_ENV, "")
+    return {part.strip().lower() for part in raw.split(",") if part.strip()}
+
+
+def skip_unless_available(part: str, reason: str | None) -> None:
+    """Skip the test because ``part`` is missing (``reason``), or fail if it is required.
+
+    Every fixture or test that would skip for want of a real part calls this, so that
+    ``PARSGD_REQUIRE`` turns each such skip into a failure. ``reason=None``: available.
+    """
+    if reason is None:
+        return
+    if part in required_parts():
+        pytest.fail(f"{part} is required ({REQUIRE_ENV}) but unavailable: {reason}", False)
+    pytest.skip(f"{part}: {reason}")
 
 
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """``parsgd ARGS`` in a subprocess, from the repository root."""
+    """``parsgd ARGS`` in a subprocess, from the repository root.
+
+    The ``--out`` directory is remembered: after the test, ``no_leaks`` checks that no
+    process a run.json under it lists is still alive.
+    """
+    if "--out" in args[:-1]:
+        _cli_outs.append(Path(args[args.index("--out") + 1]))
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "parsgd", *args],
@@ -32,6 +71,50 @@ def run_cli(
         timeout=timeout,
         env=full_env,
     )
+
+
+def start_cli(*args: str, logs: Path, new_session: bool = False) -> subprocess.Popen[str]:
+    """``parsgd ARGS`` started in the background; its stdout and stderr go to files in
+    ``logs`` (read them with ``cli_output``), so a test can wait on what it has printed."""
+    if "--out" in args[:-1]:
+        _cli_outs.append(Path(args[args.index("--out") + 1]))
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "parsgd", *args],
+            cwd=ROOT,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            start_new_session=new_session,  # its own process group, as Ctrl-C in a terminal
+        )
+
+
+def cli_output(logs: Path) -> tuple[str, str]:
+    """What a ``start_cli`` process has printed so far: (stdout, stderr)."""
+    return (logs / "stdout").read_text(), (logs / "stderr").read_text()
+
+
+def trace_rows(run_dir: Path) -> int:
+    """Data rows the run in ``run_dir`` has written to trace.csv so far."""
+    try:
+        return max(len((run_dir / "trace.csv").read_text().splitlines()) - 1, 0)
+    except FileNotFoundError:
+        return 0
+
+
+def signal_in_steps(
+    proc: subprocess.Popen[str], run_dir: Path, sig: int, rows: int = 2, group: bool = False
+) -> None:
+    """Send ``sig`` once the run has written ``rows`` trace rows, that is once it is in its
+    steps, and assert it was still running then: no test races a run to its end. Give such
+    a run seconds of steps, and assert afterwards that its trace is incomplete."""
+    reached = wait_until(lambda: trace_rows(run_dir) >= rows or proc.poll() is not None, 120, 0.01)
+    assert reached and proc.poll() is None, "the run ended before it was signalled: lengthen it"
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
 
 
 def write_config(path: Path, **sections: Any) -> Path:
@@ -74,13 +157,26 @@ def private_cache(
 
 
 @pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    """After every test: no child process of ours alive, no new parsgd shared-memory segment."""
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test: no child process of ours alive, no process a run listed alive, no
+    new parsgd shared-memory segment.
+
+    A CLI run's workers are grandchildren of pytest, reparented to init once the coordinator
+    exits, so descendants alone would miss them: the pids every run.json lists (under the
+    test's tmp_path, and under every ``--out`` given to ``run_cli``) are checked too.
+    """
     before = set(live_segments())
+    _cli_outs.clear()
+    if "tmp_path" in request.fixturenames:
+        _cli_outs.append(request.getfixturevalue("tmp_path"))
     yield
     me = psutil.Process()
     assert wait_until(lambda: not [c for c in me.children(recursive=True) if _alive(c)], 5.0), (
         f"live children: {me.children(recursive=True)}"
+    )
+    listed = _listed_processes(_cli_outs)
+    assert wait_until(lambda: not [p for p in listed if _alive(p)], 5.0), (
+        f"processes listed in a run.json still alive: {[p for p in listed if _alive(p)]}"
     )
     assert wait_until(lambda: not leaked_segments(before), 5.0), (
         f"leaked shared-memory segments: {leaked_segments(before)}"
@@ -98,6 +194,40 @@ def leaked_segments(before: set[str]) -> list[str]:
         if pid == os.getpid() or not psutil.pid_exists(pid):
             leaked.append(name)
     return sorted(leaked)
+
+
+def _listed_processes(roots: list[Path]) -> list[psutil.Process]:
+    """The coordinator and workers every run.json under ``roots`` lists, that still exist.
+
+    Pids are recycled quickly on a busy machine, so a pid counts as the run's process only
+    if that process started before its run.json was last written (the run's end; psutil's
+    start times are to about a second) and its command line names the root it was found
+    under (a coordinator's ``--out`` or config path; workers are forks, with the same line).
+    """
+    found: dict[int, psutil.Process] = {}
+    for root in roots:
+        if not root.is_dir():
+            continue
+        names = {str(root), str(root.resolve())}
+        for record_path in root.rglob("run.json"):
+            try:
+                record = json.loads(record_path.read_text())
+                written = record_path.stat().st_mtime
+            except (OSError, ValueError):
+                continue  # torn or gone: a fault test's business, not this check's
+            if not isinstance(record, dict):
+                continue
+            for pid in [*record.get("pids", []), record.get("coordinator_pid")]:
+                if not isinstance(pid, int) or pid == os.getpid() or pid in found:
+                    continue
+                try:
+                    proc = psutil.Process(pid)
+                    line = " ".join(proc.cmdline())
+                    if proc.create_time() <= written + 1.0 and any(n in line for n in names):
+                        found[pid] = proc
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+    return list(found.values())
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import run_cli, write_config
+from conftest import run_cli, write_config
 
 EVERY = ("1", "10", "end")
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas
 import pytest
 import yaml
+from conftest import ROOT, run_cli
 
 import parsgd
 from parsgd.analysis.curves import compute_curves, compute_target_times
@@ -26,7 +27,6 @@ from parsgd.analysis.plot import draw_curves
 from parsgd.analysis.runs import find_runs, varying_keys
 from parsgd.analysis.targets import parse_target, time_to_target
 from parsgd.engine.rundir import read_trace
-from tests.conftest import ROOT, run_cli
 
 EVERY = [1, 4, 16, 64, 256, "end"]
 

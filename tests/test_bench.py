@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import run_cli
+from conftest import run_cli
 
 
 # ~1 min alone; more than 10 min when the shared machine's load is ~15 on its 2 cores.

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_cli, write_config
 
 from parsgd.engine.rundir import TRACE_COLUMNS, read_trace
-from tests.conftest import ROOT, run_cli, write_config
 
 
 def test_quickstart_runs_and_writes_the_four_files(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import run_cli
 from sklearn.datasets import dump_svmlight_file, load_breast_cancer
 
 from parsgd.engine.rundir import read_trace
-from tests.conftest import run_cli
 
 TIMING_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")
 

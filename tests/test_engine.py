@@ -86,11 +86,21 @@ def test_spread_grows_with_the_interval_and_vanishes_with_one_worker(tmp_path: P
 
 
 def test_every_step_averaging_keeps_workers_together(tmp_path: Path) -> None:
-    """With every: 1 the spread is recorded before the average, so it is one step's drift."""
-    result = run_experiment(make_config(averaging__every=1, eval__every=1, sgd__steps=50), tmp_path)
+    """With every: 1 the spread is recorded before the average, so it is one step's drift:
+    nonzero (the workers drew different samples) but a fraction of ten steps' drift."""
+    common = {"eval__every": 10, "sgd__steps": 200, "trials": 1}
+    result = run_experiment(make_config(averaging__every=1, **common), tmp_path / "a")
     rows = read_trace(result.directory / "trace.csv")
     assert all(int(r["syncs"]) == int(r["step"]) for r in rows)
-    assert all(float(r["variance"]) >= 0 for r in rows)
+    assert float(rows[0]["variance"]) == 0.0  # a common start
+    together = np.array([float(r["variance"]) for r in rows[1:]])
+    apart_rows = read_trace(
+        run_experiment(make_config(averaging__every=10, **common), tmp_path / "b").directory
+        / "trace.csv"
+    )
+    apart = np.array([float(r["variance"]) for r in apart_rows[1:]])  # ten steps' drift
+    assert np.all(together > 0)
+    assert together.mean() < 0.3 * apart.mean(), (together.mean(), apart.mean())
 
 
 def test_loss_decreases_and_optimum_is_known(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli, write_config
 
 from parsgd.engine import fastpath
 from parsgd.problems.kernels.linear import LEAST_SQUARES
-from tests.conftest import run_cli, write_config
 from tests.helpers import numbers
 
 

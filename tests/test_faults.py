@@ -11,17 +11,26 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from conftest import (
+    cli_output,
+    leaked_segments,
+    run_cli,
+    signal_in_steps,
+    skip_unless_available,
+    start_cli,
+    trace_rows,
+    wait_until,
+    write_config,
+)
 
 from parsgd.data.shared import live_segments
 from parsgd.engine.rundir import read_trace
 from parsgd.engine.worker import FAULT_ENV
-from tests.conftest import ROOT, leaked_segments, run_cli, wait_until, write_config
 from tests.helpers import numbers
 
 
@@ -62,9 +71,8 @@ def test_worker_fault_fails_the_run_and_names_worker_and_cause(
     tmp_path: Path, kind: str, cause: str
 ) -> None:
     config = write_config(tmp_path / "c.yaml", sgd={"steps": 3000}, eval={"every": 100})
-    started = time.monotonic()
+    # A hang would hit run_cli's timeout: no wall-clock assertion needed.
     done = run_cli("run", str(config), "--out", str(tmp_path), env={FAULT_ENV: f"1:1200:{kind}"})
-    assert time.monotonic() - started < 60  # generous: a hang would hit pytest's timeout
     assert done.returncode == 1, done.stderr
     record = json.loads((tmp_path / "t" / "run.json").read_text())
     assert record["status"] == "failed"
@@ -79,19 +87,15 @@ def test_worker_fault_fails_the_run_and_names_worker_and_cause(
 
 
 def _start(config: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "parsgd", "run", str(config), "--out", str(out), *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's Ctrl-C would hit
+    """The run in its own process group (as a terminal's Ctrl-C would hit it); its output
+    goes to files in out/logs."""
+    return start_cli(
+        "run", str(config), "--out", str(out), *extra, logs=out / "logs", new_session=True
     )
 
 
-def _rows(out: Path) -> int:
-    path = out / "t" / "trace.csv"
-    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+# _long_config: 2 trials x (4M / 200k + 1) rows.
+LONG_ROWS = 42
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -100,14 +104,11 @@ def test_signal_stops_at_a_meeting_and_resume_reproduces_the_trace(
 ) -> None:
     config = _long_config(tmp_path)
     proc = _start(config, tmp_path / "cut")
-    assert wait_until(lambda: _rows(tmp_path / "cut") >= 5, 60)
-    os.killpg(proc.pid, sig)
-    stopped = time.monotonic()
-    _, stderr = proc.communicate(timeout=30)
-    assert time.monotonic() - stopped < 10
-    assert proc.returncode == 130, stderr
+    signal_in_steps(proc, tmp_path / "cut" / "t", sig, rows=5, group=True)
+    assert proc.wait(timeout=60) == 130, cli_output(tmp_path / "cut" / "logs")
     record = json.loads((tmp_path / "cut" / "t" / "run.json").read_text())
     assert record["status"] == "interrupted" and "--resume" in record["reason"]
+    assert 5 <= trace_rows(tmp_path / "cut" / "t") < LONG_ROWS  # it stopped mid-run
     assert (tmp_path / "cut" / "t" / "checkpoint.npz").exists()
     assert wait_until(lambda: _gone(record["pids"]), 5)
 
@@ -115,6 +116,7 @@ def test_signal_stops_at_a_meeting_and_resume_reproduces_the_trace(
     assert resumed.returncode == 0, resumed.stderr
     whole = run_cli("run", str(config), "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
+    assert trace_rows(tmp_path / "whole" / "t") == LONG_ROWS
     assert numbers(tmp_path / "cut" / "t") == numbers(tmp_path / "whole" / "t")
     final = json.loads((tmp_path / "cut" / "t" / "run.json").read_text())
     assert final["status"] == "completed" and final["resumed_from"] is not None
@@ -150,29 +152,34 @@ def test_second_signal_stops_at_once_and_frees_everything(tmp_path: Path) -> Non
         eval={"every": 50_000_000},
     )
     proc = _start(config, tmp_path)
-    assert wait_until(lambda: _rows(tmp_path) >= 1, 60)
-    time.sleep(0.3)
+    signal_in_steps(proc, tmp_path / "t", signal.SIGINT, rows=1, group=True)
+    # The second signal only once the first was taken (the run says so on stderr).
+    assert wait_until(
+        lambda: (
+            "stopping at the next meeting" in cli_output(tmp_path / "logs")[1]
+            or proc.poll() is not None
+        ),
+        60,
+        0.01,
+    )
+    assert proc.poll() is None, "the run ended before the second signal: lengthen it"
     os.killpg(proc.pid, signal.SIGINT)
-    time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)
-    proc.communicate(timeout=30)
-    assert proc.returncode == 130
+    assert proc.wait(timeout=30) == 130
     record = json.loads((tmp_path / "t" / "run.json").read_text())
     assert record["status"] == "interrupted" and "second signal" in record["reason"]
+    assert trace_rows(tmp_path / "t") == 1  # the row at step 0 only: stopped mid-trial
     assert wait_until(lambda: _gone(record["pids"]), 5)
 
 
 def test_sigkilled_coordinator_leaves_no_workers_and_no_segments(tmp_path: Path) -> None:
     before = set(live_segments())  # segments of runs elsewhere on this machine
     proc = _start(_long_config(tmp_path), tmp_path)
-    record_path = tmp_path / "t" / "run.json"
-    assert wait_until(
-        lambda: record_path.exists() and json.loads(record_path.read_text())["pids"], 60
-    )
-    pids = json.loads(record_path.read_text())["pids"]
-    proc.kill()
+    signal_in_steps(proc, tmp_path / "t", signal.SIGKILL, rows=2)  # the coordinator only
     proc.wait(10)
-    assert wait_until(lambda: _gone(pids), 5), "workers outlived their coordinator"
+    record = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert record["status"] == "running"  # killed mid-run: it never wrote its end
+    assert len(record["pids"]) == 2 and 2 <= trace_rows(tmp_path / "t") < LONG_ROWS
+    assert wait_until(lambda: _gone(record["pids"]), 5), "workers outlived their coordinator"
     # Python's resource tracker unlinks the dead coordinator's segments; a later run would too.
     assert wait_until(lambda: not leaked_segments(before), 10)
 
@@ -220,8 +227,8 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         capture_output=True,
         text=True,
     )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    reason = None if done.returncode == 0 else f"cannot mount a tmpfs here: {done.stderr.strip()}"
+    skip_unless_available("tmpfs", reason)
     try:
         yield mount
     finally:

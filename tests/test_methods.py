@@ -70,6 +70,15 @@ def test_schedules_fire_exactly_where_declared(
     ]
     assert fired == declared.tolist()
     assert np.all(np.diff(syncs) <= 1)
+    # Averaging resets the spread: the row after a sync (one step's drift from the average)
+    # holds far less than the sync's own row (recorded before averaging, after >= 5 steps).
+    variance = {int(r["step"]): float(r["variance"]) for r in rows}
+    gaps = np.diff([0, *declared.tolist()])
+    long = [int(t) for t, gap in zip(declared, gaps, strict=True) if gap >= 5 and t + 1 in variance]
+    if long:
+        before = np.mean([variance[t] for t in long])
+        after = np.mean([variance[t + 1] for t in long])
+        assert after < 0.5 * before, (after, before, long)
 
 
 def test_single_matches_a_plain_sequential_sgd(tmp_path: Path) -> None:
@@ -85,6 +94,30 @@ def test_single_matches_a_plain_sequential_sgd(tmp_path: Path) -> None:
     w_opt = np.linalg.lstsq(X, y, rcond=None)[0]
     assert int(rows[-1]["samples"]) == 1200 and rows[-1]["syncs"] == "0"
     assert_allclose(float(rows[-1]["dist_opt_sq"]), float((w - w_opt) @ (w - w_opt)), rtol=1e-8)
+
+
+def _final_dist_sq(config: dict, out: Path) -> float:
+    rows = read_trace(run_experiment(config, out).directory / "trace.csv")
+    return float(rows[-1]["dist_opt_sq"])
+
+
+def test_hogwild_workers_update_one_shared_model(tmp_path: Path) -> None:
+    """Early in a run (small steps, far from w*) the error shrinks by a known factor per
+    update: two Hogwild! workers of N steps each land where one worker of 2N steps does, and
+    far below one of N steps, which is where each would be with a private model."""
+    common = {"trials": 1, "sgd__step_size": 0.002, "eval__every": 300}
+    hog = _final_dist_sq(
+        make_config(method="hogwild", workers=2, sgd__steps=300, **common), tmp_path / "h"
+    )
+    n_steps = _final_dist_sq(
+        make_config(method="single", single_budget="steps", sgd__steps=300, **common),
+        tmp_path / "n",
+    )
+    two_n = _final_dist_sq(
+        make_config(method="single", workers=1, sgd__steps=600, **common), tmp_path / "2n"
+    )
+    assert two_n < 0.5 * n_steps  # the regime: twice the updates, a much smaller error
+    assert 0.6 * two_n < hog < 1.6 * two_n, (hog, two_n, n_steps)  # private: 3x two_n
 
 
 def test_hogwild_shares_one_model_and_converges(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from parsgd.analysis.network import (
     calibrate,
@@ -18,7 +19,6 @@ from parsgd.analysis.network import (
     ring_allreduce_s,
 )
 from parsgd.analysis.runs import find_runs
-from tests.conftest import run_cli
 from tests.small_sweep import make_small_sweep
 
 SLOW = "latency_us=1000,bandwidth_gbps=1,nodes=2"

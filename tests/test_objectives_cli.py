@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT, run_cli
 
 from parsgd.engine.rundir import read_trace
-from tests.conftest import ROOT, run_cli
 
 TIMING_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")
 CONFIGS = ["least_squares", "logistic", "hinge", "softmax", "quadratic", "pca", "mlp"]

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli, write_config
 
 from parsgd.analysis.curves import compute_paired_curves
 from parsgd.analysis.paired import ci95, final_differences, parse_reference, split_runs, welch_ci95
 from parsgd.analysis.runs import find_runs
 from parsgd.engine.rundir import read_trace
-from tests.conftest import run_cli, write_config
 
 STEPS = 150
 

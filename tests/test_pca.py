@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import run_cli
+
 from parsgd.engine.rundir import read_trace
-from tests.conftest import run_cli
 
 
 def _final_rows(every: str, out: Path) -> list[dict[str, str]]:

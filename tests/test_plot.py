@@ -3,17 +3,20 @@ and the curves it draws (computed by ``parsgd.analysis.curves``) are the ones th
 
 from __future__ import annotations
 
+import re
+import zlib
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
+from conftest import run_cli
+from matplotlib.colors import to_rgb
 
 from parsgd.analysis.curves import compute_curves, compute_target_times
 from parsgd.analysis.runs import find_runs, varying_keys
 from parsgd.analysis.targets import parse_target
 from parsgd.cli import main
-from tests.conftest import run_cli
 from tests.small_sweep import make_small_sweep
 
 LABELS = ["mini-batch (every step)", "every 10 steps", "one-shot"]
@@ -24,12 +27,19 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_small_sweep(tmp_path_factory.mktemp("plot"))
 
 
-def _check_png(path: Path) -> None:
-    """The file opens as an image of a sane size that is not one flat colour."""
-    image = matplotlib.image.imread(path)
+def _check_png(path: Path, curves: int = 3, alpha: float = 1.0) -> None:
+    """The file opens as an image of a sane size in which each of the ``curves`` colours
+    (C0, C1, ... as drawn, blended on white with ``alpha``) covers many pixels: empty
+    axes, or one curve drawn for all, would fail."""
+    image = matplotlib.image.imread(path)[..., :3]
     height, width = image.shape[:2]
     assert 400 <= width <= 4000 and 300 <= height <= 3000, image.shape
-    assert image[..., :3].std() > 0.05  # axes, text and curves on a white background
+    for i in range(curves):
+        colour = alpha * np.array(to_rgb(f"C{i}")) + (1 - alpha)
+        pixels = int((np.abs(image - colour).max(axis=2) < 0.03).sum())
+        assert pixels > 500, (f"C{i}", pixels)
+    unused = np.array(to_rgb(f"C{curves}"))
+    assert int((np.abs(image - unused).max(axis=2) < 0.03).sum()) < 50  # no extra curve
 
 
 @pytest.mark.parametrize(
@@ -49,13 +59,28 @@ def test_every_figure_kind_renders(sweep: Path, tmp_path: Path, args: list[str])
     output = tmp_path / "fig.png"
     done = run_cli("plot", str(sweep), "-o", str(output), *args)
     assert done.returncode == 0, done.stderr
-    _check_png(output)
+    _check_png(output, alpha=0.75 if "time-to-target" in args else 1.0)  # bars: alpha 0.75
 
 
 def test_pdf_and_svg(sweep: Path, tmp_path: Path) -> None:
-    for name in ("fig.pdf", "fig.svg"):
-        assert main(["plot", str(sweep / "ev10"), "-o", str(tmp_path / name)]) == 0
-        assert (tmp_path / name).stat().st_size > 1000
+    """One run's curve (11 recorded steps) is drawn as a line in C0 in both formats."""
+    assert main(["plot", str(sweep / "ev10"), "-o", str(tmp_path / "fig.svg")]) == 0
+    svg = (tmp_path / "fig.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and svg.rstrip().endswith("</svg>")
+    lines = re.findall(r'<path d="([^"]*)"[^>]*stroke: #1f77b4', svg)  # C0
+    assert max(line.count("L ") for line in lines) >= 10, lines
+
+    assert main(["plot", str(sweep / "ev10"), "-o", str(tmp_path / "fig.pdf")]) == 0
+    pdf = (tmp_path / "fig.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    content = b"".join(
+        zlib.decompress(stream)
+        for stream in re.findall(rb"stream\r?\n(.*?)endstream", pdf, re.S)
+        if stream.startswith(b"x")  # zlib-compressed content and fonts
+    )
+    c0 = " ".join(f"{c:.10f}".rstrip("0") for c in to_rgb("C0")).encode()
+    assert c0 + b" RG" in content  # the curve's stroke colour
+    assert content.count(b" l\n") >= 10
 
 
 def test_curves_follow_the_runs_and_the_closed_form(sweep: Path) -> None:

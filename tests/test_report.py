@@ -7,10 +7,10 @@ import csv
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from parsgd.analysis.report import build_report
 from parsgd.cli import main
-from tests.conftest import run_cli
 from tests.small_sweep import make_small_sweep
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, run_cli, wait_until, write_config
+from conftest import ROOT, run_cli, skip_unless_available, wait_until, write_config
 from slurm_cluster import LocalSlurm, unavailable_reason
 
 from parsgd.engine.rundir import read_trace
@@ -54,7 +54,13 @@ def test_sbatch_script_matches_golden_file() -> None:
     )
     text = make_sbatch_script(options)
     if os.environ.get("PARSGD_UPDATE_GOLDEN"):
+        # Never a pass: comparing with the file just written would prove nothing.
+        old = GOLDEN.read_text() if GOLDEN.exists() else ""
         GOLDEN.write_text(text)
+        pytest.fail(
+            f"golden file rewritten ({'changed' if old != text else 'unchanged'}); "
+            "review `git diff tests/golden` and rerun without PARSGD_UPDATE_GOLDEN"
+        )
     assert text == GOLDEN.read_text()
     assert make_sbatch_script(options) == text  # pure
 
@@ -100,9 +106,7 @@ def test_workers_more_than_cpus_per_task_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    skip_unless_available("slurm", unavailable_reason())
     cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
     try:
         cluster.start()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import run_cli
 from sklearn.datasets import dump_svmlight_file, load_digits
 from sklearn.linear_model import LogisticRegression
 
@@ -18,7 +19,6 @@ from parsgd.engine.rundir import read_trace
 from parsgd.problems.kernels import softmax
 from parsgd.problems.optima import solve_softmax
 from parsgd.problems.softmax import SoftmaxPool
-from tests.conftest import run_cli
 
 RTOL = 1e-12
 

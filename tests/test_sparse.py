@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import yaml
+from conftest import ROOT, run_cli
 from sklearn.datasets import dump_svmlight_file
 
 from parsgd.engine.rundir import read_trace
-from tests.conftest import ROOT, run_cli
 
 N, D, NNZ_PER_ROW = 5000, 47236, 76
 

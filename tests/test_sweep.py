@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,16 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, run_cli, wait_until, write_config
+from conftest import (
+    ROOT,
+    cli_output,
+    run_cli,
+    signal_in_steps,
+    start_cli,
+    trace_rows,
+    wait_until,
+    write_config,
+)
 
 from parsgd.engine.rundir import read_trace
 from parsgd.sweep.state import read_index
@@ -211,65 +221,78 @@ def _no_holders(sweep_dir: Path) -> bool:
     return all(run_state(sweep_dir, p).status != "running" for p in points)
 
 
+# Seconds of steps (4M steps, 2 trials, 2 workers) with trace rows every 5%: a signal sent
+# once rows are written always lands mid-run, and the incomplete trace proves that it did.
+LONG = {"sgd": {"steps": 4_000_000}, "averaging": {"every": 100}, "eval": {"every": 200_000}}
+LONG_ROWS = 2 * (4_000_000 // 200_000 + 1)
+
+
 def test_sigterm_mid_run_interrupts_with_checkpoint_and_resumes_exactly(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.yaml", sgd={"steps": 60000}, eval={"every": 2000})
+    config = write_config(tmp_path / "c.yaml", **LONG)
     straight = run_cli("run", str(config), "--out", str(tmp_path / "a"))
     assert straight.returncode == 0, straight.stderr
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "parsgd", "run", str(config), "--out", str(tmp_path / "b")],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    trace = tmp_path / "b" / "t" / "trace.csv"
-    assert wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) > 3, 60)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130, stderr
-    record = _record(tmp_path / "b" / "t")
+    assert trace_rows(tmp_path / "a" / "t") == LONG_ROWS
+    proc = start_cli("run", str(config), "--out", str(tmp_path / "b"), logs=tmp_path / "logs")
+    run_dir = tmp_path / "b" / "t"
+    signal_in_steps(proc, run_dir, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130, cli_output(tmp_path / "logs")
+    record = _record(run_dir)
     assert record["status"] == "interrupted"
     assert "SIGTERM" in record["reason"]
-    assert (tmp_path / "b" / "t" / "checkpoint.npz").exists()
+    assert 2 <= trace_rows(run_dir) < LONG_ROWS  # stopped mid-run, not at the end
+    assert (run_dir / "checkpoint.npz").exists()
     resumed = run_cli("run", str(config), "--out", str(tmp_path / "b"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert numbers(trace) == numbers(tmp_path / "a" / "t" / "trace.csv")
-    assert not (tmp_path / "b" / "t" / "checkpoint.npz").exists()
+    assert numbers(run_dir / "trace.csv") == numbers(tmp_path / "a" / "t" / "trace.csv")
+    assert not (run_dir / "checkpoint.npz").exists()
     final = "final_mean_over_trials"
-    assert _record(tmp_path / "b" / "t")[final] == _record(tmp_path / "a" / "t")[final]
+    assert _record(run_dir)[final] == _record(tmp_path / "a" / "t")[final]
+    assert _record(run_dir)["resumed_from"] is not None
 
 
 def test_sigusr1_stops_a_run_like_sigterm(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.yaml", sgd={"steps": 200000}, eval={"every": 5000})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "parsgd", "run", str(config), "--out", str(tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    trace = tmp_path / "t" / "trace.csv"
-    assert wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) > 2, 60)
-    proc.send_signal(signal.SIGUSR1)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130, stderr
-    assert _record(tmp_path / "t")["status"] == "interrupted"
+    config = write_config(tmp_path / "c.yaml", **LONG)
+    proc = start_cli("run", str(config), "--out", str(tmp_path), logs=tmp_path / "logs")
+    signal_in_steps(proc, tmp_path / "t", signal.SIGUSR1)
+    assert proc.wait(timeout=60) == 130, cli_output(tmp_path / "logs")
+    record = _record(tmp_path / "t")
+    assert record["status"] == "interrupted" and "SIGUSR1" in record["reason"]
+    assert 2 <= trace_rows(tmp_path / "t") < LONG_ROWS
     assert (tmp_path / "t" / "checkpoint.npz").exists()
 
 
 def test_two_sweeps_sharing_a_directory_run_each_point_once(tmp_path: Path) -> None:
-    sweep = write_sweep(tmp_path, steps=4000)
+    # Four points of several seconds each (a meeting every step), one at a time per sweep;
+    # the second sweep starts once the first is running a point: both must get points.
+    base = write_config(
+        tmp_path / "base.yaml", workers=1, sgd={"steps": 300_000}, averaging={"every": 1},
+        eval={"every": 100_000},
+    )  # fmt: skip
+    grid = {"sgd.step_size": [0.01, 0.02, 0.03, 0.04]}
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "avg", "base": base.name, "grid": grid}))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "parsgd", "sweep", str(sweep), "--out", str(out)]
-    procs = [
-        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
-    for proc in procs:
-        proc.communicate(timeout=240)
-        assert proc.returncode == 0
+    command = ("sweep", str(sweep), "--out", str(out), "--jobs", "1")
+    first = start_cli(*command, logs=tmp_path / "first")
+    assert wait_until(
+        lambda: (
+            any(_status(p) == "running" for p in (out / "avg").glob("*/run.json"))
+            or first.poll() is not None
+        ),
+        120,
+        0.01,
+    )
+    done = sum(_status(p) == "completed" for p in (out / "avg").glob("*/run.json"))
+    assert first.poll() is None and done < 4, "the first sweep ended before the second began"
+    second = start_cli(*command, logs=tmp_path / "second")
+    ran = []
+    for proc, logs in ((first, "first"), (second, "second")):
+        assert proc.wait(timeout=600) == 0, cli_output(tmp_path / logs)
+        (count,) = re.findall(r"ran (\d+)", cli_output(tmp_path / logs)[0])
+        ran.append(int(count))
+    assert sum(ran) == 4 and min(ran) >= 1, ran  # each point once, and both sweeps ran some
     rows = read_index(out / "avg" / "index.csv")
-    assert [r["status"] for r in rows] == ["completed"] * 12
+    assert [r["status"] for r in rows] == ["completed"] * 4
     for row in rows:
         log = (out / "avg" / row["run_id"] / "log.txt").read_text()
         assert log.count("config hash") == 1, f"{row['run_id']} ran twice"
