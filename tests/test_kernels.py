@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import run_cli, write_config
 
 from parsgd.data.shared import LocalArena
 from parsgd.data.sparse import publish_csr
@@ -22,7 +23,6 @@ from parsgd.problems.pca import PcaPool, PcaStream
 from parsgd.problems.planted import PlantedStream
 from parsgd.problems.quadratic import Quadratic
 from parsgd.rng import normals_from_uniforms
-from tests.conftest import run_cli, write_config
 
 RTOL = 1e-12
 
