@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, default=Path("results"), help="results root")
     run.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    run.add_argument("--force", action="store_true", help="replace a run already in <out>/<name>/")
     run.add_argument(
         "--dry-run", action="store_true", help="print the resolved config and schedule only"
     )
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from parsgd.engine.runner import run_experiment
 
-        result = run_experiment(config, args.out, resume=args.resume)
+        result = run_experiment(config, args.out, resume=args.resume, force=args.force)
     except ParsgdError as exc:
         print(f"parsgd: error: {exc}", file=sys.stderr)
         return exc.exit_status

@@ -137,7 +137,7 @@ def _run_process_main(
     from parsgd.engine.runner import run_experiment
 
     try:
-        result = run_experiment(config, sweep_dir, resume=resume)
+        result = run_experiment(config, sweep_dir, resume=resume, force=not resume)
     except ParsgdError as exc:
         print(f"parsgd: error: {config['name']}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_status)
