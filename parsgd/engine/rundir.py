@@ -8,13 +8,10 @@ the run's lifetime keeps two runs from writing into one directory.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import io
 import json
 import os
 import shutil
-import struct
 import sys
 import tempfile
 import zipfile
@@ -24,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from parsgd.errors import ConfigError
+from parsgd.locks import is_locked, lock_fd
 
 TRACE_COLUMNS = (
     "trial",
@@ -150,44 +148,27 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-# struct flock as Linux lays it out on 64-bit machines: type, whence, start, len, pid.
-_FLOCK = "hhqqi4x"
-
-
-def _flock_args(kind: int) -> bytes:
-    return struct.pack(_FLOCK, kind, os.SEEK_SET, 0, 0, 0)
-
-
 def try_lock(path: Path) -> int | None:
     """Open ``path`` and lock it exclusively; the descriptor (the lock lasts until it is
     closed), or None if another holder has it.
 
-    An open-file-description lock (``F_OFD_SETLK``), not ``flock``, so that ``lock_held``
-    can ask whether it is held without taking it: a probe then never makes a genuine claim
-    fail. Forked children share the description, and with it the lock, as with ``flock``.
+    An OFD lock (``parsgd.locks``), not ``flock``, so that ``lock_held`` can ask whether it
+    is held without taking it: a probe then never makes a genuine claim fail.
     """
     fd = open_run_file(path, os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock_args(fcntl.F_WRLCK))
-    except OSError as exc:
+        if lock_fd(fd):
+            return fd
+    except BaseException:
         os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return None
         raise
-    return fd
+    os.close(fd)
+    return None
 
 
 def lock_held(path: Path) -> bool:
-    """True if some process holds ``path``'s ``try_lock``; asks without locking (F_OFD_GETLK)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:  # missing, or a symlink: nobody's lock
-        return False
-    try:
-        answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _flock_args(fcntl.F_WRLCK))
-    finally:
-        os.close(fd)
-    return bool(struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK)
+    """True if some process holds ``path``'s ``try_lock``; asks without locking."""
+    return is_locked(path)
 
 
 def _header() -> bytes:

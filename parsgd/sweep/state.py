@@ -24,12 +24,14 @@ from typing import Any
 
 from parsgd.config.load import config_hash
 from parsgd.engine.rundir import create_run_file, lock_held, open_run_file, try_lock, write_atomic
+from parsgd.errors import ConfigError
 from parsgd.sweep.spec import Point, value_text
 
 PLAN_FILE = "sweep.json"
 INDEX_FILE = "index.csv"
 _LOCK_FILE = ".sweep.lock"
 CLAIM_FILE = ".claim"
+SOURCE_FILE = ".source"
 
 # Statuses a rerun of the sweep leaves alone (unless --force).
 FINISHED = ("completed", "diverged")
@@ -50,6 +52,30 @@ def write_plan(sweep_dir: Path, name: str, keys: list[str], points: list[Point])
     sweep_dir.mkdir(parents=True, exist_ok=True)
     plan = {"name": name, "keys": keys, "points": [p.to_json() for p in points]}
     write_atomic(sweep_dir / PLAN_FILE, (json.dumps(plan, indent=1) + "\n").encode())
+
+
+def claim_sweep_dir(sweep_dir: Path, source: Path, record_it: bool = True) -> None:
+    """Refuse a sweep directory that another sweep file (with the same name) already uses.
+
+    Two sweep files named alike would otherwise replace each other's sweep.json and
+    index.csv. The first to run records its file in ``.source`` (``record_it=False``: only
+    check, writing nothing).
+    """
+    record = sweep_dir / SOURCE_FILE
+    if not record_it:
+        if record.is_file() and record.read_text().strip() != str(source):
+            claim_sweep_dir(sweep_dir, source)  # raises, naming the other file
+        return
+    with sweep_lock(sweep_dir):
+        if record.is_file():
+            other = record.read_text().strip()
+            if other != str(source):
+                raise ConfigError(
+                    f"{sweep_dir} holds the sweep of another file, {other}, with the same "
+                    f"name; give {source.name} another name or --out"
+                )
+            return
+        write_atomic(record, f"{source}\n".encode())
 
 
 def read_plan(sweep_dir: Path) -> tuple[list[str], list[Point]]:
