@@ -430,8 +430,17 @@ def resolve(config: Config) -> Config:
     if "path" in out["data"]:
         # Paths from the config file were made absolute in load_config; what is still
         # relative came from --set and is taken from the working directory.
-        out["data"]["path"] = str(Path(out["data"]["path"]).expanduser().resolve())
+        out["data"]["path"] = str(absolute_path(Path(out["data"]["path"])))
     return out
+
+
+def absolute_path(path: Path) -> Path:
+    """``path`` made absolute, symlinks resolved where they can be (a loop is left as is:
+    reading the file then names the problem)."""
+    try:
+        return path.expanduser().resolve()
+    except (RuntimeError, OSError):  # a symlink loop
+        return Path(os.path.abspath(path.expanduser()))
 
 
 def anchor_data_path(raw: dict[str, Any], directory: Path) -> None:
@@ -440,7 +449,7 @@ def anchor_data_path(raw: dict[str, Any], directory: Path) -> None:
     if isinstance(data, dict) and isinstance(data.get("path"), str):
         path = Path(data["path"]).expanduser()
         if not path.is_absolute():
-            data["path"] = str((directory / path).resolve())
+            data["path"] = str(absolute_path(directory / path))
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:

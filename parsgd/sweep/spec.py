@@ -30,6 +30,7 @@ from parsgd.compact import compact_value
 from parsgd.config.limits import sweep_size_error
 from parsgd.config.load import (
     Config,
+    absolute_path,
     anchor_data_path,
     apply_overrides,
     config_hash,
@@ -152,7 +153,7 @@ def load_sweep(path: str | Path) -> Sweep:
 
 def _anchored(value: Any, directory: Path) -> Any:
     if isinstance(value, str) and not Path(value).expanduser().is_absolute():
-        return str((directory / Path(value).expanduser()).resolve())
+        return str(absolute_path(directory / Path(value).expanduser()))
     return value
 
 
