@@ -130,7 +130,10 @@ _STEP_SCHEDULE = Mapping(
 
 SCHEMA: dict[str, Field | Section] = {
     "name": Field(
-        Str(r"[A-Za-z0-9][A-Za-z0-9._-]*", "a name of letters, digits, '.', '_', '-'"),
+        Str(
+            r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}",
+            "a name of up to 128 letters, digits, '.', '_', '-'",
+        ),
         "run",
         "results go to <out>/<name>/",
     ),

@@ -43,7 +43,7 @@ from parsgd.config.schema import show
 from parsgd.errors import ConfigError
 
 _SWEEP_KEYS = ("name", "base", "config", "set", "grid", "zip", "seeds", "trials")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _LABEL_MAX = 48
 
 
