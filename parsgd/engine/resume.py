@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from parsgd.engine.rundir import RESULT_FILES, RunDirectory, read_record, whole_rows_end
+from parsgd.engine.rundir import RESULT_FILES, RunDirectory, read_record, read_trace
 from parsgd.engine.team import Position
 from parsgd.errors import ConfigError
 
@@ -119,13 +119,10 @@ def _from_checkpoint(run_dir: RunDirectory, digest: str) -> Start:
 
 
 def _trace_rows(run_dir: RunDirectory) -> int:
-    try:
-        data = run_dir.trace_path.read_bytes()
-    except FileNotFoundError:
+    """Whole rows of the trace; ConfigError (``read_trace``) if it is not a parsgd trace."""
+    if not run_dir.trace_path.exists():
         return 0
-    except OSError as exc:
-        raise ConfigError(f"cannot read {run_dir.trace_path}: {exc.strerror}") from None
-    return whole_rows_end(data)[1]
+    return len(read_trace(run_dir.trace_path))
 
 
 def _say(text: str) -> None:
