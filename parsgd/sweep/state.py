@@ -122,8 +122,10 @@ class RunClaim:
 def run_state(sweep_dir: Path, point: Point) -> RunState:
     run_dir = sweep_dir / point.run_id
     try:
-        record: dict[str, Any] = json.loads((run_dir / "run.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        record: Any = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):  # missing, or damaged: judged as never finished
+        record = None
+    if not isinstance(record, dict):
         return RunState(point, "running" if _lock_held(run_dir) else "pending", {})
     if record.get("config_hash") != config_hash(point.config):
         return RunState(point, "pending", {})
