@@ -128,12 +128,12 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
-def shm_free() -> int:
-    """Bytes free in /dev/shm (0 if there is none)."""
+def shm_free() -> int | None:
+    """Bytes free in /dev/shm (None where it cannot be asked: posix_fallocate still checks)."""
     try:
         stats = os.statvfs(_SHM_DIR)
     except OSError:
-        return 0
+        return None
     return stats.f_bavail * stats.f_frsize
 
 
@@ -143,15 +143,18 @@ def _gib(nbytes: int) -> str:
 
 def _no_room(needed: int, exc: OSError | None = None) -> str:
     why = f" ({exc.strerror})" if exc is not None and exc.errno != errno.ENOSPC else ""
+    free = shm_free()
+    shown = "?" if free is None else _gib(free)
     return (
-        f"/dev/shm has {_gib(shm_free())} free but this run needs at least {_gib(needed)} "
+        f"/dev/shm has {shown} free but this run needs at least {_gib(needed)} "
         f"there for its data and models{why}; use a smaller data set, fewer workers, "
         "backend: serial, or a larger /dev/shm (docker run --shm-size)"
     )
 
 
 def _check_room(allocated: int, nbytes: int) -> None:
-    if nbytes > shm_free():
+    free = shm_free()
+    if free is not None and nbytes > free:
         raise DataError(_no_room(allocated + nbytes))
 
 
