@@ -72,7 +72,7 @@ def find_start(run_dir: RunDirectory, digest: str, resume: bool, force: bool) ->
     status = run_status(run_dir, record)
     same = record.get("config_hash") == digest
     if status == "completed" and same:
-        return Start(done="already completed with this config; nothing to do (--force reruns it)")
+        return Start(done="already completed with this config, nothing to do; --force reruns it")
     if not resume:
         raise ConfigError(
             f"{run_dir.root} already holds a run ({status}); use --force to replace it "
