@@ -83,12 +83,15 @@ def _segment_holder(name: str) -> subprocess.Popen[str]:
 
 def test_stale_segments_are_judged_by_their_lock_not_by_a_pid(tmp_path: Path) -> None:
     shm = Path("/dev/shm")
-    # A pid this namespace cannot see, as for a live run in another container.
-    live_elsewhere = f"parsgd_{2**22 + 17}_0_Lfeedface"
+    # The cleaner never looks at the pid in a name (in another container it names some
+    # other process): a locked segment stays, an unlocked one goes whatever its pid says.
+    # Pid 1 below, because older parsgd versions running elsewhere on this shared machine
+    # still judge by pid and would remove an invisible one themselves.
+    live_elsewhere = "parsgd_1_0_Lfeedface"
     # Our own (live) pid, but nobody holds its lock: its creator is gone.
     dead = f"parsgd_{os.getpid()}_0_Ldeadbeef"
     # An old-style name without a lock: nothing proves it dead, so it stays.
-    unknown = f"parsgd_{2**22 + 18}_0_c0ffee00"
+    unknown = "parsgd_1_0_c0ffee00"
     holder = _segment_holder(live_elsewhere)
     try:
         (shm / dead).write_bytes(b"\0" * 64)
