@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, default=Path("results"), help="results root")
     run.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    run.add_argument("--force", action="store_true", help="replace a run already in <out>/<name>/")
     run.add_argument(
         "--dry-run", action="store_true", help="print the resolved config and schedule only"
     )
@@ -212,6 +214,16 @@ def _print_dry_run(config: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (``parsgd sweep --list | head``): stop quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is not None:  # subcommands other than run: handler(args) -> exit status
@@ -227,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from parsgd.engine.runner import run_experiment
 
-        result = run_experiment(config, args.out, resume=args.resume)
+        result = run_experiment(config, args.out, resume=args.resume, force=args.force)
     except ParsgdError as exc:
         print(f"parsgd: error: {exc}", file=sys.stderr)
         return exc.exit_status

@@ -13,8 +13,15 @@ from parsgd.errors import ConfigError
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"objective": {"kind": "quadratic"}}, "data.kind must be one of none for objective"),
-        ({"objective": {"kind": "logistic"}}, "data.kind must be one of logistic_planted, file"),
+        # An explicit data kind is checked as written (the default follows the objective).
+        (
+            {"data": {"kind": "gaussian_linear"}, "objective": {"kind": "quadratic"}},
+            "data.kind must be one of none for objective",
+        ),
+        (
+            {"data": {"kind": "gaussian_linear"}, "objective": {"kind": "logistic"}},
+            "data.kind must be one of logistic_planted, file",
+        ),
         (
             {
                 "data": {"kind": "pca_spectrum", "d": 3, "eigenvalues": [1.0, 0.5]},

@@ -208,7 +208,8 @@ def test_next_run_removes_segments_of_dead_coordinators(tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    stale = Path("/dev/shm") / f"parsgd_{int(dead.stdout)}_0_deadbeef"
+    # An unlocked segment in today's format (a lock-less old-style name proves nothing).
+    stale = Path("/dev/shm") / f"parsgd_{int(dead.stdout)}_0_Ldeadbeef"
     stale.write_bytes(b"\0" * 64)
     config = write_config(tmp_path / "c.yaml", trials=1, sgd={"steps": 50})
     done = run_cli("run", str(config), "--out", str(tmp_path))

@@ -19,7 +19,7 @@ import numpy as np
 
 from parsgd.compact import compact_value
 from parsgd.config.load import load_yaml
-from parsgd.engine.rundir import TRACE_COLUMNS, read_trace
+from parsgd.engine.rundir import TRACE_COLUMNS, lock_held, read_trace
 from parsgd.errors import ConfigError
 from parsgd.schedules import AveragingSchedule
 
@@ -91,6 +91,10 @@ def _load_run(directory: Path) -> Run | None:
         record = json.loads((directory / "run.json").read_text())
     except (OSError, ValueError):
         record = {}
+    if not isinstance(record, dict):
+        record = {}
+    if record.get("status") == "running" and not lock_held(directory / ".lock"):
+        record = {**record, "status": "lost"}  # its process is gone
     rows = read_trace(directory / "trace.csv")
     if not rows:
         return None

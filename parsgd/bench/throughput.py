@@ -42,7 +42,7 @@ def run_rate(out: Path, workers: int, every: int | str, steps: int, trials: int)
         f"eval.every={steps}",
     ]
     config = load_config(None, overrides)
-    result = run_experiment(config, out)
+    result = run_experiment(config, out, force=True)  # its own scratch runs, remeasured
     if result.status != "completed":
         raise RuntimeError(f"benchmark run {name} ended {result.status}: {result.reason}")
     with (result.directory / "trace.csv").open() as handle:

@@ -30,6 +30,14 @@ from parsgd.config.kinds import (
     POOL_ONLY_OBJECTIVES,
     RANDOM_START_OBJECTIVES,
 )
+from parsgd.config.limits import (
+    MAX_CONFIG_BYTES,
+    MAX_YAML_DEPTH,
+    MAX_YAML_VALUES,
+    count_values,
+    size_errors,
+    with_data_default,
+)
 from parsgd.config.schema import (
     REQUIRED,
     Choice,
@@ -45,6 +53,7 @@ from parsgd.config.schema import (
     Records,
     Section,
     Str,
+    show,
 )
 from parsgd.errors import ConfigError
 
@@ -52,7 +61,28 @@ Config = dict[str, Any]
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` as a string; users mean a number, as in YAML 1.2."""
+    """YAML 1.1 reads ``1e-3`` as a string; users mean a number, as in YAML 1.2.
+
+    Nesting is bounded while composing (5000 ``[`` would otherwise exhaust the stack).
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_YAML_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -74,7 +104,12 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
+    """YAML text to Python values; a document that expands (aliases) past the bound is a
+    ``yaml.YAMLError`` like any other bad YAML."""
+    value = yaml.load(text, Loader=_Loader)
+    if count_values(value) > MAX_YAML_VALUES:
+        raise yaml.YAMLError(f"more than {MAX_YAML_VALUES} values once aliases are expanded")
+    return value
 
 
 _POSITIVE_INT = Int(low=1)
@@ -95,7 +130,10 @@ _STEP_SCHEDULE = Mapping(
 
 SCHEMA: dict[str, Field | Section] = {
     "name": Field(
-        Str(r"[A-Za-z0-9][A-Za-z0-9._-]*", "a name of letters, digits, '.', '_', '-'"),
+        Str(
+            r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}",
+            "a name of up to 128 letters, digits, '.', '_', '-'",
+        ),
         "run",
         "results go to <out>/<name>/",
     ),
@@ -155,20 +193,28 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, turning every failure into a one-line ConfigError."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from None
     try:
         raw = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
+        problem = getattr(exc, "problem", None) or (str(exc) if exc.args else "invalid YAML")
         raise ConfigError(f"{where}: {problem}") from None
     if raw is None:
-        raw = {}
+        raise ConfigError(f"{path}: config file is empty")
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}"
@@ -183,11 +229,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"--set {item!r} must look like dotted.key=value")
+            raise ConfigError(f"--set {show(item)} must look like dotted.key=value")
         try:
             value = parse_yaml(text) if text.strip() else None
         except yaml.YAMLError:
-            raise ConfigError(f"--set {key}: cannot parse value {text!r} as YAML") from None
+            raise ConfigError(f"--set {key}: cannot parse value {show(text)} as YAML") from None
         set_dotted(out, key, value)
     return out
 
@@ -238,7 +284,7 @@ def _check_section(prefix: str, raw: Any, section: Section, errors: list[str]) -
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        errors.append(f"{prefix[:-1]} must be a mapping; got {raw!r}")
+        errors.append(f"{prefix[:-1]} must be a mapping; got {show(raw)}")
         return out
     fields = dict(section.fields)
     if section.kinds:
@@ -256,6 +302,7 @@ def validate(raw: dict[str, Any]) -> Config:
     """Check a raw config against the schema and fill in defaults; raise one ConfigError."""
     errors: list[str] = []
     config: Config = {}
+    raw = with_data_default(raw)
     top_fields = {k: v for k, v in SCHEMA.items() if isinstance(v, Field)}
     for key in raw:
         if key not in SCHEMA:
@@ -266,6 +313,8 @@ def validate(raw: dict[str, Any]) -> Config:
             config[key] = _check_section(f"{key}.", raw.get(key), spec, errors)
     if not errors:
         errors.extend(_cross_field_errors(config))
+    if not errors:
+        errors.extend(size_errors(config))
     if errors:
         raise ConfigError("; ".join(errors))
     return config
@@ -384,17 +433,26 @@ def resolve(config: Config) -> Config:
     if "path" in out["data"]:
         # Paths from the config file were made absolute in load_config; what is still
         # relative came from --set and is taken from the working directory.
-        out["data"]["path"] = str(Path(out["data"]["path"]).expanduser().resolve())
+        out["data"]["path"] = str(absolute_path(Path(out["data"]["path"])))
     return out
 
 
-def _anchor_data_path(raw: dict[str, Any], directory: Path) -> None:
-    """Make a relative ``data.path`` written in a config file relative to that file."""
+def absolute_path(path: Path) -> Path:
+    """``path`` made absolute, symlinks resolved where they can be (a loop is left as is:
+    reading the file then names the problem)."""
+    try:
+        return path.expanduser().resolve()
+    except (RuntimeError, OSError):  # a symlink loop
+        return Path(os.path.abspath(path.expanduser()))
+
+
+def anchor_data_path(raw: dict[str, Any], directory: Path) -> None:
+    """Make a relative ``data.path`` written in a file relative to that file's ``directory``."""
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("path"), str):
         path = Path(data["path"]).expanduser()
         if not path.is_absolute():
-            data["path"] = str((directory / path).resolve())
+            data["path"] = str(absolute_path(directory / path))
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
@@ -405,7 +463,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     """
     raw = load_yaml(path) if path is not None else {}
     if path is not None:
-        _anchor_data_path(raw, Path(path).resolve().parent)
+        anchor_data_path(raw, Path(path).resolve().parent)
     return resolve(validate(apply_overrides(raw, overrides or [])))
 
 

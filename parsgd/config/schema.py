@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,15 +17,23 @@ class Invalid(Exception):
     """Raised by a rule; carries the "must be ..." text."""
 
 
+# Long values are cut in messages, without building their whole text first (a YAML alias
+# bomb is a small graph whose full repr is gigabytes).
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 60, 60
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = 6
+_SHOW_MAX = 80
+
+
 def show(value: Any) -> str:
-    """Render a user's value the way they typed it in YAML."""
+    """Render a user's value the way they typed it in YAML, cut short if long."""
     if isinstance(value, str):
-        return f'"{value}"'
+        return f'"{value}"' if len(value) <= _SHOW_MAX else f'"{value[:_SHOW_MAX]}..."'
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return repr(value)
+    return _SHORT.repr(value)
 
 
 class Rule:

@@ -40,6 +40,8 @@ def load_file(data: dict[str, Any]) -> Table:
             "set data.format to npz, npy, csv or svmlight"
         )
     if not path.is_file():
+        if path.is_symlink():
+            raise DataError(f"data file {path} is a symlink that leads nowhere (a loop?)")
         raise DataError(f"data file {path} not found")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
@@ -60,6 +62,12 @@ def _load_svmlight(path: Path, n_features: int | None) -> Table:
 
     try:
         X, y = load_svmlight_file(str(path), n_features=n_features, dtype=np.float64)
+    except OverflowError:
+        line = _first_line_with_index_over(path, 2**31 - 1)
+        raise DataError(
+            f"{path}{f':{line}' if line else ''}: a feature index of 2^31 or more; "
+            "svmlight indices must be below 2147483648"
+        ) from None
     except ValueError as exc:
         message = str(exc).splitlines()[0] if str(exc) else "not svmlight text"
         if n_features is not None and "n_features" in message:
@@ -110,6 +118,23 @@ def _first_malformed_line(path: Path) -> int | None:
     return None
 
 
+def _first_line_with_index_over(path: Path, limit: int) -> int | None:
+    for number, text in _data_lines(path):
+        for pair in text.split()[1:]:
+            key = pair.split(":", 1)[0]
+            if key.isdigit() and int(key) > limit:
+                return number
+    return None
+
+
+def _check_real(path: Path, field: str, array: np.ndarray) -> None:
+    """Refuse complex numbers (casting would silently drop the imaginary part) and text."""
+    if np.iscomplexobj(array):
+        raise DataError(f"{path}: {field} holds complex numbers; parsgd needs real ones")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{path}: {field} must be numeric; got values of type {array.dtype}")
+
+
 def _load_npy(path: Path) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
@@ -120,6 +145,7 @@ def _load_npy(path: Path) -> np.ndarray:
             f"{path}: expected a 2-D numeric array (rows x columns); got shape {array.shape} "
             f"of {array.dtype}"
         )
+    _check_real(path, "the array", array)
     return array.astype(np.float64)
 
 
@@ -135,8 +161,11 @@ def _load_npz(path: Path) -> Table:
         raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
     if X.ndim != 2 or not np.issubdtype(X.dtype, np.number):
         raise DataError(f"{path}: field X must be a 2-D numeric array; got shape {X.shape}")
+    _check_real(path, "field X", X)
     if y is not None and y.ndim != 1:
         raise DataError(f"{path}: field y must be 1-D; got shape {y.shape}")
+    if y is not None:
+        _check_real(path, "field y (the labels)", y)
     labels = None if y is None else y.astype(np.float64)
     return Table(X.astype(np.float64), labels, str(path))
 
@@ -158,7 +187,7 @@ def _load_csv(path: Path, label: int | str | None, header: bool) -> Table:
     names: list[str] | None = None
     width = None
     with path.open(newline="") as handle:
-        for line_number, fields in enumerate(csv.reader(handle), start=1):
+        for line_number, fields in _csv_rows(path, handle):
             if not fields or all(not f.strip() for f in fields):
                 continue  # blank line
             if header and names is None:
@@ -183,6 +212,33 @@ def _load_csv(path: Path, label: int | str | None, header: bool) -> Table:
     table = _split_label(np.array(rows), column, str(path))
     table.row_word = "data row"
     return table
+
+
+def _csv_rows(path: Path, handle: Any) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every CSV record; bad text is a DataError naming the line."""
+    reader = csv.reader(handle)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num}: not CSV ({exc})") from None
+        except UnicodeDecodeError as exc:
+            line = _bad_utf8_line(path)
+            raise DataError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from None
+        yield reader.line_num, fields
+
+
+def _bad_utf8_line(path: Path) -> int:
+    """The line of the first byte that is not UTF-8 (decoding reads ahead, so the reader's
+    own line count is no guide)."""
+    data = path.read_bytes()
+    try:
+        data.decode()
+    except UnicodeDecodeError as exc:
+        return data[: exc.start].count(b"\n") + 1
+    return 0
 
 
 def _number(path: Path, line: int, names: list[str] | None, column: int, text: str) -> float:

@@ -26,6 +26,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from parsgd.engine.rundir import open_run_file
+
 _FORMAT = "%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s"
 _POLL_S = 0.02
 _SEND_TIMEOUT_S = 1.0
@@ -73,7 +75,10 @@ class RunLog:
         self.logger = logging.getLogger("parsgd")
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
-        file_handler = logging.FileHandler(path, mode="a")
+        file_handler = logging.FileHandler(path, mode="a", delay=True)
+        # Opened here, never through a symlink planted in the run directory.
+        fd = open_run_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        file_handler.stream = os.fdopen(fd, "a")
         file_handler.setFormatter(logging.Formatter(_FORMAT))
         console = logging.StreamHandler(sys.stderr)
         console.setLevel(logging.WARNING)

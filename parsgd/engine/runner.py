@@ -29,10 +29,17 @@ from parsgd.engine.coordinator import Coordinator, Sink
 from parsgd.engine.logs import RunLog
 from parsgd.engine.plan import Plan
 from parsgd.engine.progress import ProgressBar
-from parsgd.engine.rundir import RunDirectory, TraceWriter, check_writable, read_trace
+from parsgd.engine.resume import Start, find_start
+from parsgd.engine.rundir import (
+    TRACE_COLUMNS,
+    RunDirectory,
+    TraceWriter,
+    check_writable,
+    read_trace,
+)
 from parsgd.engine.serial import run_serial
 from parsgd.engine.signals import StopSignals, signals_ignored
-from parsgd.engine.team import Outcome, Position, Settings, Team, TeamState
+from parsgd.engine.team import STOP_REQUEST, Outcome, Position, Settings, Team, TeamState
 from parsgd.errors import ConfigError, ParsgdError, WorkerError
 from parsgd.problems.base import Problem
 from parsgd.problems.registry import build_problem
@@ -73,6 +80,9 @@ class _Collector(Sink):
         self.progress = ProgressBar(config["trials"] * plan.total_steps, config["name"])
         self.on_started: Any = None
         self.signals: StopSignals | None = None
+        self.control: np.ndarray | None = None  # the team's, to stop a diverged run
+        # (trial, step, column) of the first non-finite trace value, if any.
+        self.nonfinite: tuple[int, int, str] | None = None
 
     def _critical(self) -> contextlib.AbstractContextManager[None]:
         return self.signals.critical() if self.signals is not None else contextlib.nullcontext()
@@ -87,6 +97,22 @@ class _Collector(Sink):
             self.trace.append(row)
         self.last_rows[row["trial"]] = row
         self.progress.update(row["trial"] * self.plan.total_steps + row["step"])
+        if self.nonfinite is None:
+            self._watch_divergence(row)
+
+    def _watch_divergence(self, row: dict[str, Any]) -> None:
+        """The model can stay finite while the loss or the spread overflows: check the row.
+
+        A non-finite value asks the team to stop at its next meeting; the run then ends
+        ``diverged`` (``_final_status``).
+        """
+        for column in TRACE_COLUMNS:
+            value = row.get(column)
+            if isinstance(value, float) and not math.isfinite(value):
+                self.nonfinite = (int(row["trial"]), int(row["step"]), column)
+                if self.control is not None:
+                    self.control[STOP_REQUEST] = 1
+                return
 
     def checkpoint(self, trial: int, step: int, wall_s: float, W: np.ndarray) -> None:
         meta = {
@@ -124,56 +150,38 @@ def _warm_up(problem: Problem) -> None:
     problem.loss_partial(w, 0, 1)
 
 
-def _load_position(run_dir: RunDirectory, digest: str) -> tuple[Position, int, np.ndarray] | None:
-    """Where ``--resume`` continues from, or None if there is no checkpoint."""
-    if not run_dir.checkpoint_path.exists():
-        return None
-    W, meta = run_dir.read_checkpoint()
-    if meta["config_hash"] != digest:
-        raise ConfigError(
-            f"{run_dir.checkpoint_path} was written by a different config "
-            f"(hash {meta['config_hash']}, this one {digest}); rerun without --resume"
-        )
-    return Position(meta["trial"], meta["step"], meta["wall_s"]), meta["trace_rows"], W
+def run_experiment(
+    config: Config, out: Path, resume: bool = False, force: bool = False
+) -> RunResult:
+    """Run one experiment (all its trials) and write ``<out>/<name>/``.
 
-
-def run_experiment(config: Config, out: Path, resume: bool = False) -> RunResult:
-    """Run one experiment (all its trials) and write ``<out>/<name>/``."""
+    Results already in ``<out>/<name>/`` are never destroyed unless asked: ``resume``
+    continues the same config from its checkpoint, ``force`` replaces whatever is there,
+    and without either a directory holding a run is refused (``engine.resume.find_start``).
+    """
     run_dir = RunDirectory(Path(out) / config["name"])
     check_writable(run_dir.root)
     digest = config_hash(config)
-    start, keep_rows, W0 = Position(), None, None
-    if resume:
-        loaded = _load_position(run_dir, digest)
-        if loaded is None and run_dir.status_path.exists():
-            previous = run_dir.read_json()
-            if previous.get("status") == "completed" and previous.get("config_hash") == digest:
-                return RunResult("completed", run_dir.root, "already completed")
-        if loaded is not None:
-            start, keep_rows, W0 = loaded
-        else:
-            print(
-                f"parsgd: no checkpoint in {run_dir.root}: starting from the beginning",
-                file=sys.stderr,
-            )
+    begin = find_start(run_dir, digest, resume, force)
+    if begin.done is not None:
+        return RunResult("completed", run_dir.root, begin.done)
     stale = remove_stale_segments()  # logged once log.txt exists
 
     # Stop signals are ours from here to the end, so that none finds Python's default
     # handler in between (before the run: abort the start-up; after: nothing to stop).
     with StopSignals() as signals:
-        return _run_with_signals(config, run_dir, start, keep_rows, W0, digest, stale, signals)
+        return _run_with_signals(config, run_dir, begin, digest, stale, signals)
 
 
 def _run_with_signals(
     config: Config,
     run_dir: RunDirectory,
-    start: Position,
-    keep_rows: int | None,
-    W0: np.ndarray | None,
+    begin: Start,
     digest: str,
     stale: list[str],
     signals: StopSignals,
 ) -> RunResult:
+    start, W0 = begin.position, begin.W
     M = config["workers"]
     arena = SharedArena() if config["backend"] == "processes" else LocalArena()
     try:
@@ -183,6 +191,11 @@ def _run_with_signals(
         shared_model = config["method"] == "hogwild"
         state = TeamState(arena, M, problem.d, models=1 if shared_model else None)
         if W0 is not None:
+            if W0.shape != state.W.shape:
+                raise ConfigError(
+                    f"{run_dir.checkpoint_path} holds models of shape {W0.shape}, this run "
+                    f"needs {state.W.shape}; rerun with --force to start over"
+                )
             state.W[:] = W0
         settings = Settings(
             workers=M,
@@ -198,7 +211,7 @@ def _run_with_signals(
         run_dir.claim(fresh=start.step < 0)
         signals.control = state.control
         try:
-            return _run_claimed(config, run_dir, team, start, keep_rows, digest, stale, signals)
+            return _run_claimed(config, run_dir, team, begin, digest, stale, signals)
         finally:
             run_dir.release()
     finally:
@@ -210,13 +223,13 @@ def _run_claimed(
     config: Config,
     run_dir: RunDirectory,
     team: Team,
-    start: Position,
-    keep_rows: int | None,
+    begin: Start,
     digest: str,
     stale: list[str],
     signals: StopSignals,
 ) -> RunResult:
-    run_dir.config_path.write_text(dump_config(config))
+    start, keep_rows = begin.position, begin.keep_rows
+    run_dir.write_text(run_dir.config_path, dump_config(config))
     record: dict[str, Any] = {
         "status": "running",
         "reason": "",
@@ -249,6 +262,10 @@ def _run_claimed(
     try:
         for name in stale:
             log.info("removed stale shared-memory segment %s", name)
+        for name in run_dir.removed:
+            log.info("removed %s, left by a run that was killed", name)
+        for note in begin.notes:
+            log.info(note)
         for note in advisories(config):
             log.warning(note)
         log.info(
@@ -259,12 +276,19 @@ def _run_claimed(
             digest,
         )
         collector.signals = signals
+        collector.control = team.state.control
         if config["backend"] == "processes":
             outcome, timings = Coordinator(team, start, collector).run()
         else:
             outcome, timings = run_serial(team, start, collector)
         record["status"] = outcome.status
-        if outcome.status == "interrupted":
+        if collector.nonfinite is not None:
+            trial, step, column = collector.nonfinite
+            record["status"] = "diverged"
+            record["reason"] = (
+                f"non-finite {column} at trial {trial} step {step}; try a smaller sgd.step_size"
+            )
+        elif outcome.status == "interrupted":
             collector.checkpoint(outcome.trial, outcome.step, outcome.wall_s, team.state.W.copy())
             record["reason"] = (
                 f"{signals.received} at trial {outcome.trial} step {outcome.step}; "

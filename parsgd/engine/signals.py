@@ -1,9 +1,14 @@
-"""Ctrl-C, SIGTERM and SLURM's warning signal: stop at the next meeting, or now if asked twice.
+"""Ctrl-C, SIGTERM, SIGHUP and SLURM's warning signal: stop at the next meeting, or now if
+asked twice.
 
 The first signal only sets the stop request in the team's control block: rank 0 reads it at
 the next meeting, every worker stops there, and the runner writes a checkpoint. A second
 signal raises KeyboardInterrupt so the coordinator kills the workers at once, but never in
-the middle of writing a results file: inside ``critical()`` it is deferred to the end.
+the middle of writing a results file: inside ``critical()`` it is deferred to the end. Any
+further signal is only noted: the shutdown it would cut short is what saves the results.
+SIGHUP (the terminal closed) is a stop like SIGTERM, so the run still ends with a final
+run.json. Once a stopped run is over, later stop signals are ignored for the rest of the
+process, which is exiting 130 anyway.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 
 from parsgd.engine.team import STOP_REQUEST
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 
 
 class StopSignals:
@@ -30,6 +35,7 @@ class StopSignals:
         self._previous: dict[int, Any] = {}
         self._depth = 0
         self._pending: str | None = None
+        self._raised = False  # the one "stop now" KeyboardInterrupt is on its way
 
     def __enter__(self) -> StopSignals:
         # A signal the process was started with ignored (nohup, a sweep's run process) stays
@@ -41,7 +47,9 @@ class StopSignals:
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            # A stopped run is recorded; a late signal must not kill the exiting process
+            # with -SIGTERM instead of its exit status 130.
+            signal.signal(sig, signal.SIG_IGN if self.received else handler)
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
@@ -53,6 +61,7 @@ class StopSignals:
             self._depth -= 1
             if self._depth == 0 and self._pending is not None:
                 pending, self._pending = self._pending, None
+                self._raised = True
                 raise KeyboardInterrupt(pending)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -69,10 +78,13 @@ class StopSignals:
                 "(send it again to stop now)\n".encode(),
             )
             return
+        if self._raised or self._pending is not None:
+            return  # a third signal: the stop it asks for is already under way
         reason = f"second signal ({name})"
         if self._depth:
             self._pending = reason
         else:
+            self._raised = True
             raise KeyboardInterrupt(reason)
 
 

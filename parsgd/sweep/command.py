@@ -15,7 +15,15 @@ from parsgd.config.load import usable_cpus
 from parsgd.errors import ConfigError
 from parsgd.sweep.local import LocalSweep, SweepOutcome
 from parsgd.sweep.spec import Point, Sweep, describe_values, expand_sweep, load_sweep
-from parsgd.sweep.state import INDEX_FILE, PLAN_FILE, RunState, read_plan, sweep_states, write_plan
+from parsgd.sweep.state import (
+    INDEX_FILE,
+    PLAN_FILE,
+    RunState,
+    claim_sweep_dir,
+    read_plan,
+    sweep_states,
+    write_plan,
+)
 
 _STATUS_LINES = 20
 
@@ -60,11 +68,19 @@ def sweep_command(args: argparse.Namespace) -> int:
     if args.list:  # with --slurm: the points as the tasks would run them
         print_points(sweep, expand_sweep(sweep, workers=args.cpus_per_task))
         return 0
+    owned = args.out.resolve() / sweep.name
+    if sweep.source is not None:
+        claim_sweep_dir(owned, sweep.source, record_it=False)  # before anything is written
     if args.slurm:
         from parsgd.sweep.slurm import submit_sweep
 
-        return submit_sweep(sweep, args)
+        status = submit_sweep(sweep, args)
+        if sweep.source is not None and (owned / PLAN_FILE).exists():
+            claim_sweep_dir(owned, sweep.source)
+        return status
     points = expand_sweep(sweep, workers=None)
+    if sweep.source is not None:
+        claim_sweep_dir(owned, sweep.source)
     return run_locally(sweep, points, sweep_dir, args.jobs, args.force)
 
 
@@ -111,6 +127,9 @@ def load_points(sweep: Sweep, sweep_dir: Path) -> tuple[list[str], list[Point]]:
 
 
 def print_status(sweep: Sweep, sweep_dir: Path) -> int:
+    if not (sweep_dir / PLAN_FILE).exists():
+        print(f"sweep {sweep.name}: no results found at {sweep_dir} (ran elsewhere? give --out)")
+        return 1
     _, points = load_points(sweep, sweep_dir)
     states = sweep_states(sweep_dir, points)
     counts: dict[str, int] = {}

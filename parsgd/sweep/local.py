@@ -46,7 +46,7 @@ _POLL_S = 0.5
 # Rebuilding index.csv reads every run.json of the sweep: at most this often while running
 # (and always at the end), so that a sweep of many tiny runs does not spend O(N^2) on it.
 _INDEX_EVERY_S = 1.0
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 
 
 @dataclass
@@ -126,6 +126,7 @@ def _run_process_main(
     signal.signal(signal.SIGUSR1, _stop_now)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.setpgrp()
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGUSR1)  # PR_SET_PDEATHSIG
@@ -137,7 +138,7 @@ def _run_process_main(
     from parsgd.engine.runner import run_experiment
 
     try:
-        result = run_experiment(config, sweep_dir, resume=resume)
+        result = run_experiment(config, sweep_dir, resume=resume, force=not resume)
     except ParsgdError as exc:
         print(f"parsgd: error: {config['name']}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_status)

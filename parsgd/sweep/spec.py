@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from parsgd.compact import compact_value
+from parsgd.config.limits import sweep_size_error
 from parsgd.config.load import (
     Config,
+    absolute_path,
+    anchor_data_path,
     apply_overrides,
     config_hash,
     load_yaml,
@@ -40,7 +43,7 @@ from parsgd.config.schema import show
 from parsgd.errors import ConfigError
 
 _SWEEP_KEYS = ("name", "base", "config", "set", "grid", "zip", "seeds", "trials")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _LABEL_MAX = 48
 
 
@@ -53,6 +56,7 @@ class Sweep:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     zip: dict[str, list[Any]] = field(default_factory=dict)
     seeds: list[int] | None = None
+    source: Path | None = None  # the sweep file (one sweep directory belongs to one file)
 
     @property
     def keys(self) -> list[str]:
@@ -98,8 +102,14 @@ def load_sweep(path: str | Path) -> Sweep:
         )
     if ("base" in raw) == ("config" in raw):
         raise ConfigError(f"{path}: give exactly one of base (a config file) or config (inline)")
+    # Relative paths mean what they mean to ``parsgd run``: a base config's are relative to
+    # the base file, and those written in the sweep file (inline config, set, grid, zip)
+    # relative to the sweep file.
+    here = path.resolve().parent
     if "base" in raw:
-        base = load_yaml(_base_path(path, raw["base"]))
+        base_path = _base_path(path, raw["base"])
+        base = load_yaml(base_path)
+        anchor_data_path(base, base_path.resolve().parent)
     else:
         base = raw["config"]
         if not isinstance(base, dict):
@@ -108,10 +118,14 @@ def load_sweep(path: str | Path) -> Sweep:
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"{path}: set must be a list of dotted.key=value strings")
     base = apply_overrides(base, overrides)
+    anchor_data_path(base, here)
     if "trials" in raw:
         base["trials"] = raw["trials"]
     grid = _axes(path, "grid", raw.get("grid", {}))
     zipped = _axes(path, "zip", raw.get("zip", {}))
+    for axes in (grid, zipped):
+        if "data.path" in axes:
+            axes["data.path"] = [_anchored(value, here) for value in axes["data.path"]]
     if len({len(values) for values in zipped.values()}) > 1:
         lengths = ", ".join(f"{k}: {len(v)}" for k, v in zipped.items())
         raise ConfigError(f"{path}: zip lists must have equal lengths; got {lengths}")
@@ -126,7 +140,21 @@ def load_sweep(path: str | Path) -> Sweep:
             raise ConfigError(f"{path}: seed is swept twice (seeds and grid/zip); keep one")
     if not grid and not zipped and seeds is None:
         raise ConfigError(f"{path}: the sweep is empty: give grid, zip or seeds (non-empty lists)")
-    return Sweep(name=name, base=base, grid=grid, zip=zipped, seeds=seeds)
+    axis_lengths = [len(values) for values in grid.values()]
+    if zipped:
+        axis_lengths.append(len(next(iter(zipped.values()))))
+    if seeds is not None:
+        axis_lengths.append(len(seeds))
+    too_big = sweep_size_error(axis_lengths)
+    if too_big:
+        raise ConfigError(f"{path}: {too_big}")
+    return Sweep(name=name, base=base, grid=grid, zip=zipped, seeds=seeds, source=path.resolve())
+
+
+def _anchored(value: Any, directory: Path) -> Any:
+    if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+        return str(absolute_path(directory / Path(value).expanduser()))
+    return value
 
 
 def _base_path(sweep_path: Path, base: Any) -> Path:

@@ -20,16 +20,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from parsgd.config.load import config_hash
-from parsgd.engine.rundir import write_atomic
+from parsgd.engine.rundir import create_run_file, lock_held, open_run_file, try_lock, write_atomic
+from parsgd.errors import ConfigError
 from parsgd.sweep.spec import Point, value_text
 
 PLAN_FILE = "sweep.json"
 INDEX_FILE = "index.csv"
 _LOCK_FILE = ".sweep.lock"
 CLAIM_FILE = ".claim"
+SOURCE_FILE = ".source"
 
 # Statuses a rerun of the sweep leaves alone (unless --force).
 FINISHED = ("completed", "diverged")
@@ -52,24 +54,42 @@ def write_plan(sweep_dir: Path, name: str, keys: list[str], points: list[Point])
     write_atomic(sweep_dir / PLAN_FILE, (json.dumps(plan, indent=1) + "\n").encode())
 
 
+def claim_sweep_dir(sweep_dir: Path, source: Path, record_it: bool = True) -> None:
+    """Refuse a sweep directory that another sweep file (with the same name) already uses.
+
+    Two sweep files named alike would otherwise replace each other's sweep.json and
+    index.csv. The first to run records its file in ``.source`` (``record_it=False``: only
+    check, writing nothing).
+    """
+    record = sweep_dir / SOURCE_FILE
+    if not record_it:
+        if record.is_file() and record.read_text().strip() != str(source):
+            claim_sweep_dir(sweep_dir, source)  # raises, naming the other file
+        return
+    with sweep_lock(sweep_dir):
+        if record.is_file():
+            other = record.read_text().strip()
+            if other != str(source):
+                raise ConfigError(
+                    f"{sweep_dir} holds the sweep of another file, {other}, with the same "
+                    f"name; give {source.name} another name or --out"
+                )
+            return
+        write_atomic(record, f"{source}\n".encode())
+
+
 def read_plan(sweep_dir: Path) -> tuple[list[str], list[Point]]:
     plan = json.loads((sweep_dir / PLAN_FILE).read_text())
     return plan["keys"], [Point.from_json(p) for p in plan["points"]]
 
 
 def _lock_held(run_dir: Path) -> bool:
-    """True if a live process holds the run's lock (RunDirectory.claim) or a sweep's claim."""
-    for name in (".lock", CLAIM_FILE):
-        path = run_dir / name
-        if not path.exists():
-            continue
-        with path.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
+    """True if a live process holds the run's lock (RunDirectory.claim) or a sweep's claim.
+
+    ``lock_held`` asks without taking the lock, so this probe (``--status``, an index
+    rebuild) never makes a genuine claim fail.
+    """
+    return any(lock_held(run_dir / name) for name in (".lock", CLAIM_FILE))
 
 
 class RunClaim:
@@ -82,34 +102,30 @@ class RunClaim:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self._handle: IO[str] | None = None
+        self._fd: int | None = None
 
     def acquire(self) -> bool:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        handle = (self.run_dir / CLAIM_FILE).open("a")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._handle = handle
-        return True
+        self._fd = try_lock(self.run_dir / CLAIM_FILE)
+        return self._fd is not None
 
     def fileno(self) -> int:
-        assert self._handle is not None
-        return self._handle.fileno()
+        assert self._fd is not None
+        return self._fd
 
     def release(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def run_state(sweep_dir: Path, point: Point) -> RunState:
     run_dir = sweep_dir / point.run_id
     try:
-        record: dict[str, Any] = json.loads((run_dir / "run.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        record: Any = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):  # missing, or damaged: judged as never finished
+        record = None
+    if not isinstance(record, dict):
         return RunState(point, "running" if _lock_held(run_dir) else "pending", {})
     if record.get("config_hash") != config_hash(point.config):
         return RunState(point, "pending", {})
@@ -159,12 +175,12 @@ def _cell(value: Any) -> str:
 def sweep_lock(sweep_dir: Path) -> Iterator[None]:
     """Serialise index updates of every process working on this sweep directory."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    with (sweep_dir / _LOCK_FILE).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    fd = open_run_file(sweep_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def update_index(sweep_dir: Path, keys: list[str], points: list[Point]) -> list[RunState]:
@@ -182,7 +198,7 @@ def _replace(path: Path, text: str) -> None:
     directories and rebuilt by the next sweep or ``--status`` if a crash loses it.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    create_run_file(tmp, text.encode())  # O_EXCL, O_NOFOLLOW: never through a symlink
     os.replace(tmp, path)
 
 
