@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import run_cli, write_config
+from reliability_helpers import leftovers, one_line_error, snapshot
 
 from parsgd.config.limits import MAX_MEETINGS, MAX_STREAM_BATCH_VALUES, MAX_SWEEP_POINTS
-from tests.conftest import run_cli, write_config
-from tests.reliability_helpers import leftovers, one_line_error, snapshot
 
 
 def _refused(
@@ -176,7 +176,7 @@ def test_sweep_list_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from conftest import ROOT
 
     write_config(tmp_path / "base.yaml")
     sweep = tmp_path / "s.yaml"

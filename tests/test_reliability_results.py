@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli, write_config
+from reliability_helpers import leftovers, one_line_error, snapshot
 
 from parsgd.engine.rundir import TRACE_COLUMNS, read_trace
-from tests.conftest import run_cli, write_config
-from tests.reliability_helpers import leftovers, one_line_error, snapshot
 
 
 def _run(config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:

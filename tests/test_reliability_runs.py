@@ -18,11 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-
-from parsgd.engine.rundir import read_trace, try_lock
-from parsgd.sweep.state import RunClaim, _lock_held
-from tests.conftest import ROOT, run_cli, wait_until, write_config
-from tests.reliability_helpers import (
+from conftest import ROOT, run_cli, wait_until, write_config
+from reliability_helpers import (
     kill_group,
     leftovers,
     one_line_error,
@@ -30,6 +27,9 @@ from tests.reliability_helpers import (
     start_run,
     trace_rows,
 )
+
+from parsgd.engine.rundir import read_trace, try_lock
+from parsgd.sweep.state import RunClaim, _lock_held
 
 
 def _long(tmp_path: Path) -> Path:
