@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from parsgd.config.load import Config, dump_config, load_config
 from parsgd.errors import ParsgdError
+
+if TYPE_CHECKING:
+    from parsgd.config.load import Config
+
+# Only argparse and the error types at import: ``parsgd --help`` and each subcommand's
+# ``--help`` pay for no numpy, yaml or engine; each action imports what it runs.
 
 _NETWORK_HELP = (
     "project wall-clock time onto a cluster: latency_us=50,bandwidth_gbps=10,nodes=8 (or "
@@ -203,6 +208,7 @@ def _shown(steps: list[int]) -> str:
 
 
 def _print_dry_run(config: Config) -> None:
+    from parsgd.config.load import dump_config
     from parsgd.engine.plan import global_rounds
     from parsgd.schedules import AveragingSchedule
 
@@ -231,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"parsgd: error: {exc}", file=sys.stderr)
             return exc.exit_status
     try:
+        from parsgd.config.load import load_config
+
         config = load_config(args.config, args.overrides)
         if args.dry_run:
             _print_dry_run(config)

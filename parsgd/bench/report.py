@@ -226,6 +226,18 @@ def build_rows(raw: dict[str, Any]) -> list[Row]:
             note="includes loading the compiled averaging rounds before the fork",
         )
     )
+    numpy_s = raw["help"]["import_numpy"]
+    for key, command in (
+        ("help", "--help"),
+        ("plot_help", "plot --help"),
+        ("sweep_help", "sweep --help"),
+    ):
+        seconds = raw["help"][key]
+        ratio = numpy_s / seconds  # >= 1/1.5: at most 1.5x the time of import numpy
+        note = "ratio = import numpy / ours; target: at most 1.5x import numpy"
+        rows.append(
+            Row(f"parsgd {command}", seconds, "s", "import numpy", numpy_s, ratio, 1 / 1.5, note)
+        )
     rows.append(Row("whole tiny run (start to exit)", start["run_total_s"], "s"))
     rows.append(
         Row(

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from parsgd.bench import averaging, kernels, memory, report, throughput
+from parsgd.bench import averaging, help, kernels, memory, report, throughput
 
 
 def run_bench(quick: bool, json_path: Path | None) -> int:
@@ -20,6 +20,7 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
         ("averaging", averaging),
         ("throughput", throughput),
         ("memory", memory),
+        ("help", help),
     ):
         tic = time.perf_counter()
         print(f"parsgd bench: {name} ...", flush=True)
