@@ -43,9 +43,11 @@ from parsgd.config.schema import (
     Mapping,
     Null,
     Records,
+    Registered,
     Section,
     Str,
 )
+from parsgd.engine import backends
 from parsgd.errors import ConfigError
 
 Config = dict[str, Any]
@@ -108,7 +110,7 @@ SCHEMA: dict[str, Field | Section] = {
         "nodes (groups of `workers` workers that average among themselves); serial and "
         "processes emulate them on one machine",
     ),
-    "backend": Field(Choice(("processes", "serial")), "processes"),
+    "backend": Field(Registered(names=backends.names), "processes"),
     "method": Field(
         Choice(("local_sgd", "single", "hogwild")),
         "local_sgd",

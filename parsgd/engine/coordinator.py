@@ -198,3 +198,15 @@ class Coordinator:
             if proc.is_alive():
                 proc.kill()
                 proc.join(_GRACE_S)
+
+
+class ProcessesBackend:
+    """One process per rank under this coordinator (see ``engine.backends``)."""
+
+    def run(
+        self, team: Team, start: Position, sink: Sink
+    ) -> tuple[Outcome, list[dict[str, float]]]:
+        return Coordinator(team, start, sink).run()
+
+
+BACKEND = ProcessesBackend()

@@ -25,13 +25,13 @@ import numpy as np
 from parsgd.config.advice import advisories
 from parsgd.config.load import Config, config_hash, dump_config
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
-from parsgd.engine.coordinator import Coordinator, Sink
+from parsgd.engine import backends
+from parsgd.engine.coordinator import Sink
 from parsgd.engine.logs import RunLog
 from parsgd.engine.loop import Outcome, Position
 from parsgd.engine.plan import Plan
 from parsgd.engine.progress import ProgressBar
 from parsgd.engine.rundir import RunDirectory, TraceWriter, check_writable, read_trace
-from parsgd.engine.serial import run_serial
 from parsgd.engine.signals import StopSignals, signals_ignored
 from parsgd.engine.team import Settings, Team, TeamState
 from parsgd.engine.warmup import warm_up
@@ -169,7 +169,7 @@ def _run_with_signals(
     signals: StopSignals,
 ) -> RunResult:
     M = config["workers"] * config["nodes"]
-    arena = SharedArena() if config["backend"] == "processes" else LocalArena()
+    arena = SharedArena() if backends.info(config["backend"]).shared_memory else LocalArena()
     try:
         problem = build_problem(config, arena)  # DataError here: nothing written yet
         plan = Plan.from_config(config)
@@ -238,7 +238,8 @@ def _run_claimed(
         run_dir.write_json(record)
 
     collector.on_started = started
-    run_log = RunLog(run_dir.log_path, multiprocess=config["backend"] == "processes")
+    backend = backends.info(config["backend"])
+    run_log = RunLog(run_dir.log_path, multiprocess=backend.process_per_worker)
     tic = time.perf_counter()
     outcome: Outcome | None = None
     timings: list[dict[str, float]] = []
@@ -255,10 +256,7 @@ def _run_claimed(
             digest,
         )
         collector.signals = signals
-        if config["backend"] == "processes":
-            outcome, timings = Coordinator(team, start, collector).run()
-        else:
-            outcome, timings = run_serial(team, start, collector)
+        outcome, timings = backends.load(backend.name).run(team, start, collector)
         record["status"] = outcome.status
         if outcome.status == "interrupted":
             models = team.models_after(outcome.trial, outcome.step)

@@ -33,3 +33,15 @@ def run_serial(team: Team, start: Position, sink: Sink) -> tuple[Outcome, list[d
     sink.started([])
     outcome = run_ranks(team, ranks, start, _SerialHooks(sink))
     return outcome, [team.timings(r) for r in ranks]
+
+
+class SerialBackend:
+    """Every rank in this process (see ``engine.backends``)."""
+
+    def run(
+        self, team: Team, start: Position, sink: Sink
+    ) -> tuple[Outcome, list[dict[str, float]]]:
+        return run_serial(team, start, sink)
+
+
+BACKEND = SerialBackend()
