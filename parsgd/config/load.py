@@ -221,10 +221,11 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
-def _unknown(prefix: str, key: str, valid: list[str]) -> str:
+def unknown_key(prefix: str, key: str, valid: list[str], what: str = "key") -> str:
+    """``unknown key a.b; did you mean a.c? (valid keys: ...)``: the one such message."""
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"; did you mean {prefix}{close[0]}?" if close else ""
-    return f"unknown key {prefix}{key}{hint} (valid keys: {', '.join(valid)})"
+    return f"unknown {what} {prefix}{key}{hint} (valid keys: {', '.join(valid)})"
 
 
 def _check_fields(
@@ -261,7 +262,7 @@ def _check_section(prefix: str, raw: Any, section: Section, errors: list[str]) -
             fields.update(section.kinds[kind])
     for key in raw:
         if key not in fields:
-            errors.append(_unknown(prefix, str(key), list(fields)))
+            errors.append(unknown_key(prefix, str(key), list(fields)))
     _check_fields(prefix, raw, fields, out, errors)
     return out
 
@@ -273,7 +274,7 @@ def validate(raw: dict[str, Any]) -> Config:
     top_fields = {k: v for k, v in SCHEMA.items() if isinstance(v, Field)}
     for key in raw:
         if key not in SCHEMA:
-            errors.append(_unknown("", str(key), list(SCHEMA)))
+            errors.append(unknown_key("", str(key), list(SCHEMA)))
     _check_fields("", raw, top_fields, config, errors)
     for key, spec in SCHEMA.items():
         if isinstance(spec, Section):

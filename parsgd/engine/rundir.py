@@ -85,7 +85,8 @@ def check_writable(directory: Path) -> None:
         raise ConfigError(f"output directory {probe} has less than 1 MiB free")
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A csv cell: empty for None, floats as the shortest text that reads back exactly."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -109,7 +110,7 @@ class TraceWriter:
         self._file.flush()
 
     def append(self, row: dict[str, Any]) -> None:
-        self._file.write(",".join(_cell(row[c]) for c in TRACE_COLUMNS) + "\n")
+        self._file.write(",".join(cell(row[c]) for c in TRACE_COLUMNS) + "\n")
         self._file.flush()
         self.rows += 1
 

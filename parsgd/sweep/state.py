@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from parsgd.config.load import config_hash
-from parsgd.engine.rundir import write_atomic
+from parsgd.engine.rundir import cell, write_atomic
 from parsgd.sweep.spec import Point, value_text
 
 PLAN_FILE = "sweep.json"
@@ -141,18 +141,12 @@ def index_text(keys: list[str], states: list[RunState]) -> str:
                 point.run_id,
                 *(value_text(point.values[key]) for key in keys),
                 state.status,
-                _cell(state.final("loss")),
-                _cell(state.final("dist_opt_sq")),
-                _cell(timings.get("total_s")),
+                cell(state.final("loss")),
+                cell(state.final("dist_opt_sq")),
+                cell(timings.get("total_s")),
             ]
         )
     return buffer.getvalue()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 @contextlib.contextmanager
