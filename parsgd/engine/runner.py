@@ -7,7 +7,6 @@ directory is claimed, every exit path leaves a final ``run.json`` and frees shar
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -26,12 +25,11 @@ from parsgd.config.advice import advisories
 from parsgd.config.load import Config, config_hash, dump_config
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
 from parsgd.engine import backends
-from parsgd.engine.coordinator import Sink
+from parsgd.engine.collector import Collector
 from parsgd.engine.logs import RunLog
 from parsgd.engine.loop import Outcome, Position
 from parsgd.engine.plan import Plan
-from parsgd.engine.progress import ProgressBar
-from parsgd.engine.rundir import RunDirectory, TraceWriter, check_writable, read_trace
+from parsgd.engine.rundir import RunDirectory, TraceWriter, check_writable
 from parsgd.engine.signals import StopSignals, signals_ignored
 from parsgd.engine.team import Settings, Team, TeamState
 from parsgd.engine.warmup import warm_up
@@ -55,51 +53,6 @@ class RunResult:
     @property
     def exit_status(self) -> int:
         return EXIT_STATUS[self.status]
-
-
-class _Collector(Sink):
-    """Receives rank 0's rows and checkpoints; keeps the last row of every trial."""
-
-    def __init__(self, run_dir: RunDirectory, trace: TraceWriter, plan: Plan, config: Config):
-        self.run_dir, self.trace, self.plan = run_dir, trace, plan
-        self.config_hash = config_hash(config)
-        # The last row of every trial, for run.json's final figures; a resumed run starts
-        # from the rows it kept.
-        self.last_rows: dict[int, dict[str, Any]] = (
-            {int(row["trial"]): _parse_row(row) for row in read_trace(run_dir.trace_path)}
-            if trace.rows
-            else {}
-        )
-        self.pids: list[int] = []
-        self.progress = ProgressBar(config["trials"] * plan.total_steps, config["name"])
-        self.on_started: Any = None
-        self.signals: StopSignals | None = None
-
-    def _critical(self) -> contextlib.AbstractContextManager[None]:
-        return self.signals.critical() if self.signals is not None else contextlib.nullcontext()
-
-    def started(self, pids: list[int]) -> None:
-        self.pids = pids
-        if self.on_started is not None:
-            self.on_started(pids)
-
-    def row(self, row: dict[str, Any]) -> None:
-        with self._critical():
-            self.trace.append(row)
-        self.last_rows[row["trial"]] = row
-        self.progress.update(row["trial"] * self.plan.total_steps + row["step"])
-
-    def checkpoint(self, trial: int, step: int, wall_s: float, W: np.ndarray) -> None:
-        meta = {
-            "trial": trial,
-            "step": step,
-            "wall_s": wall_s,
-            "trace_rows": self.trace.rows,
-            "config_hash": self.config_hash,
-        }
-        with self._critical():
-            self.run_dir.write_checkpoint(W, meta)
-        log.info("checkpoint at trial %d step %d", trial, step)
 
 
 def _versions() -> dict[str, str]:
@@ -231,7 +184,7 @@ def _run_claimed(
     record.update(_slurm_ids())
     run_dir.write_json(record)
     trace = TraceWriter(run_dir.trace_path, keep_rows)
-    collector = _Collector(run_dir, trace, team.plan, config)
+    collector = Collector(run_dir, trace, team.plan, config)
 
     def started(pids: list[int]) -> None:
         record["pids"] = pids
@@ -295,17 +248,6 @@ def _run_claimed(
     return RunResult(record["status"], run_dir.root, record["reason"])
 
 
-def _parse_row(row: dict[str, str]) -> dict[str, Any]:
-    """A trace.csv row read back: integers, floats, and None for empty cells."""
-    parsed: dict[str, Any] = {}
-    for key, text in row.items():
-        if key in ("trial", "step", "samples", "syncs"):
-            parsed[key] = int(text)
-        else:
-            parsed[key] = float(text) if text else None
-    return parsed
-
-
 def _summary(
     config: Config,
     team: Team,
@@ -313,7 +255,7 @@ def _summary(
     outcome: Outcome | None,
     timings: list[dict[str, float]],
     total_s: float,
-    collector: _Collector,
+    collector: Collector,
 ) -> dict[str, Any]:
     def mean(key: str) -> float:
         return float(np.mean([t[key] for t in timings])) if timings else 0.0
