@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from parsgd.config.load import Config, config_hash
+from parsgd.config.load import Config
 from parsgd.engine.coordinator import Sink
 from parsgd.engine.plan import Plan
 from parsgd.engine.progress import ProgressBar
@@ -26,9 +26,11 @@ log = logging.getLogger("parsgd")
 class Collector(Sink):
     """Receives rank 0's rows and checkpoints; keeps the last row of every trial."""
 
-    def __init__(self, run_dir: RunDirectory, trace: TraceWriter, plan: Plan, config: Config):
+    def __init__(
+        self, run_dir: RunDirectory, trace: TraceWriter, plan: Plan, config: Config, digest: str
+    ):
         self.run_dir, self.trace, self.plan = run_dir, trace, plan
-        self.config_hash = config_hash(config)
+        self.config_hash = digest  # the run's hash, computed once by the runner
         # The last row of every trial, for run.json's final figures; a resumed run starts
         # from the rows it kept.
         self.last_rows: dict[int, dict[str, Any]] = (

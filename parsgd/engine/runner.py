@@ -184,7 +184,7 @@ def _run_claimed(
     record.update(_slurm_ids())
     run_dir.write_json(record)
     trace = TraceWriter(run_dir.trace_path, keep_rows)
-    collector = Collector(run_dir, trace, team.plan, config)
+    collector = Collector(run_dir, trace, team.plan, config, digest)
 
     def started(pids: list[int]) -> None:
         record["pids"] = pids
