@@ -41,8 +41,11 @@ from parsgd.engine.control import (
 PAD = 16
 
 _SPINS = 256  # loads before the first clock read: ~0.5 us
-_YIELD_NS = 50_000  # then yield the core for up to 50 us of waiting
-_MAX_SLEEP_US = 1000  # then sleep waited/16, capped at 1 ms
+# Then yield the core for up to 2 ms of waiting: a peer that lost its core (more runnable
+# processes than cores) gets it back at once, where a sleep would cost at least the kernel's
+# timer slack (~50 us) every time.
+_YIELD_NS = 2_000_000
+_MAX_SLEEP_US = 1000  # then sleep waited/16 (from 125 us), capped at 1 ms
 # Twice the coordinator's grace: it names the worker that did not arrive before a waiting
 # peer gives up (this deadline is the fallback for a coordinator that cannot act).
 _STOP_GRACE_NS = int(2 * STOP_GRACE_S * 1e9)
