@@ -23,13 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from parsgd.problems.kernels import least_squares, linear, mlp, pca, quadratic
+from parsgd.problems.kernels import least_squares, linear, mlp, pca, quadratic, softmax
 
 DENSE_LINEAR, CSR_LINEAR, GAUSSIAN_STREAM, PLANTED_STREAM = range(4)
 PCA_POOL, PCA_STREAM, MLP, QUADRATIC = range(4, 8)
+SOFTMAX_DENSE, SOFTMAX_CSR = range(8, 10)
 
-# (matrix, vector a, vector b, indices, int vector, float scalars, int scalars)
-Pack = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# (matrix, vector a, vector b, indices, int vector, labels, float scalars, int scalars)
+Pack = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]
 
 
 def pack(
@@ -38,6 +41,7 @@ def pack(
     b: np.ndarray | None = None,
     indices: np.ndarray | None = None,
     ints: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
     floats: tuple[float, ...] = (),
     scalars: tuple[int, ...] = (),
 ) -> Pack:
@@ -48,6 +52,7 @@ def pack(
         np.empty(0) if b is None else b,
         np.empty(0, np.int64) if indices is None else indices,
         np.empty(0, np.int64) if ints is None else ints,
+        np.empty(0, np.int64) if labels is None else labels,
         np.array(floats, dtype=np.float64),
         np.array(scalars, dtype=np.int64),
     )
@@ -71,7 +76,7 @@ class StepKernel:
 @njit(cache=True, nogil=True)
 def step(kind: int, data: Pack, w: np.ndarray, x: np.ndarray, etas: np.ndarray) -> None:
     """Run ``len(etas)`` steps of loop ``kind`` on ``w``; ``x`` holds the prepared inputs."""
-    matrix, a, b, indices, ints, floats, scalars = data
+    matrix, a, b, indices, ints, labels, floats, scalars = data
     if kind == DENSE_LINEAR:
         linear.sgd_dense(matrix, a, w, x, etas, floats[0], scalars[0])
     elif kind == CSR_LINEAR:
@@ -91,3 +96,7 @@ def step(kind: int, data: Pack, w: np.ndarray, x: np.ndarray, etas: np.ndarray) 
         mlp.sgd(matrix, ints, w, x, etas, floats[0], scalars[0], scalars[1])
     elif kind == QUADRATIC:
         quadratic.sgd(a, b, w, x, etas, floats[0], floats[1], scalars[0])
+    elif kind == SOFTMAX_DENSE:
+        softmax.sgd_dense(matrix, labels, w, x, etas, floats[0], scalars[0])
+    elif kind == SOFTMAX_CSR:
+        softmax.sgd_csr(a, indices, ints, scalars[1], labels, w, x, etas, floats[0], scalars[0])
