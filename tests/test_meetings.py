@@ -168,6 +168,10 @@ OBJECTIVES = {
         "objective": {"kind": "mlp", "hidden": 4, "l2": 0.0001},
     },
     "stream": {"data": {"kind": "gaussian_linear", "d": 5, "noise": 0.3, "stream": True}},
+    "softmax": {
+        "data": {"kind": "logistic_planted", "n": 500, "d": 6},
+        "objective": {"kind": "softmax", "l2": 0.001},
+    },
 }
 
 
