@@ -6,10 +6,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from parsgd.config.load import Config, dump_config, load_config
 from parsgd.errors import ParsgdError
+
+if TYPE_CHECKING:
+    from parsgd.config.load import Config
+
+# Only argparse and the error types at import: ``parsgd --help`` and each subcommand's
+# ``--help`` pay for no numpy, yaml or engine; each action imports what it runs.
 
 _NETWORK_HELP = (
     "project wall-clock time onto a cluster: latency_us=50,bandwidth_gbps=10,nodes=8 (or "
@@ -200,16 +205,27 @@ def _add_sweep_command(commands: Any) -> None:
     sweep.set_defaults(handler=sweep_command)
 
 
+def _shown(steps: list[int]) -> str:
+    return ", ".join(map(str, steps if len(steps) <= 10 else [*steps[:5], "...", *steps[-5:]]))
+
+
 def _print_dry_run(config: Config) -> None:
+    from parsgd.config.load import dump_config
+    from parsgd.engine.plan import global_rounds
     from parsgd.schedules import AveragingSchedule
 
     steps = config["sgd"]["steps"]
     schedule = AveragingSchedule.from_config(config["averaging"])
-    averaging = schedule.averaging_steps(steps).tolist()
-    shown = averaging if len(averaging) <= 10 else [*averaging[:5], "...", *averaging[-5:]]
+    averaging = schedule.averaging_steps(steps)
     print(dump_config(config), end="")
     print(f"# averaging: {schedule.describe()}")
-    print(f"# averaging steps: {', '.join(map(str, shown))}")
+    print(f"# averaging steps: {_shown(averaging.tolist())}")
+    global_every = config["averaging"]["global_every"]
+    if global_every is not None or config["nodes"] > 1:
+        rounds = global_rounds(averaging, global_every, steps).tolist()
+        print(f"# nodes: {config['nodes']} x {config['workers']} workers")
+        print(f"# global averaging steps: {_shown(rounds)}")
+        print(f"# global syncs per trial: {len(rounds)}")
     print(f"# syncs per trial: {len(averaging)}; trials: {config['trials']}")
 
 
@@ -233,6 +249,8 @@ def _main(argv: list[str] | None) -> int:
             print(f"parsgd: error: {exc}", file=sys.stderr)
             return exc.exit_status
     try:
+        from parsgd.config.load import load_config
+
         config = load_config(args.config, args.overrides)
         if args.dry_run:
             _print_dry_run(config)

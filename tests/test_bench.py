@@ -28,6 +28,10 @@ def test_bench_quick_writes_every_row(tmp_path: Path) -> None:
         "round M=2 d=1e+06",
         "total PSS",
         "start-up",
+        "parsgd --help",
+        "parsgd sweep --help",
+        "M=2 pca every 1",
+        "M=2 sparse_logistic every 1",
     ):
         assert any(expected in m for m in measures), expected
     ceiling = [r for r in record["rows"] if r["baseline"] == "C -O3 -march=native -ffast-math"]

@@ -7,7 +7,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from parsgd.bench import averaging, contention, kernels, memory, report, throughput, torch_local_sgd
+from parsgd.bench import (
+    averaging,
+    contention,
+    help,
+    kernels,
+    memory,
+    report,
+    throughput,
+    torch_local_sgd,
+)
 
 
 def run_bench(quick: bool, json_path: Path | None) -> int:
@@ -22,6 +31,7 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
         ("memory", memory),
         ("torch", torch_local_sgd),
         ("contention", contention),
+        ("help", help),
     ):
         tic = time.perf_counter()
         print(f"parsgd bench: {name} ...", flush=True)

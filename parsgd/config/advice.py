@@ -6,6 +6,7 @@ from parsgd.analysis.theory import quadratic_second_moment_rate
 from parsgd.config.kinds import RANDOM_START_OBJECTIVES
 from parsgd.config.load import Config, usable_cpus
 from parsgd.data.synthetic import spectrum
+from parsgd.engine import backends
 from parsgd.schedules import AveragingSchedule, StepSize
 
 
@@ -22,7 +23,7 @@ def advisories(config: Config) -> list[str]:
             f"averaging.every ({every}) is larger than sgd.steps ({steps}): "
             "this is one-shot averaging"
         )
-    if config["backend"] == "processes" and workers > usable_cpus():
+    if backends.info(config["backend"]).process_per_worker and workers > usable_cpus():
         notes.append(
             f"{workers} workers on {usable_cpus()} usable cores: every worker shares a core, "
             "the run will be slow and wall times are not representative"

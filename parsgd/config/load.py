@@ -51,10 +51,12 @@ from parsgd.config.schema import (
     Mapping,
     Null,
     Records,
+    Registered,
     Section,
     Str,
     show,
 )
+from parsgd.engine import backends
 from parsgd.errors import ConfigError
 
 Config = dict[str, Any]
@@ -140,7 +142,13 @@ SCHEMA: dict[str, Field | Section] = {
     "seed": Field(Int(low=0, high=2**63 - 1), 0, "master seed; trials and workers derive theirs"),
     "trials": Field(_POSITIVE_INT, 1, "independent repetitions"),
     "workers": Field(Either((Int(low=1, high=4096), Literal("auto"))), "auto"),
-    "backend": Field(Choice(("processes", "serial")), "processes"),
+    "nodes": Field(
+        Int(low=1, high=4096),
+        1,
+        "nodes (groups of `workers` workers that average among themselves); serial and "
+        "processes emulate them on one machine",
+    ),
+    "backend": Field(Registered(names=backends.names), "processes"),
     "method": Field(
         Choice(("local_sgd", "single", "hogwild")),
         "local_sgd",
@@ -179,6 +187,12 @@ SCHEMA: dict[str, Field | Section] = {
             ),
             "warmup": Field(Int(low=0), 0, "average every step for this many steps first"),
             "growth": Field(Float(low=0.0, low_open=True), 1.0, "interval multiplier"),
+            "global_every": Field(
+                Either((_EVERY, Null())),
+                None,
+                "average across nodes every this many steps (a multiple of every, or end); "
+                "null: every round is global",
+            ),
         }
     ),
     "eval": Section(fields={"every": Field(Either((_POSITIVE_INT, Literal("auto"))), "auto")}),
@@ -253,10 +267,11 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     node[last] = value
 
 
-def _unknown(prefix: str, key: str, valid: list[str]) -> str:
+def unknown_key(prefix: str, key: str, valid: list[str], what: str = "key") -> str:
+    """``unknown key a.b; did you mean a.c? (valid keys: ...)``: the one such message."""
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"; did you mean {prefix}{close[0]}?" if close else ""
-    return f"unknown key {prefix}{key}{hint} (valid keys: {', '.join(valid)})"
+    return f"unknown {what} {prefix}{key}{hint} (valid keys: {', '.join(valid)})"
 
 
 def _check_fields(
@@ -293,7 +308,7 @@ def _check_section(prefix: str, raw: Any, section: Section, errors: list[str]) -
             fields.update(section.kinds[kind])
     for key in raw:
         if key not in fields:
-            errors.append(_unknown(prefix, str(key), list(fields)))
+            errors.append(unknown_key(prefix, str(key), list(fields)))
     _check_fields(prefix, raw, fields, out, errors)
     return out
 
@@ -306,7 +321,7 @@ def validate(raw: dict[str, Any]) -> Config:
     top_fields = {k: v for k, v in SCHEMA.items() if isinstance(v, Field)}
     for key in raw:
         if key not in SCHEMA:
-            errors.append(_unknown("", str(key), list(SCHEMA)))
+            errors.append(unknown_key("", str(key), list(SCHEMA)))
     _check_fields("", raw, top_fields, config, errors)
     for key, spec in SCHEMA.items():
         if isinstance(spec, Section):
@@ -318,6 +333,22 @@ def validate(raw: dict[str, Any]) -> Config:
     if errors:
         raise ConfigError("; ".join(errors))
     return config
+
+
+def _global_every_errors(averaging: dict[str, Any]) -> list[str]:
+    """``global_every`` must land on averaging rounds: a multiple of every interval, or end."""
+    global_every = averaging["global_every"]
+    if global_every is None or global_every == "end":
+        return []
+    intervals = [averaging["every"]] if averaging["phases"] is None else []
+    intervals += [p["every"] for p in averaging["phases"] or []]
+    for every in intervals:
+        if every == "end" or (isinstance(every, int) and global_every % every != 0):
+            return [
+                f"averaging.global_every must be a multiple of averaging.every ({every}) "
+                f"or end; got {global_every}"
+            ]
+    return []
 
 
 def _cross_field_errors(config: Config) -> list[str]:
@@ -338,6 +369,7 @@ def _cross_field_errors(config: Config) -> list[str]:
             f"averaging.growth and averaging.warmup need an integer averaging.every; "
             f"got {averaging['every']!r}"
         )
+    errors.extend(_global_every_errors(averaging))
     steps = config["sgd"]["steps"]
     if averaging["at"] is not None and max(averaging["at"]) > steps:
         errors.append(
@@ -423,6 +455,7 @@ def resolve(config: Config) -> Config:
             if out["eval"]["every"] != "auto":
                 out["eval"]["every"] *= out["workers"]
         out["workers"] = 1
+        out["nodes"] = 1
     if out["eval"]["every"] == "auto":
         out["eval"]["every"] = max(1, out["sgd"]["steps"] // 50)
     if "seed" in out["data"] and out["data"]["seed"] is None:
@@ -470,6 +503,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def config_hash(config: Config) -> str:
     """A stable hash of everything in the config that changes the numbers a run produces."""
     relevant = {k: v for k, v in config.items() if k not in _HASH_EXCLUDED}
+    # Keys added later hash only when set, so earlier runs' checkpoints stay resumable.
+    if relevant.get("nodes") == 1:
+        del relevant["nodes"]
+    averaging = relevant.get("averaging")
+    if isinstance(averaging, dict) and averaging.get("global_every") is None:
+        relevant["averaging"] = {k: v for k, v in averaging.items() if k != "global_every"}
     text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +140,20 @@ class Choice(Rule):
 
     def describe(self) -> str:
         return "one of " + ", ".join(self.options)
+
+
+@dataclass(frozen=True)
+class Registered(Choice):
+    """A choice among names a registry knows when the value is checked (backends)."""
+
+    options: tuple[str, ...] = ()
+    names: Callable[[], tuple[str, ...]] = tuple
+
+    def parse(self, value: Any) -> str:
+        return Choice(self.names()).parse(value)
+
+    def describe(self) -> str:
+        return Choice(self.names()).describe()
 
 
 @dataclass(frozen=True)

@@ -84,10 +84,6 @@ class SharedArena:
         array.fill(0)
         return array
 
-    @property
-    def names(self) -> list[str]:
-        return [segment.name for segment in self._segments]
-
     def close(self) -> None:
         """Unlink every segment. Safe to call twice; never raises for a missing segment."""
         for segment in self._segments:

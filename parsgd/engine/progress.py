@@ -1,4 +1,4 @@
-"""A one-line progress bar, shown only on a terminal and only for runs that take a while."""
+"""The progress bar: one line, redrawn, shown only on a terminal (a run's steps, a sweep's runs)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ _REFRESH_S = 0.2
 _WIDTH = 30
 
 
+def bar(fraction: float) -> str:
+    """``[#####-----]``: the bar both a run and a sweep draw."""
+    filled = int(min(1.0, max(0.0, fraction)) * _WIDTH)
+    return "[" + "#" * filled + "-" * (_WIDTH - filled) + "]"
+
+
 class ProgressBar:
+    """A run's steps, shown only once the run has taken a while."""
+
     def __init__(self, total: int, label: str, stream: TextIO | None = None) -> None:
         self.total, self.label = max(1, total), label
         self.stream = stream if stream is not None else sys.stdout
@@ -28,12 +36,11 @@ class ProgressBar:
             return
         self._drawn = now
         fraction = min(1.0, done / self.total)
-        filled = int(fraction * _WIDTH)
         elapsed = now - self._started
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
-        bar = "#" * filled + "-" * (_WIDTH - filled)
         self.stream.write(
-            f"\r{self.label} [{bar}] {fraction:6.1%} {elapsed:6.1f}s elapsed, ~{eta:.0f}s left"
+            f"\r{self.label} {bar(fraction)} {fraction:6.1%} {elapsed:6.1f}s elapsed, "
+            f"~{eta:.0f}s left"
         )
         self.stream.flush()
         self._visible = True

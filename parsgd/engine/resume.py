@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.engine.loop import Position
 from parsgd.engine.rundir import RESULT_FILES, RunDirectory, read_record, read_trace
-from parsgd.engine.team import Position
 from parsgd.errors import ConfigError
 
 

@@ -37,6 +37,11 @@ TRACE_COLUMNS = (
     "subopt",
     "compute_s",
     "sync_wait_s",
+    # Groups of workers (``nodes``): global averaging rounds done, the mean squared distance
+    # of workers to their node's average and of node averages to the global average.
+    "syncs_global",
+    "spread_within_nodes",
+    "spread_between_nodes",
     # Filled only where the problem has them (held-out split, PCA); empty otherwise.
     "test_loss",
     "test_accuracy",
@@ -140,7 +145,8 @@ def check_writable(directory: Path) -> None:
         raise ConfigError(f"output directory {probe} has less than 1 MiB free")
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A csv cell: empty for None, floats as the shortest text that reads back exactly."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -212,7 +218,7 @@ class TraceWriter:
         self._size = os.fstat(self._fd).st_size
 
     def append(self, row: dict[str, Any]) -> None:
-        data = (",".join(_cell(row[c]) for c in TRACE_COLUMNS) + "\n").encode()
+        data = (",".join(cell(row[c]) for c in TRACE_COLUMNS) + "\n").encode()
         try:
             _write_all(self._fd, data)
         except BaseException:

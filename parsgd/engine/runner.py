@@ -7,7 +7,6 @@ directory is claimed, every exit path leaves a final ``run.json`` and frees shar
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -25,23 +24,17 @@ import numpy as np
 from parsgd.config.advice import advisories
 from parsgd.config.load import Config, config_hash, dump_config
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
-from parsgd.engine.coordinator import Coordinator, Sink
+from parsgd.engine import backends
+from parsgd.engine.collector import Collector
 from parsgd.engine.logs import RunLog
+from parsgd.engine.loop import Outcome, Position
 from parsgd.engine.plan import Plan
-from parsgd.engine.progress import ProgressBar
 from parsgd.engine.resume import Start, find_start
-from parsgd.engine.rundir import (
-    TRACE_COLUMNS,
-    RunDirectory,
-    TraceWriter,
-    check_writable,
-    read_trace,
-)
-from parsgd.engine.serial import run_serial
+from parsgd.engine.rundir import RunDirectory, TraceWriter, check_writable
 from parsgd.engine.signals import StopSignals, signals_ignored
-from parsgd.engine.team import STOP_REQUEST, Outcome, Position, Settings, Team, TeamState
+from parsgd.engine.team import Settings, Team, TeamState
+from parsgd.engine.warmup import warm_up
 from parsgd.errors import ConfigError, ParsgdError, WorkerError
-from parsgd.problems.base import Problem
 from parsgd.problems.registry import build_problem
 from parsgd.schedules import StepSize
 from parsgd.version import __version__
@@ -63,70 +56,6 @@ class RunResult:
         return EXIT_STATUS[self.status]
 
 
-class _Collector(Sink):
-    """Receives rank 0's rows and checkpoints; keeps the last row of every trial."""
-
-    def __init__(self, run_dir: RunDirectory, trace: TraceWriter, plan: Plan, config: Config):
-        self.run_dir, self.trace, self.plan = run_dir, trace, plan
-        self.config_hash = config_hash(config)
-        # The last row of every trial, for run.json's final figures; a resumed run starts
-        # from the rows it kept.
-        self.last_rows: dict[int, dict[str, Any]] = (
-            {int(row["trial"]): _parse_row(row) for row in read_trace(run_dir.trace_path)}
-            if trace.rows
-            else {}
-        )
-        self.pids: list[int] = []
-        self.progress = ProgressBar(config["trials"] * plan.total_steps, config["name"])
-        self.on_started: Any = None
-        self.signals: StopSignals | None = None
-        self.control: np.ndarray | None = None  # the team's, to stop a diverged run
-        # (trial, step, column) of the first non-finite trace value, if any.
-        self.nonfinite: tuple[int, int, str] | None = None
-
-    def _critical(self) -> contextlib.AbstractContextManager[None]:
-        return self.signals.critical() if self.signals is not None else contextlib.nullcontext()
-
-    def started(self, pids: list[int]) -> None:
-        self.pids = pids
-        if self.on_started is not None:
-            self.on_started(pids)
-
-    def row(self, row: dict[str, Any]) -> None:
-        with self._critical():
-            self.trace.append(row)
-        self.last_rows[row["trial"]] = row
-        self.progress.update(row["trial"] * self.plan.total_steps + row["step"])
-        if self.nonfinite is None:
-            self._watch_divergence(row)
-
-    def _watch_divergence(self, row: dict[str, Any]) -> None:
-        """The model can stay finite while the loss or the spread overflows: check the row.
-
-        A non-finite value asks the team to stop at its next meeting; the run then ends
-        ``diverged`` (``_final_status``).
-        """
-        for column in TRACE_COLUMNS:
-            value = row.get(column)
-            if isinstance(value, float) and not math.isfinite(value):
-                self.nonfinite = (int(row["trial"]), int(row["step"]), column)
-                if self.control is not None:
-                    self.control[STOP_REQUEST] = 1
-                return
-
-    def checkpoint(self, trial: int, step: int, wall_s: float, W: np.ndarray) -> None:
-        meta = {
-            "trial": trial,
-            "step": step,
-            "wall_s": wall_s,
-            "trace_rows": self.trace.rows,
-            "config_hash": self.config_hash,
-        }
-        with self._critical():
-            self.run_dir.write_checkpoint(W, meta)
-        log.info("checkpoint at trial %d step %d", trial, step)
-
-
 def _versions() -> dict[str, str]:
     import numba
 
@@ -141,13 +70,6 @@ def _versions() -> dict[str, str]:
 def _slurm_ids() -> dict[str, str]:
     keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
     return {k.lower(): os.environ[k] for k in keys if k in os.environ}
-
-
-def _warm_up(problem: Problem) -> None:
-    """Compile the kernels before forking, so that workers inherit them instead of compiling."""
-    w = np.zeros(problem.d)
-    problem.sgd(w, np.full((1, problem.uniforms_per_step), 0.5), np.zeros(1))
-    problem.loss_partial(w, 0, 1)
 
 
 def run_experiment(
@@ -182,21 +104,18 @@ def _run_with_signals(
     signals: StopSignals,
 ) -> RunResult:
     start, W0 = begin.position, begin.W
-    M = config["workers"]
-    arena = SharedArena() if config["backend"] == "processes" else LocalArena()
+    M = config["workers"] * config["nodes"]
+    arena = SharedArena() if backends.info(config["backend"]).shared_memory else LocalArena()
     try:
         problem = build_problem(config, arena)  # DataError here: nothing written yet
-        _warm_up(problem)
         plan = Plan.from_config(config)
         shared_model = config["method"] == "hogwild"
-        state = TeamState(arena, M, problem.d, models=1 if shared_model else None)
-        if W0 is not None:
-            if W0.shape != state.W.shape:
-                raise ConfigError(
-                    f"{run_dir.checkpoint_path} holds models of shape {W0.shape}, this run "
-                    f"needs {state.W.shape}; rerun with --force to start over"
-                )
-            state.W[:] = W0
+        state = TeamState(arena, M, problem.d, shared_model)
+        if W0 is not None and W0.shape != state.W.shape[1:]:
+            raise ConfigError(
+                f"{run_dir.checkpoint_path} holds models of shape {W0.shape}, this run "
+                f"needs {state.W.shape[1:]}; rerun with --force to start over"
+            )
         settings = Settings(
             workers=M,
             trials=config["trials"],
@@ -206,8 +125,12 @@ def _run_with_signals(
             init_scale=config["sgd"]["init_scale"],
             step_size=StepSize.from_config(config),
             shared_model=shared_model,
+            nodes=config["nodes"],
         )
         team = Team(problem, plan, state, settings)
+        warm_up(team)  # here, before the workers fork, not inside a trial's clock
+        if W0 is not None:
+            team.load_models(start.trial, start.step, W0)
         run_dir.claim(fresh=start.step < 0)
         signals.control = state.control
         try:
@@ -239,6 +162,7 @@ def _run_claimed(
         "pids": [],
         "backend": config["backend"],
         "workers": config["workers"],
+        "nodes": config["nodes"],
         "seed": config["seed"],
         "config_hash": digest,
         "versions": _versions(),
@@ -248,14 +172,15 @@ def _run_claimed(
     record.update(_slurm_ids())
     run_dir.write_json(record)
     trace = TraceWriter(run_dir.trace_path, keep_rows)
-    collector = _Collector(run_dir, trace, team.plan, config)
+    collector = Collector(run_dir, trace, team.plan, config, digest)
 
     def started(pids: list[int]) -> None:
         record["pids"] = pids
         run_dir.write_json(record)
 
     collector.on_started = started
-    run_log = RunLog(run_dir.log_path, multiprocess=config["backend"] == "processes")
+    backend = backends.info(config["backend"])
+    run_log = RunLog(run_dir.log_path, multiprocess=backend.process_per_worker)
     tic = time.perf_counter()
     outcome: Outcome | None = None
     timings: list[dict[str, float]] = []
@@ -277,10 +202,7 @@ def _run_claimed(
         )
         collector.signals = signals
         collector.control = team.state.control
-        if config["backend"] == "processes":
-            outcome, timings = Coordinator(team, start, collector).run()
-        else:
-            outcome, timings = run_serial(team, start, collector)
+        outcome, timings = backends.load(backend.name).run(team, start, collector)
         record["status"] = outcome.status
         if collector.nonfinite is not None:
             trial, step, column = collector.nonfinite
@@ -289,7 +211,8 @@ def _run_claimed(
                 f"non-finite {column} at trial {trial} step {step}; try a smaller sgd.step_size"
             )
         elif outcome.status == "interrupted":
-            collector.checkpoint(outcome.trial, outcome.step, outcome.wall_s, team.state.W.copy())
+            models = team.models_after(outcome.trial, outcome.step)
+            collector.checkpoint(outcome.trial, outcome.step, outcome.wall_s, models)
             record["reason"] = (
                 f"{signals.received} at trial {outcome.trial} step {outcome.step}; "
                 "checkpoint written, continue with --resume"
@@ -324,17 +247,6 @@ def _run_claimed(
     return RunResult(record["status"], run_dir.root, record["reason"])
 
 
-def _parse_row(row: dict[str, str]) -> dict[str, Any]:
-    """A trace.csv row read back: integers, floats, and None for empty cells."""
-    parsed: dict[str, Any] = {}
-    for key, text in row.items():
-        if key in ("trial", "step", "samples", "syncs"):
-            parsed[key] = int(text)
-        else:
-            parsed[key] = float(text) if text else None
-    return parsed
-
-
 def _summary(
     config: Config,
     team: Team,
@@ -342,7 +254,7 @@ def _summary(
     outcome: Outcome | None,
     timings: list[dict[str, float]],
     total_s: float,
-    collector: _Collector,
+    collector: Collector,
 ) -> dict[str, Any]:
     def mean(key: str) -> float:
         return float(np.mean([t[key] for t in timings])) if timings else 0.0
@@ -351,7 +263,7 @@ def _summary(
     done = 0
     if outcome is not None:
         done = outcome.trial * steps + outcome.step - (start.trial * steps + max(start.step, 0))
-    samples = done * config["workers"] * config["sgd"]["batch_size"]
+    samples = done * team.settings.workers * config["sgd"]["batch_size"]
     compute_s = mean("compute_s")
     finals = list(collector.last_rows.values())
     final: dict[str, float | str | None] = {}

@@ -9,9 +9,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from parsgd.data.sparse import CSR
+from parsgd.problems import steps
 from parsgd.problems.base import Problem
 from parsgd.problems.kernels import softmax
 from parsgd.problems.optima import softmax_optimum
+from parsgd.problems.steps import StepKernel
 
 Features = np.ndarray | CSR
 
@@ -48,15 +50,16 @@ class SoftmaxPool(Problem):
     def uniforms_per_step(self) -> int:
         return self.batch_size
 
-    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
-        X = self.X
+    def step_kernel(self) -> StepKernel:
+        X, l2 = self.X, (self.l2,)
         if isinstance(X, CSR):
-            softmax.sgd_csr(
-                X.data, X.indices, X.indptr, self.p, self.y, w, uniforms, etas, self.l2,
-                self.classes,
+            data = steps.pack(
+                a=X.data, indices=X.indices, ints=X.indptr, labels=self.y, floats=l2,
+                scalars=(self.classes, self.p),
             )  # fmt: skip
-        else:
-            softmax.sgd_dense(X, self.y, w, uniforms, etas, self.l2, self.classes)
+            return StepKernel(steps.SOFTMAX_CSR, data)
+        data = steps.pack(X, labels=self.y, floats=l2, scalars=(self.classes,))
+        return StepKernel(steps.SOFTMAX_DENSE, data)
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         lo, hi = shard * self.n // shards, (shard + 1) * self.n // shards

@@ -10,20 +10,17 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from parsgd.config.load import usable_cpus
 from parsgd.errors import ConfigError
-from parsgd.sweep.local import LocalSweep, SweepOutcome
-from parsgd.sweep.spec import Point, Sweep, describe_values, expand_sweep, load_sweep
-from parsgd.sweep.state import (
-    INDEX_FILE,
-    PLAN_FILE,
-    RunState,
-    claim_sweep_dir,
-    read_plan,
-    sweep_states,
-    write_plan,
-)
+
+if TYPE_CHECKING:
+    from parsgd.sweep.local import SweepOutcome
+    from parsgd.sweep.spec import Point, Sweep
+    from parsgd.sweep.state import RunState
+
+# The heavy modules (numpy, the engine) are imported by the actions, not by
+# ``add_sweep_arguments``: ``parsgd sweep --help`` stays as fast as ``parsgd --help``.
 
 _STATUS_LINES = 20
 
@@ -55,6 +52,9 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
 
 def sweep_command(args: argparse.Namespace) -> int:
     """Dispatch ``parsgd sweep``; raises ParsgdError for the CLI to report."""
+    from parsgd.sweep.spec import expand_sweep, load_sweep
+    from parsgd.sweep.state import PLAN_FILE, claim_sweep_dir
+
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be an integer >= 1; got {args.jobs}")
     if args.array_task is not None:
@@ -85,6 +85,8 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 
 def print_points(sweep: Sweep, points: list[Point]) -> None:
+    from parsgd.sweep.spec import describe_values
+
     width = max(len(p.run_id) for p in points)
     print(f"# sweep {sweep.name}: {len(points)} points over {', '.join(sweep.keys)}")
     for point in points:
@@ -94,6 +96,9 @@ def print_points(sweep: Sweep, points: list[Point]) -> None:
 def run_locally(
     sweep: Sweep, points: list[Point], sweep_dir: Path, jobs: int | None, force: bool
 ) -> int:
+    from parsgd.sweep.local import LocalSweep
+    from parsgd.sweep.state import INDEX_FILE, write_plan
+
     write_plan(sweep_dir, sweep.name, sweep.keys, points)
     tic = time.perf_counter()
     outcome = LocalSweep(sweep_dir, sweep.keys, points, jobs, force, sweep.name).run()
@@ -121,15 +126,22 @@ def _summary_line(sweep: Sweep, outcome: SweepOutcome, wall_s: float) -> str:
 
 def load_points(sweep: Sweep, sweep_dir: Path) -> tuple[list[str], list[Point]]:
     """The points as last planned in ``sweep_dir`` (sweep.json), else as expanded here."""
+    from parsgd.config.load import usable_cpus
+    from parsgd.sweep.spec import expand_sweep
+    from parsgd.sweep.state import PLAN_FILE, read_plan
+
     if (sweep_dir / PLAN_FILE).exists():
         return read_plan(sweep_dir)
     return sweep.keys, expand_sweep(sweep, workers=usable_cpus())
 
 
 def print_status(sweep: Sweep, sweep_dir: Path) -> int:
+    from parsgd.sweep.state import INDEX_FILE, PLAN_FILE, sweep_states
+
     if not (sweep_dir / PLAN_FILE).exists():
         print(f"sweep {sweep.name}: no results found at {sweep_dir} (ran elsewhere? give --out)")
         return 1
+
     _, points = load_points(sweep, sweep_dir)
     states = sweep_states(sweep_dir, points)
     counts: dict[str, int] = {}
@@ -154,5 +166,7 @@ def print_status(sweep: Sweep, sweep_dir: Path) -> int:
 
 
 def _reason(state: RunState) -> str:
+    from parsgd.sweep.spec import describe_values
+
     reason = str(state.record.get("reason", ""))
     return describe_values(state.point.values) + (f": {reason}" if reason else "")

@@ -31,6 +31,8 @@ from types import FrameType
 from typing import Any, TextIO
 
 from parsgd.config.load import Config, usable_cpus
+from parsgd.engine.progress import bar
+from parsgd.engine.signals import STOP_SIGNALS
 from parsgd.errors import ParsgdError
 from parsgd.sweep.spec import Point
 from parsgd.sweep.state import (
@@ -46,7 +48,6 @@ _POLL_S = 0.5
 # Rebuilding index.csv reads every run.json of the sweep: at most this often while running
 # (and always at the end), so that a sweep of many tiny runs does not spend O(N^2) on it.
 _INDEX_EVERY_S = 1.0
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 
 
 @dataclass
@@ -87,10 +88,9 @@ class RunsProgress:
     def finished(self, state: RunState, running: int, wall_s: float) -> None:
         self.done += 1
         if self.tty:
-            filled = int(30 * self.done / self.total)
-            bar = "#" * filled + "-" * (30 - filled)
             self.stream.write(
-                f"\r{self.label} [{bar}] {self.done}/{self.total} runs, {running} running "
+                f"\r{self.label} {bar(self.done / self.total)} {self.done}/{self.total} runs, "
+                f"{running} running "
             )
         else:
             self.stream.write(
@@ -107,7 +107,7 @@ class RunsProgress:
 def _warm_up_kernels(config: Config) -> None:
     """Compile the kernels here, once, so that every forked run inherits them compiled."""
     from parsgd.data.shared import LocalArena
-    from parsgd.engine.runner import _warm_up
+    from parsgd.engine.warmup import warm_up_problem
     from parsgd.problems.registry import build_problem
 
     small = {**config, "data": dict(config["data"])}
@@ -115,7 +115,7 @@ def _warm_up_kernels(config: Config) -> None:
         small["data"]["n"] = min(int(small["data"]["n"]), 64)
     # On failure each run process compiles (or reports the problem) itself.
     with contextlib.suppress(ParsgdError, ValueError, MemoryError):
-        _warm_up(build_problem(small, LocalArena()))
+        warm_up_problem(build_problem(small, LocalArena()))
 
 
 def _run_process_main(
@@ -229,7 +229,7 @@ class LocalSweep:
             # run process inherits it instead of spawning its own (a fresh interpreter each).
             resource_tracker.ensure_running()
         context = multiprocessing.get_context("fork")
-        previous = {sig: signal.signal(sig, self._signal) for sig in _STOP_SIGNALS}
+        previous = {sig: signal.signal(sig, self._signal) for sig in STOP_SIGNALS}
         try:
             while (todo and self._stop is None) or self._running:
                 while todo and self._stop is None and self._fits(todo[0]):

@@ -18,7 +18,6 @@ the same directory however often (and wherever) the sweep runs.
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 import json
 import re
@@ -37,6 +36,7 @@ from parsgd.config.load import (
     load_yaml,
     resolve,
     set_dotted,
+    unknown_key,
     validate,
 )
 from parsgd.config.schema import show
@@ -90,10 +90,8 @@ def load_sweep(path: str | Path) -> Sweep:
     raw = load_yaml(path)
     for key in raw:
         if key not in _SWEEP_KEYS:
-            close = difflib.get_close_matches(str(key), _SWEEP_KEYS, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
             raise ConfigError(
-                f"{path}: unknown sweep key {key}{hint} (valid keys: {', '.join(_SWEEP_KEYS)})"
+                f"{path}: " + unknown_key("", str(key), list(_SWEEP_KEYS), "sweep key")
             )
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not _NAME.fullmatch(name):

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from parsgd.config.load import config_hash
-from parsgd.engine.rundir import create_run_file, lock_held, open_run_file, try_lock, write_atomic
+from parsgd.engine.rundir import (
+    cell,
+    create_run_file,
+    lock_held,
+    open_run_file,
+    try_lock,
+    write_atomic,
+)
 from parsgd.errors import ConfigError
 from parsgd.sweep.spec import Point, value_text
 
@@ -157,18 +164,12 @@ def index_text(keys: list[str], states: list[RunState]) -> str:
                 point.run_id,
                 *(value_text(point.values[key]) for key in keys),
                 state.status,
-                _cell(state.final("loss")),
-                _cell(state.final("dist_opt_sq")),
-                _cell(timings.get("total_s")),
+                cell(state.final("loss")),
+                cell(state.final("dist_opt_sq")),
+                cell(timings.get("total_s")),
             ]
         )
     return buffer.getvalue()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 @contextlib.contextmanager
