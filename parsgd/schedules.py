@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from parsgd.config.load import Config
+# The config is a mapping of sections; schedules read their own (config.load calls StepSize).
+Config = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from parsgd.engine.team import column_mean
+from parsgd.engine.meetings import average_rows
 from parsgd.rng import StepStream, normals_from_uniforms
 
 
@@ -31,11 +31,11 @@ def test_box_muller_normals_are_standard() -> None:
     assert abs(z.mean()) < 0.01 and abs(z.var() - 1) < 0.01
 
 
-def test_column_mean_of_rank_rows_is_the_mean() -> None:
-    """Worker r writes r: every column's average is (M-1)/2, whatever the chunking."""
-    M, d = 5, 13
+def test_average_of_rank_rows_is_the_mean() -> None:
+    """Worker r writes r: every column's average is (M-1)/2, whatever the grouping."""
+    M, d = 6, 13
     W = np.repeat(np.arange(M, dtype=float)[:, None], d, axis=1)
-    out = np.zeros(d)
-    for lo, hi in [(0, 4), (4, 9), (9, 13)]:
-        column_mean(W, out, lo, hi)
-    assert np.array_equal(out, np.full(d, (M - 1) / 2))
+    for group in (1, 2, 3, 6):
+        out = np.zeros(d)
+        assert average_rows(W, 0, M, group, out, np.zeros(d))
+        assert np.array_equal(out, np.full(d, (M - 1) / 2))

@@ -50,13 +50,11 @@ def test_plan_meets_at_union_and_counts_syncs() -> None:
         )
     )
     plan = Plan.from_config(config)
-    meetings = list(plan.meetings_after(-1))
-    assert [m.step for m in meetings] == [0, 4, 5, 8, 10]
-    assert [m.average for m in meetings] == [False, True, False, True, True]
-    assert [m.record for m in meetings] == [True, False, True, False, True]
-    assert [m.syncs for m in meetings] == [0, 1, 1, 2, 3]
+    assert plan.steps.tolist() == [0, 4, 5, 8, 10]
+    assert plan.average.tolist() == [False, True, False, True, True]
+    assert plan.record.tolist() == [True, False, True, False, True]
+    assert plan.syncs.tolist() == [0, 1, 1, 2, 3]
     # Checkpoints after averaging rounds, never at the very end (the run is done there).
-    assert [m.checkpoint for m in meetings] == [False, True, False, True, False]
-    assert [m.step for m in plan.meetings_after(5)] == [8, 10]
+    assert plan.checkpoint.tolist() == [False, True, False, True, False]
     assert plan.sync_count == 3
     assert np.array_equal(plan.steps, [0, 4, 5, 8, 10])

@@ -1,13 +1,12 @@
-"""One averaging round for M = 2: the engine's round against memcpy, a semaphore barrier and MPI.
+"""One averaging round for M = 2: the engine's meeting against memcpy, a semaphore barrier and MPI.
 
-A round is what every meeting costs on top of the local steps: barrier, average this rank's
-column chunk into ``avg``, barrier, adopt ``avg``. "ours" is the engine's compiled round
-(``fastpath.rounds`` with no local steps, what plain averaging meetings run), in two forked
-processes; "python" is the engine's Python phases (``Team.phase_average`` / ``decision`` /
-``phase_settle``) behind its ``SpinBarrier``, what recording meetings run. The baselines: a
-``memcpy`` of the M models (the memory traffic floor, one process), the same Python round
-behind ``multiprocessing.Barrier``, and ``MPI_Allreduce`` of the vector with mpi4py under
-``mpiexec -n 2`` (then a divide, as an average needs).
+A round is what every meeting costs on top of the local steps: barrier, average the rows,
+adopt. "ours" is the engine's compiled meeting (``meetings.run_block`` with no local steps,
+what every averaging meeting runs) in two forked processes, many meetings per call;
+"per call" is the same meeting entered from Python once per meeting, as recording meetings
+are. The baselines: a ``memcpy`` of the M models (the memory traffic floor, one process), a
+numpy round behind ``multiprocessing.Barrier``, and ``MPI_Allreduce`` of the vector with
+mpi4py under ``mpiexec -n 2`` (then a divide, as an average needs).
 """
 
 from __future__ import annotations
@@ -20,20 +19,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from parsgd.data.shared import SharedArena
-from parsgd.engine import fastpath
-from parsgd.engine.plan import Meeting, Plan
-from parsgd.engine.team import Settings, Team, TeamState
-from parsgd.engine.worker import SpinBarrier
-from parsgd.problems.kernels.linear import LEAST_SQUARES
-from parsgd.schedules import StepSize
+from parsgd.engine import meetings
+from parsgd.engine.barrier import wait
+from parsgd.engine.control import GLOBAL, OK
+from parsgd.engine.team import TeamState
+from parsgd.problems.steps import DENSE_LINEAR, pack
 
 M = 2
 _JOIN_S = 120.0
@@ -45,53 +41,64 @@ def rounds_for(d: int, quick: bool) -> int:
     return max(10, rounds // 4) if quick else rounds
 
 
-def _team(arena: SharedArena, d: int) -> Team:
-    problem: Any = SimpleNamespace(d=d)
-    settings = Settings(M, 1, 0, 1, "zeros", 0.0, StepSize(0.1))
-    nothing = np.zeros(1, dtype=bool)  # a one-meeting plan: the rounds here drive themselves
-    plan = Plan(1, np.ones(1, dtype=np.int64), nothing, nothing, nothing, np.ones(1, np.int64))
-    return Team(problem, plan, TeamState(arena, M, d), settings)
+class _Rank:
+    """One rank's arguments to the compiled meetings, with no local steps."""
+
+    def __init__(self, state: TeamState, rank: int) -> None:
+        self.state, self.rank = state, rank
+        d = state.W.shape[2]
+        self.data = pack(np.zeros((1, 1)), np.zeros(1), floats=(0.0,), scalars=(0,))
+        self.scratch, self.tmp = np.zeros((1, d)), np.zeros(min(d, 512))
+        self.carry = np.zeros(2, dtype=np.int64)
+        self.pending = np.zeros(1, dtype=np.int64)
+        self.index = 0
+
+    def meetings(self, rounds: int) -> None:
+        """``rounds`` global averaging meetings in one compiled call."""
+        st = self.state
+        status, _, _ = meetings.run_block(
+            DENSE_LINEAR, self.data, st.W, self.scratch, self.tmp, st.flags, st.arrive,
+            st.control, st.position, np.array([self.rank], dtype=np.int64),
+            np.arange(M, dtype=np.int64), M, M, np.zeros((1, 0, 1)), np.zeros(0), 0,
+            np.zeros(rounds, dtype=np.int64), np.full(rounds, GLOBAL, dtype=np.int64),
+            np.ones(rounds, dtype=bool), self.index, True, os.getppid(), self.carry,
+            self.pending, np.zeros(2),
+        )  # fmt: skip
+        self.index += rounds
+        if status != OK:
+            raise RuntimeError(f"compiled meetings ended with status {status}")
+
+    def line_up(self) -> None:
+        self.carry[0] += 1
+        st = self.state
+        wait(st.arrive, st.control, self.rank, int(self.carry[0]), 0, M, os.getppid())
 
 
-def _engine_rounds(team: Team, rank: int, wait: Callable[[], None], rounds: int) -> None:
-    meeting = Meeting(step=1, average=True, record=False, checkpoint=False, syncs=1)
+def _numpy_rounds(state: TeamState, rank: int, barrier: Any, rounds: int) -> None:
+    """The same round in numpy behind ``multiprocessing.Barrier`` (one buffer, two waits)."""
+    W = state.W[0]
     for _ in range(rounds):
-        wait()
-        team.phase_average(rank)
-        wait()
-        team.decision()
-        team.phase_settle(rank, meeting)
-
-
-def _compiled_rounds(team: Team, rank: int, spin: SpinBarrier, rounds: int) -> None:
-    """``rounds`` meetings with no local steps in one call of the engine's compiled path."""
-    st = team.state
-    chunks = np.array(team.chunks, dtype=np.int64)
-    dummy = np.zeros((1, 1))
-    status, _, _, spin.generation = fastpath.rounds(
-        dummy, dummy[0], 0.0, LEAST_SQUARES, st.W, st.avg, st.flags, st.arrive, st.control,
-        st.position, np.array([rank], dtype=np.int64), chunks, np.zeros((1, 0, 1)), np.zeros(0), 0,
-        np.zeros(rounds, dtype=np.int64), True, spin.generation, os.getppid(), np.zeros(2),
-    )  # fmt: skip
-    if status != fastpath.OK:
-        raise RuntimeError(f"compiled rounds ended with status {status}")
+        barrier.wait()
+        avg = W.sum(axis=0) / M
+        barrier.wait()
+        W[rank] = avg
 
 
 def _rank_main(
-    team: Team, rank: int, kind: str, rounds: int, reps: int, out: np.ndarray, mp_barrier: Any
+    state: TeamState, rank: int, kind: str, rounds: int, reps: int, out: np.ndarray, mp: Any
 ) -> None:
-    st = team.state
-    spin = SpinBarrier(st.arrive, st.control, rank, os.getppid())
-    wait = mp_barrier.wait if kind == "mp_barrier" else spin
-    if kind == "compiled":
-        _compiled_rounds(team, rank, spin, 1)  # load the compiled code before timing
+    me = _Rank(state, rank)
+    me.meetings(1)  # load the compiled code before timing
     for rep in range(reps):
-        spin()  # line up before the clock starts
+        me.line_up()  # line up before the clock starts
         tic = time.perf_counter()
         if kind == "compiled":
-            _compiled_rounds(team, rank, spin, rounds)
+            me.meetings(rounds)
+        elif kind == "per_call":
+            for _ in range(rounds):
+                me.meetings(1)
         else:
-            _engine_rounds(team, rank, wait, rounds)
+            _numpy_rounds(state, rank, mp, rounds)
         out[rank, rep] = (time.perf_counter() - tic) / rounds
     os._exit(0)
 
@@ -101,12 +108,12 @@ def round_latency(d: int, kind: str, rounds: int, reps: int) -> float:
     context = multiprocessing.get_context("fork")
     arena = SharedArena()
     try:
-        team = _team(arena, d)
-        team.state.W[:] = np.arange(M, dtype=np.float64)[:, None]
+        state = TeamState(arena, M, d)
+        state.W[:] = np.arange(M, dtype=np.float64)[None, :, None]
         out = arena.zeros((M, reps))
         mp_barrier = context.Barrier(M) if kind == "mp_barrier" else None
         procs = [
-            context.Process(target=_rank_main, args=(team, r, kind, rounds, reps, out, mp_barrier))
+            context.Process(target=_rank_main, args=(state, r, kind, rounds, reps, out, mp_barrier))
             for r in range(M)
         ]
         for proc in procs:
@@ -167,7 +174,7 @@ def measure(quick: bool) -> dict[str, Any]:
     """
     reps = 3 if quick else 7
     sizes = {d: rounds_for(d, quick) for d in (10, 1_000, 100_000, 1_000_000)}
-    kinds = ("engine_compiled", "engine_spin", "memcpy", "mp_barrier")
+    kinds = ("engine_compiled", "engine_per_call", "memcpy", "mp_barrier")
     samples: dict[int, dict[str, list[float]]] = {d: {k: [] for k in kinds} for d in sizes}
     mpi: dict[int, float] | str = "skipped: not run"
     for rep in range(reps):
@@ -176,7 +183,7 @@ def measure(quick: bool) -> dict[str, Any]:
         for d, rounds in sizes.items():
             got = samples[d]
             got["engine_compiled"].append(round_latency(d, "compiled", rounds, 1))
-            got["engine_spin"].append(round_latency(d, "spin", rounds, 1))
+            got["engine_per_call"].append(round_latency(d, "per_call", rounds, 1))
             got["memcpy"].append(memcpy_latency(d, rounds, 1))
             got["mp_barrier"].append(round_latency(d, "mp_barrier", max(10, rounds // 10), 1))
     out: dict[str, Any] = {"workers": M}

@@ -3,14 +3,15 @@
 Throughput is ``samples / wall_s`` at the last trace row of a trial (the trial's own clock,
 start-up excluded), the median over the trials of one run. The H curve runs M = 2 workers at
 d = 100 with averaging every H steps; parallel efficiency compares M = 2 with M = 1, both
-averaging rarely (every 1000 steps), interleaved so a noisy neighbour hits both alike.
+averaging rarely (every 1000 steps), interleaved so a noisy neighbour hits both alike. The
+objective rows run pca, mlp (hidden 16), quadratic and sparse logistic (a small svmlight
+file) at small d with M = 2, averaging every step against one-shot, side by side.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,53 @@ import numpy as np
 
 from parsgd.config.load import load_config
 from parsgd.engine.runner import run_experiment
-from parsgd.engine.team import NO_FASTPATH_ENV
 
 H_VALUES: tuple[int | str, ...] = (1, 2, 5, 10, 20, 50, 100, 1000, "end")
 H_QUICK: tuple[int | str, ...] = (1, 10, 100, "end")
 _N, _D = 100_000, 100
 
 
-def run_rate(out: Path, workers: int, every: int | str, steps: int, trials: int) -> float:
+_DENSE = [f"data={{kind: gaussian_linear, n: {_N}, d: {_D}, noise: 0.1}}", "sgd.step_size=0.002"]
+
+
+def objectives(directory: Path) -> dict[str, list[str]]:
+    """The small-d objectives of the every-1 / every-end rows, as ``--set`` overrides."""
+    svm = directory / "small.svm"
+    if not svm.exists():
+        from sklearn.datasets import dump_svmlight_file
+
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((5000, 50)) * (rng.random((5000, 50)) < 0.2)
+        dump_svmlight_file(X, np.where(X @ rng.standard_normal(50) > 0, 1, -1), str(svm))
+    return {
+        "pca": [
+            "data={kind: pca_spectrum, n: 10000, d: 10, eigenvalues: [1.0, 0.3, 0.2, 0.2, 0.1, "
+            "0.1, 0.1, 0.05, 0.05, 0.05]}",
+            "objective={kind: pca}",
+            "sgd.init=independent",
+            "sgd.step_size=0.01",
+        ],
+        "mlp": [
+            "data={kind: logistic_planted, n: 10000, d: 10}",
+            "objective={kind: mlp, hidden: 16, l2: 0.0001}",
+            "sgd.step_size=0.01",
+        ],
+        "quadratic": [
+            "data={kind: none}",
+            "objective={kind: quadratic, d: 4, eig_max: 1.0, eig_min: 0.25, sigma: 0.5, beta: 0.5}",
+            "sgd.step_size=0.01",
+        ],
+        "sparse_logistic": [
+            f"data={{kind: file, path: {svm}, format: svmlight}}",
+            "objective={kind: logistic, l2: 0.0001}",
+            "sgd.step_size=0.01",
+        ],
+    }
+
+
+def run_rate(
+    out: Path, workers: int, every: int | str, steps: int, trials: int, setting: list[str] = _DENSE
+) -> float:
     """Median samples/s over the trials of one engine run."""
     name = f"m{workers}_h{every}"
     overrides = [
@@ -35,9 +75,8 @@ def run_rate(out: Path, workers: int, every: int | str, steps: int, trials: int)
         f"trials={trials}",
         f"workers={workers}",
         "backend=processes",
-        f"data={{kind: gaussian_linear, n: {_N}, d: {_D}, noise: 0.1}}",
+        *setting,
         f"sgd.steps={steps}",
-        "sgd.step_size=0.002",
         f"averaging.every={every}",
         f"eval.every={steps}",
     ]
@@ -68,18 +107,17 @@ def measure(quick: bool) -> dict[str, Any]:
     h_values = H_QUICK if quick else H_VALUES
     logging.getLogger("parsgd").setLevel(logging.ERROR)  # advisories are expected here
     curve: dict[str, list[float]] = {str(h): [] for h in h_values}
-    python_path: list[float] = []
+    ratios: dict[str, dict[str, list[float]]] = {}
     pairs: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
         out = Path(tmp)
         for _ in range(passes):
             for h in h_values:
                 curve[str(h)].append(run_rate(out, 2, h, _steps_for(quick), trials))
-            os.environ[NO_FASTPATH_ENV] = "1"
-            try:
-                python_path.append(run_rate(out, 2, 1, 20_000, trials))
-            finally:
-                del os.environ[NO_FASTPATH_ENV]
+            for name, setting in objectives(out).items():
+                got = ratios.setdefault(name, {"1": [], "end": []})
+                for h in ("1", "end"):  # side by side, so one noisy burst hits both
+                    got[h].append(run_rate(out, 2, h, _steps_for(quick), trials, setting))
             for _ in range(1 if quick else 2):  # short runs, many pairs
                 for workers in (1, 2):
                     pairs[workers].append(run_rate(out, workers, 1000, 200_000, trials))
@@ -89,7 +127,9 @@ def measure(quick: bool) -> dict[str, Any]:
         "workers": 2,
         "h_curve": {h: float(np.median(v)) for h, v in curve.items()},
         "h_curve_samples": curve,
-        "every1_python": float(np.median(python_path)),
+        "objectives": {
+            name: {h: float(np.median(v)) for h, v in got.items()} for name, got in ratios.items()
+        },
         "m1": float(np.median(pairs[1])),
         "m2": float(np.median(pairs[2])),
         "pairs": pairs,

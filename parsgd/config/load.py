@@ -101,6 +101,12 @@ SCHEMA: dict[str, Field | Section] = {
     "seed": Field(Int(low=0, high=2**63 - 1), 0, "master seed; trials and workers derive theirs"),
     "trials": Field(_POSITIVE_INT, 1, "independent repetitions"),
     "workers": Field(Either((Int(low=1, high=4096), Literal("auto"))), "auto"),
+    "nodes": Field(
+        Int(low=1, high=4096),
+        1,
+        "nodes (groups of `workers` workers that average among themselves); serial and "
+        "processes emulate them on one machine",
+    ),
     "backend": Field(Choice(("processes", "serial")), "processes"),
     "method": Field(
         Choice(("local_sgd", "single", "hogwild")),
@@ -140,6 +146,12 @@ SCHEMA: dict[str, Field | Section] = {
             ),
             "warmup": Field(Int(low=0), 0, "average every step for this many steps first"),
             "growth": Field(Float(low=0.0, low_open=True), 1.0, "interval multiplier"),
+            "global_every": Field(
+                Either((_EVERY, Null())),
+                None,
+                "average across nodes every this many steps (a multiple of every, or end); "
+                "null: every round is global",
+            ),
         }
     ),
     "eval": Section(fields={"every": Field(Either((_POSITIVE_INT, Literal("auto"))), "auto")}),
@@ -270,6 +282,22 @@ def validate(raw: dict[str, Any]) -> Config:
     return config
 
 
+def _global_every_errors(averaging: dict[str, Any]) -> list[str]:
+    """``global_every`` must land on averaging rounds: a multiple of every interval, or end."""
+    global_every = averaging["global_every"]
+    if global_every is None or global_every == "end":
+        return []
+    intervals = [averaging["every"]] if averaging["phases"] is None else []
+    intervals += [p["every"] for p in averaging["phases"] or []]
+    for every in intervals:
+        if every == "end" or (isinstance(every, int) and global_every % every != 0):
+            return [
+                f"averaging.global_every must be a multiple of averaging.every ({every}) "
+                f"or end; got {global_every}"
+            ]
+    return []
+
+
 def _cross_field_errors(config: Config) -> list[str]:
     """Rules that tie several keys together, all in one place."""
     errors = []
@@ -288,6 +316,7 @@ def _cross_field_errors(config: Config) -> list[str]:
             f"averaging.growth and averaging.warmup need an integer averaging.every; "
             f"got {averaging['every']!r}"
         )
+    errors.extend(_global_every_errors(averaging))
     steps = config["sgd"]["steps"]
     if averaging["at"] is not None and max(averaging["at"]) > steps:
         errors.append(
@@ -371,6 +400,7 @@ def resolve(config: Config) -> Config:
             if out["eval"]["every"] != "auto":
                 out["eval"]["every"] *= out["workers"]
         out["workers"] = 1
+        out["nodes"] = 1
     if out["eval"]["every"] == "auto":
         out["eval"]["every"] = max(1, out["sgd"]["steps"] // 50)
     if "seed" in out["data"] and out["data"]["seed"] is None:
@@ -409,6 +439,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def config_hash(config: Config) -> str:
     """A stable hash of everything in the config that changes the numbers a run produces."""
     relevant = {k: v for k, v in config.items() if k not in _HASH_EXCLUDED}
+    # Keys added later hash only when set, so earlier runs' checkpoints stay resumable.
+    if relevant.get("nodes") == 1:
+        del relevant["nodes"]
+    averaging = relevant.get("averaging")
+    if isinstance(averaging, dict) and averaging.get("global_every") is None:
+        relevant["averaging"] = {k: v for k, v in averaging.items() if k != "global_every"}
     text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -11,7 +11,9 @@ What could deadlock, and why it does not: a worker waiting at a barrier for a de
 coordinator sees the death through the process sentinel, sets the abort flag, which the
 barrier checks, and kills whoever is still computing after a grace period); the coordinator
 waiting on a silent worker (it waits on pipes and sentinels together, never on one pipe); a
-worker outliving the coordinator (PR_SET_PDEATHSIG, and the barrier checks the parent pid).
+worker outliving the coordinator (PR_SET_PDEATHSIG, and the barrier checks the parent pid);
+a stop request that a worker never answers (SIGSTOPped: its peers wait at a meeting for it)
+-- after STOP_GRACE_S the coordinator fails the run, naming the worker, and kills them all.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.engine.barrier import PAD
+from parsgd.engine.control import ABORT, STOP_GRACE_S, STOP_REQUEST
+from parsgd.engine.loop import Outcome, Position
+from parsgd.engine.messages import Checkpoint, Done, Failed, Message, Row, Stopped
 from parsgd.engine.signals import signals_blocked
-from parsgd.engine.team import ABORT, Outcome, Position, Team
+from parsgd.engine.team import Team
 from parsgd.engine.worker import worker_main
 from parsgd.errors import WorkerCrashed, WorkerError
 
@@ -48,6 +54,17 @@ class Sink:
 
     def started(self, pids: list[int]) -> None:
         raise NotImplementedError
+
+
+def _process_state(pid: int | None) -> str:
+    """The kernel's word for a process's state ("stopped" for SIGSTOP), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            code = stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "state unknown"
+    names = {"R": "running", "S": "sleeping", "D": "in disk wait", "T": "stopped", "t": "traced"}
+    return names.get(code, f"state {code}")
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -97,7 +114,12 @@ class Coordinator:
         finished: dict[int, tuple[Outcome, dict[str, float]]] = {}
         by_conn = {id(conn): rank for rank, conn in enumerate(receivers)}
         by_sentinel = {proc.sentinel: rank for rank, proc in enumerate(self._procs)}
+        stop_seen = 0.0
         while len(finished) < self.workers:
+            if self.team.state.control[STOP_REQUEST] and not stop_seen:
+                stop_seen = time.monotonic()
+            if stop_seen and time.monotonic() - stop_seen > STOP_GRACE_S + 2 * _POLL_S:
+                self._unanswered_stop(finished)
             waitables: list[Any] = [c for r, c in enumerate(receivers) if r not in finished]
             waitables += [p.sentinel for r, p in enumerate(self._procs) if r not in finished]
             for ready in wait(waitables, timeout=_POLL_S):
@@ -127,24 +149,36 @@ class Coordinator:
             self._handle(rank, message, finished)
 
     def _handle(
-        self, rank: int, message: tuple[Any, ...], finished: dict[int, tuple[Outcome, dict]]
+        self, rank: int, message: Message, finished: dict[int, tuple[Outcome, dict[str, float]]]
     ) -> None:
-        kind = message[0]
-        if kind == "row":
-            self.sink.row(message[1])
-        elif kind == "checkpoint":
-            _, trial, step, wall_s, avg = message
-            self.sink.checkpoint(trial, step, wall_s, np.tile(avg, (self.team.state.W.shape[0], 1)))
-        elif kind == "done":
-            finished[rank] = (message[1], message[2])
-        elif kind == "aborted":
-            raise WorkerCrashed(f"worker {rank} was stopped after a peer failed")
-        elif kind == "error":
+        if isinstance(message, Row):
+            self.sink.row(message.row)
+        elif isinstance(message, Checkpoint):
+            self.sink.checkpoint(message.trial, message.step, message.wall_s, message.W)
+        elif isinstance(message, Done):
+            finished[rank] = (message.outcome, message.timings)
+        elif isinstance(message, Stopped):
+            raise WorkerCrashed(f"worker {rank} was stopped: {message.reason}")
+        elif isinstance(message, Failed):
             pid = self._procs[rank].pid
             step = int(self.team.state.position[rank])
             raise WorkerError(
-                f"worker {rank} (pid {pid}) raised {message[1]} after step {step}", message[2]
+                f"worker {rank} (pid {pid}) raised {message.error} after step {step}",
+                message.traceback,
             )
+
+    def _unanswered_stop(self, finished: dict[int, tuple[Outcome, dict[str, float]]]) -> None:
+        """A stop request went unanswered: fail the run, naming the worker furthest behind
+        (the fewest meetings announced at the barrier)."""
+        waiting = [r for r in range(self.workers) if r not in finished]
+        rank = min(waiting, key=lambda r: int(self.team.state.arrive[r * PAD]))
+        proc = self._procs[rank]
+        state = _process_state(proc.pid)
+        raise WorkerCrashed(
+            f"stop requested, but worker {rank} (pid {proc.pid}, {state}) did not reach a "
+            f"meeting within {STOP_GRACE_S:g} s (last meeting at step "
+            f"{int(self.team.state.position[rank])})"
+        )
 
     def _crashed(self, rank: int) -> None:
         proc = self._procs[rank]

@@ -1,29 +1,23 @@
-"""The meeting plan of a trial: every step where the workers meet, and why.
+"""The meeting plan of a trial: every step where the workers meet, why, and at what level.
 
 Workers meet where the schedule averages and where the collector records a trace row; between
-two meetings each worker runs its local steps alone. The plan is computed once per run from
-the config, so both backends walk exactly the same sequence of meetings. It is held as
-arrays, not objects: averaging every step over a million steps is a million meetings.
+two meetings each worker runs its local steps alone. Each meeting has a level: a group
+(node) averaging round, or a global meeting where every worker meets (global averaging
+rounds, and every recording or checkpoint meeting: the trace reports the global average and
+a stop or a divergence is decided there, the same on every worker). The plan is computed once
+per run from the config, so both backends walk exactly the same sequence of meetings. It is
+held as arrays, not objects: averaging every step over a million steps is a million meetings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
 from parsgd.config.load import Config
+from parsgd.engine.control import GLOBAL, GROUP, GROUP_RECORDED
 from parsgd.schedules import AveragingSchedule, eval_steps
-
-
-class Meeting(NamedTuple):
-    step: int
-    average: bool
-    record: bool
-    checkpoint: bool
-    syncs: int  # averaging rounds done once this meeting is over
 
 
 @dataclass(frozen=True)
@@ -34,6 +28,8 @@ class Plan:
     record: np.ndarray  # bool
     checkpoint: np.ndarray  # bool
     syncs: np.ndarray  # int64, cumulative averaging rounds
+    level: np.ndarray  # int64: GROUP, GLOBAL or GROUP_RECORDED (see control)
+    syncs_global: np.ndarray  # int64, cumulative global averaging rounds
 
     @classmethod
     def from_config(cls, config: Config) -> Plan:
@@ -42,6 +38,7 @@ class Plan:
             averaging = np.empty(0, dtype=np.int64)
         else:
             averaging = AveragingSchedule.from_config(config["averaging"]).averaging_steps(total)
+        global_steps = global_rounds(averaging, config["averaging"].get("global_every"), total)
         recording = eval_steps(config["eval"]["every"], total)
         steps = np.union1d(averaging, recording)
         average = np.isin(steps, averaging)
@@ -50,15 +47,27 @@ class Plan:
         checkpoint = (
             average & (syncs % every == 0) & (steps < total) if every else np.zeros_like(average)
         )
-        return cls(total, steps, average, np.isin(steps, recording), checkpoint, syncs)
-
-    def meetings_after(self, step: int) -> Iterator[Meeting]:
-        """The meetings still ahead of a worker standing at ``step`` (-1: a fresh trial)."""
-        first = int(np.searchsorted(self.steps, step, side="right"))
-        columns = (self.steps, self.average, self.record, self.checkpoint, self.syncs)
-        for row in zip(*(column[first:].tolist() for column in columns), strict=True):
-            yield Meeting(*row)
+        record = np.isin(steps, recording)
+        is_global = np.isin(steps, global_steps) | ~average
+        level = np.where(is_global, GLOBAL, np.where(record | checkpoint, GROUP_RECORDED, GROUP))
+        syncs_global = np.cumsum(average & is_global, dtype=np.int64)
+        return cls(total, steps, average, record, checkpoint, syncs, level, syncs_global)
 
     @property
     def sync_count(self) -> int:
         return int(self.syncs[-1])
+
+    @property
+    def global_sync_count(self) -> int:
+        return int(self.syncs_global[-1])
+
+
+def global_rounds(averaging: np.ndarray, global_every: int | str | None, total: int) -> np.ndarray:
+    """The averaging rounds that average across nodes: all of them without ``global_every``;
+    with it, those at multiples of it, and the last step (the output is the global average)."""
+    if global_every is None:
+        return averaging
+    if global_every == "end":
+        return averaging[averaging == total]
+    assert isinstance(global_every, int)
+    return averaging[(averaging % global_every == 0) | (averaging == total)]

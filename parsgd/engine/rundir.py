@@ -36,6 +36,11 @@ TRACE_COLUMNS = (
     "subopt",
     "compute_s",
     "sync_wait_s",
+    # Groups of workers (``nodes``): global averaging rounds done, the mean squared distance
+    # of workers to their node's average and of node averages to the global average.
+    "syncs_global",
+    "spread_within_nodes",
+    "spread_between_nodes",
     # Filled only where the problem has them (held-out split, PCA); empty otherwise.
     "test_loss",
     "test_accuracy",

@@ -27,14 +27,15 @@ from parsgd.config.load import Config, config_hash, dump_config
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
 from parsgd.engine.coordinator import Coordinator, Sink
 from parsgd.engine.logs import RunLog
+from parsgd.engine.loop import Outcome, Position
 from parsgd.engine.plan import Plan
 from parsgd.engine.progress import ProgressBar
 from parsgd.engine.rundir import RunDirectory, TraceWriter, check_writable, read_trace
 from parsgd.engine.serial import run_serial
 from parsgd.engine.signals import StopSignals, signals_ignored
-from parsgd.engine.team import Outcome, Position, Settings, Team, TeamState
+from parsgd.engine.team import Settings, Team, TeamState
+from parsgd.engine.warmup import warm_up
 from parsgd.errors import ConfigError, ParsgdError, WorkerError
-from parsgd.problems.base import Problem
 from parsgd.problems.registry import build_problem
 from parsgd.schedules import StepSize
 from parsgd.version import __version__
@@ -117,13 +118,6 @@ def _slurm_ids() -> dict[str, str]:
     return {k.lower(): os.environ[k] for k in keys if k in os.environ}
 
 
-def _warm_up(problem: Problem) -> None:
-    """Compile the kernels before forking, so that workers inherit them instead of compiling."""
-    w = np.zeros(problem.d)
-    problem.sgd(w, np.full((1, problem.uniforms_per_step), 0.5), np.zeros(1))
-    problem.loss_partial(w, 0, 1)
-
-
 def _load_position(run_dir: RunDirectory, digest: str) -> tuple[Position, int, np.ndarray] | None:
     """Where ``--resume`` continues from, or None if there is no checkpoint."""
     if not run_dir.checkpoint_path.exists():
@@ -174,16 +168,13 @@ def _run_with_signals(
     stale: list[str],
     signals: StopSignals,
 ) -> RunResult:
-    M = config["workers"]
+    M = config["workers"] * config["nodes"]
     arena = SharedArena() if config["backend"] == "processes" else LocalArena()
     try:
         problem = build_problem(config, arena)  # DataError here: nothing written yet
-        _warm_up(problem)
         plan = Plan.from_config(config)
         shared_model = config["method"] == "hogwild"
-        state = TeamState(arena, M, problem.d, models=1 if shared_model else None)
-        if W0 is not None:
-            state.W[:] = W0
+        state = TeamState(arena, M, problem.d, shared_model)
         settings = Settings(
             workers=M,
             trials=config["trials"],
@@ -193,8 +184,12 @@ def _run_with_signals(
             init_scale=config["sgd"]["init_scale"],
             step_size=StepSize.from_config(config),
             shared_model=shared_model,
+            nodes=config["nodes"],
         )
         team = Team(problem, plan, state, settings)
+        warm_up(team)  # here, before the workers fork, not inside a trial's clock
+        if W0 is not None:
+            team.load_models(start.trial, start.step, W0)
         run_dir.claim(fresh=start.step < 0)
         signals.control = state.control
         try:
@@ -265,7 +260,8 @@ def _run_claimed(
             outcome, timings = run_serial(team, start, collector)
         record["status"] = outcome.status
         if outcome.status == "interrupted":
-            collector.checkpoint(outcome.trial, outcome.step, outcome.wall_s, team.state.W.copy())
+            models = team.models_after(outcome.trial, outcome.step)
+            collector.checkpoint(outcome.trial, outcome.step, outcome.wall_s, models)
             record["reason"] = (
                 f"{signals.received} at trial {outcome.trial} step {outcome.step}; "
                 "checkpoint written, continue with --resume"
@@ -327,7 +323,7 @@ def _summary(
     done = 0
     if outcome is not None:
         done = outcome.trial * steps + outcome.step - (start.trial * steps + max(start.step, 0))
-    samples = done * config["workers"] * config["sgd"]["batch_size"]
+    samples = done * team.settings.workers * config["sgd"]["batch_size"]
     compute_s = mean("compute_s")
     finals = list(collector.last_rows.values())
     final: dict[str, float | str | None] = {}

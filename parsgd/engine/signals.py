@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from parsgd.engine.team import STOP_REQUEST
+from parsgd.engine.control import STOP_REQUEST
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 

@@ -14,103 +14,47 @@ import logging
 import os
 import signal
 import sys
-import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
-from parsgd.engine.plan import Meeting
+from parsgd.engine.loop import Aborted, Hooks, ParentGone, Position, Stalled, run_ranks
+from parsgd.engine.messages import Checkpoint, Done, Failed, Row, Stopped
 from parsgd.engine.signals import STOP_SIGNALS
-from parsgd.engine.team import ABORT, Hooks, Position, Team, run_ranks
+from parsgd.engine.team import Team
 
 log = logging.getLogger("parsgd.worker")
 
-# Spin this many checks before yielding the core; after _SLEEP_AFTER_S of waiting, sleep
-# between checks so that more workers than cores still make progress.
-_SPINS_BEFORE_YIELD = 200
-_SLEEP_AFTER_S = 0.002
-_SLEEP_S = 0.0002
-
-# Test hook: PARSGD_FAULT="rank:step:kind" makes that worker fail at that step.
+# Test hook: PARSGD_FAULT="rank:step:kind" makes that worker fail at that step, on the
+# compiled path every run takes (the block ends before that meeting's local steps).
 FAULT_ENV = "PARSGD_FAULT"
 
 
-class Aborted(Exception):
-    """The coordinator asked every worker to stop now (a peer died)."""
-
-
-class ParentGone(Exception):
-    """The coordinator died."""
-
-
-class SpinBarrier:
-    """All-to-all barrier on per-rank generation counters in shared memory.
-
-    Each rank writes only its own slot, then waits until every slot has reached its
-    generation. Measured (benchmark) at about 1 us for 2 processes against ~170 us for
-    ``multiprocessing.Barrier``. It checks the abort flag and the parent while it waits,
-    so no rank waits forever on a dead peer. Ordering relies on x86-64 keeping stores in
-    order (TSO): the phase's writes are visible before the counter that announces them.
-    """
-
-    def __init__(self, arrive: np.ndarray, control: np.ndarray, rank: int, parent: int) -> None:
-        self.arrive, self.control, self.rank, self.parent = arrive, control, rank, parent
-        self.generation = int(arrive[rank])
-
-    def __call__(self) -> None:
-        self.generation += 1
-        generation = self.generation
-        arrive = self.arrive
-        arrive[self.rank] = generation
-        spins = 0
-        started = 0.0
-        while arrive.min() < generation:
-            spins += 1
-            if spins < _SPINS_BEFORE_YIELD:
-                continue
-            if self.control[ABORT]:
-                raise Aborted
-            if started == 0.0:
-                started = time.perf_counter()
-            elif time.perf_counter() - started > _SLEEP_AFTER_S:
-                if os.getppid() != self.parent:
-                    raise ParentGone
-                time.sleep(_SLEEP_S)
-                continue
-            os.sched_yield()
-
-
 class _WorkerHooks(Hooks):
-    def __init__(self, team: Team, rank: int, conn: Connection, fault: tuple[int, int, str] | None):
-        self.team, self.rank, self.conn, self.fault = team, rank, conn, fault
-        # An injected fault must fire at its exact meeting, so no rank takes the compiled path.
-        # Every rank must decide alike: the two paths write the average differently, and a
-        # run mixing them would compute wrong averages.
-        self.per_meeting = bool(os.environ.get(FAULT_ENV))
+    def __init__(self, rank: int, conn: Connection, fault: str) -> None:
+        self.rank, self.conn, self.fault_kind = rank, conn, fault
 
     def row(self, row: dict[str, Any]) -> None:
-        self.conn.send(("row", row))
+        self.conn.send(Row(row))
 
-    def checkpoint(self, trial: int, meeting: Meeting, wall_s: float) -> None:
-        # After averaging every row equals avg, so one row is the whole model table.
-        self.conn.send(("checkpoint", trial, meeting.step, wall_s, self.team.state.avg.copy()))
+    def checkpoint(self, trial: int, step: int, wall_s: float, W: np.ndarray) -> None:
+        self.conn.send(Checkpoint(trial, step, wall_s, W))
 
     def trial_done(self, trial: int) -> None:
         log.info("worker %d finished trial %d", self.rank, trial)
 
-    def meeting(self, trial: int, step: int) -> None:
-        if self.fault is not None and step >= self.fault[1]:
-            _inflict(self.fault[2])
+    def fault(self) -> None:
+        _inflict(self.fault_kind)
 
 
-def _parse_fault(rank: int) -> tuple[int, int, str] | None:
-    spec = os.environ.get(FAULT_ENV, "")
-    parts = spec.split(":")
+def parse_fault(rank: int) -> tuple[int, str]:
+    """(step, kind) of this rank's injected fault, or (-1, "") without one."""
+    parts = os.environ.get(FAULT_ENV, "").split(":")
     if len(parts) != 3 or not parts[0].isdigit() or int(parts[0]) != rank:
-        return None
-    return rank, int(parts[1]), parts[2]
+        return -1, ""
+    return int(parts[1]), parts[2]
 
 
 def _inflict(kind: str) -> None:
@@ -122,6 +66,9 @@ def _inflict(kind: str) -> None:
         os._exit(0)
     if kind == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "sigstop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
     if kind == "segfault":
         ctypes.string_at(0)
     raise ValueError(f"unknown fault {kind}")
@@ -144,19 +91,23 @@ def worker_main(team: Team, rank: int, conn: Connection, parent: int, start: Pos
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
     log.info("worker %d started (pid %d)", rank, os.getpid())
-    barrier = SpinBarrier(team.state.arrive, team.state.control, rank, parent)
-    hooks = _WorkerHooks(team, rank, conn, _parse_fault(rank))
+    fault_step, fault_kind = parse_fault(rank)
+    hooks = _WorkerHooks(rank, conn, fault_kind)
     try:
-        outcome = run_ranks(team, [rank], barrier, start, hooks)
-        conn.send(("done", outcome, team.timings(rank)))
-    except (Aborted, ParentGone):
-        conn.send(("aborted",))
+        outcome = run_ranks(team, [rank], start, hooks, True, parent, fault_step)
+        conn.send(Done(outcome, team.timings(rank)))
+    except Aborted:
+        conn.send(Stopped("a peer failed"))
+    except ParentGone:
+        conn.send(Stopped("the coordinator is gone"))
+    except Stalled as exc:
+        conn.send(Stopped(f"a peer never reached the {exc} after the stop request"))
     except SystemExit as exc:  # sys.exit() in a worker: let its status speak for it
         conn.close()
         os._exit(exc.code if isinstance(exc.code, int) else 1)
     except BaseException as exc:  # report everything, then exit non-zero
         try:
-            conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            conn.send(Failed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         finally:
             os._exit(1)
     finally:

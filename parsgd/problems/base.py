@@ -1,6 +1,7 @@
 """A problem is a data source and an objective, ready for the engine.
 
-The engine needs four things from it: run SGD steps on one model from given uniforms, the
+The engine needs four things from it: its compiled step (``step_kernel``: the loop the
+compiled meetings run between meetings, with its arrays), the
 loss of a model (split into shards so M workers can share an evaluation, summed in a fixed
 order), the optimum where it is known, and how many uniforms one step consumes.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+
+from parsgd.problems.steps import StepKernel, step
 
 
 class Problem(ABC):
@@ -26,8 +29,16 @@ class Problem(ABC):
         """How many uniforms in [0, 1) one SGD step of one worker consumes."""
 
     @abstractmethod
+    def step_kernel(self) -> StepKernel:
+        """The compiled loop of this objective and its packed arrays (see ``steps``)."""
+
     def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
-        """Run ``len(etas)`` steps on ``w`` in place; ``uniforms`` has one row per step."""
+        """Run ``len(etas)`` steps on ``w`` in place; ``uniforms`` has one row per step.
+
+        The same compiled call the meetings make, so tests of a kernel test the run's code.
+        """
+        kernel = self.step_kernel()
+        step(kernel.kind, kernel.pack, w, kernel.prepare(uniforms), etas)
 
     @abstractmethod
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:

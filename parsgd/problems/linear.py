@@ -9,9 +9,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from parsgd.data.sparse import CSR
+from parsgd.problems import steps
 from parsgd.problems.base import Problem
-from parsgd.problems.kernels import least_squares, linear
+from parsgd.problems.kernels import linear
 from parsgd.problems.optima import linear_optimum
+from parsgd.problems.steps import StepKernel
 from parsgd.rng import normals_from_uniforms, uniforms_per_step_for_normals
 
 Features = np.ndarray | CSR
@@ -50,14 +52,14 @@ class LinearPool(Problem):
     def uniforms_per_step(self) -> int:
         return self.batch_size
 
-    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
-        X = self.X
+    def step_kernel(self) -> StepKernel:
+        X, l2, code = self.X, (self.l2,), (self.code,)
         if isinstance(X, CSR):
-            linear.sgd_csr(
-                X.data, X.indices, X.indptr, self.y, w, uniforms, etas, self.l2, self.code
+            data = steps.pack(
+                a=X.data, b=self.y, indices=X.indices, ints=X.indptr, floats=l2, scalars=code
             )
-        else:
-            linear.sgd_dense(X, self.y, w, uniforms, etas, self.l2, self.code)
+            return StepKernel(steps.CSR_LINEAR, data)
+        return StepKernel(steps.DENSE_LINEAR, steps.pack(X, self.y, floats=l2, scalars=code))
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         lo, hi = shard * self.n // shards, (shard + 1) * self.n // shards
@@ -105,9 +107,12 @@ class GaussianStream(Problem):
     def uniforms_per_step(self) -> int:
         return uniforms_per_step_for_normals(self._normals)
 
-    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
-        z = normals_from_uniforms(uniforms, self._normals)
-        least_squares.sgd_stream(self.w_true, self.noise, w, z, etas, self.l2, self.batch_size)
+    def step_kernel(self) -> StepKernel:
+        data = steps.pack(a=self.w_true, floats=(self.noise, self.l2), scalars=(self.batch_size,))
+        return StepKernel(steps.GAUSSIAN_STREAM, data, self._normals_of)
+
+    def _normals_of(self, uniforms: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(normals_from_uniforms(uniforms, self._normals))
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         if shard != 0:

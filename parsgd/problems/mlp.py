@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from parsgd.problems import steps
 from parsgd.problems.base import Problem
 from parsgd.problems.kernels import mlp
+from parsgd.problems.steps import StepKernel
 
 
 class MlpPool(Problem):
@@ -36,8 +38,11 @@ class MlpPool(Problem):
     def uniforms_per_step(self) -> int:
         return self.batch_size
 
-    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
-        mlp.sgd(self.X, self.y, w, uniforms, etas, self.l2, self.hidden, self.classes)
+    def step_kernel(self) -> StepKernel:
+        data = steps.pack(
+            self.X, ints=self.y, floats=(self.l2,), scalars=(self.hidden, self.classes)
+        )
+        return StepKernel(steps.MLP, data)
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         lo, hi = shard * self.n // shards, (shard + 1) * self.n // shards

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from parsgd.problems import steps
 from parsgd.problems.base import Problem
 from parsgd.problems.kernels import pca
+from parsgd.problems.steps import StepKernel
 from parsgd.rng import normals_from_uniforms, uniforms_per_step_for_normals
 
 
@@ -55,8 +57,8 @@ class PcaPool(_Pca):
     def uniforms_per_step(self) -> int:
         return self.batch_size
 
-    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
-        pca.sgd_dense(self.X, w, uniforms, etas)
+    def step_kernel(self) -> StepKernel:
+        return StepKernel(steps.PCA_POOL, steps.pack(self.X))
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         lo, hi = shard * self.n // shards, (shard + 1) * self.n // shards
@@ -83,9 +85,12 @@ class PcaStream(_Pca):
     def uniforms_per_step(self) -> int:
         return uniforms_per_step_for_normals(self._normals)
 
-    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
-        z = normals_from_uniforms(uniforms, self._normals)
-        pca.sgd_stream(self.mix, w, z, etas, self.batch_size)
+    def step_kernel(self) -> StepKernel:
+        data = steps.pack(self.mix, scalars=(self.batch_size,))
+        return StepKernel(steps.PCA_STREAM, data, self._normals_of)
+
+    def _normals_of(self, uniforms: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(normals_from_uniforms(uniforms, self._normals))
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         if shard != 0:

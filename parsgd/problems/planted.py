@@ -24,8 +24,10 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, ndtr
 
+from parsgd.problems import steps
 from parsgd.problems.base import Problem
 from parsgd.problems.kernels import linear
+from parsgd.problems.steps import StepKernel
 from parsgd.rng import normals_from_uniforms, uniforms_per_step_for_normals
 
 _NODES = 160  # Gauss-Hermite nodes per dimension
@@ -48,12 +50,16 @@ class PlantedStream(Problem):
     def uniforms_per_step(self) -> int:
         return self._normal_columns + self.batch_size  # normals for x, then one per label
 
-    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
-        z = normals_from_uniforms(uniforms[:, : self._normal_columns], self._normals)
-        labels = np.ascontiguousarray(uniforms[:, self._normal_columns :])
-        linear.sgd_planted_stream(
-            self.w_true, w, z, labels, etas, self.l2, self.code, self.batch_size
+    def step_kernel(self) -> StepKernel:
+        data = steps.pack(
+            a=self.w_true, floats=(self.l2,), scalars=(self.code, self.batch_size, self._normals)
         )
+        return StepKernel(steps.PLANTED_STREAM, data, self._inputs_of)
+
+    def _inputs_of(self, uniforms: np.ndarray) -> np.ndarray:
+        """The normals of x, then the uniforms of the labels, one row per step."""
+        z = normals_from_uniforms(uniforms[:, : self._normal_columns], self._normals)
+        return np.ascontiguousarray(np.concatenate([z, uniforms[:, self._normal_columns :]], 1))
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         return self._population_loss(w) if shard == 0 else 0.0

@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 
+from parsgd.problems import steps
 from parsgd.problems.base import Problem
 from parsgd.problems.kernels import quadratic
+from parsgd.problems.steps import StepKernel
 from parsgd.rng import normals_from_uniforms, uniforms_per_step_for_normals
 
 
@@ -30,11 +32,17 @@ class Quadratic(Problem):
     def uniforms_per_step(self) -> int:
         return uniforms_per_step_for_normals(self._normals)
 
-    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
-        z = normals_from_uniforms(uniforms, self._normals)
-        quadratic.sgd(
-            self.eigs, self.center, w, z, etas, math.sqrt(self.beta), self.sigma, self.batch_size
+    def step_kernel(self) -> StepKernel:
+        data = steps.pack(
+            a=self.eigs,
+            b=self.center,
+            floats=(math.sqrt(self.beta), self.sigma),
+            scalars=(self.batch_size,),
         )
+        return StepKernel(steps.QUADRATIC, data, self._normals_of)
+
+    def _normals_of(self, uniforms: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(normals_from_uniforms(uniforms, self._normals))
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         if shard != 0:

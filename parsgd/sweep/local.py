@@ -107,7 +107,7 @@ class RunsProgress:
 def _warm_up_kernels(config: Config) -> None:
     """Compile the kernels here, once, so that every forked run inherits them compiled."""
     from parsgd.data.shared import LocalArena
-    from parsgd.engine.runner import _warm_up
+    from parsgd.engine.warmup import warm_up_problem
     from parsgd.problems.registry import build_problem
 
     small = {**config, "data": dict(config["data"])}
@@ -115,7 +115,7 @@ def _warm_up_kernels(config: Config) -> None:
         small["data"]["n"] = min(int(small["data"]["n"]), 64)
     # On failure each run process compiles (or reports the problem) itself.
     with contextlib.suppress(ParsgdError, ValueError, MemoryError):
-        _warm_up(build_problem(small, LocalArena()))
+        warm_up_problem(build_problem(small, LocalArena()))
 
 
 def _run_process_main(

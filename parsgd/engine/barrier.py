@@ -1,0 +1,101 @@
+"""The one barrier of the engine: per-rank generation counters in shared memory.
+
+Each rank announces a meeting by a release store of its generation into its own counter (one
+128-byte line each, so announcing does not evict the others'), then waits until every member
+of the meeting has reached it, with acquire loads. Waiting backs off as the wait grows: a
+short spin (a peer that is running arrives within a microsecond), then ``sched_yield`` (a peer
+that lost its core gets it back within its time slice), then sleeps growing with the wait up
+to a millisecond (more workers than cores, a peer evaluating a large loss). While it waits it
+watches the abort flag (a peer died), its parent (the coordinator died) and, once a stop was
+requested, a deadline: a peer that never arrives (SIGSTOP) cannot hold a stop request forever.
+
+Compiled, so the compiled meetings call it directly; Python calls the same function at the
+recording meetings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from parsgd.engine.atomics import (
+    getppid,
+    load_acquire,
+    monotonic_ns,
+    sched_yield,
+    store_release,
+    usleep,
+)
+from parsgd.engine.control import (
+    ABORT,
+    ABORTED,
+    OK,
+    PARENT_GONE,
+    STALLED,
+    STOP_GRACE_S,
+    STOP_REQUEST,
+)
+
+# int64 slots per rank's counter: 128 bytes, a cache line (two on x86-64's adjacent-line
+# prefetch), so that ranks announcing at once do not contend for one line.
+PAD = 16
+
+_SPINS = 256  # loads before the first clock read: ~0.5 us
+_YIELD_NS = 50_000  # then yield the core for up to 50 us of waiting
+_MAX_SLEEP_US = 1000  # then sleep waited/16, capped at 1 ms
+# Twice the coordinator's grace: it names the worker that did not arrive before a waiting
+# peer gives up (this deadline is the fallback for a coordinator that cannot act).
+_STOP_GRACE_NS = int(2 * STOP_GRACE_S * 1e9)
+
+
+def counters(arena_zeros: object, ranks: int) -> np.ndarray:
+    """Zeroed counters for ``ranks`` ranks, from an arena's ``zeros`` (shared or local)."""
+    return arena_zeros((ranks * PAD,), np.int64)  # type: ignore[operator]
+
+
+@njit(cache=True, nogil=True)
+def wait(
+    arrive: np.ndarray,
+    control: np.ndarray,
+    rank: int,
+    generation: int,
+    lo: int,
+    hi: int,
+    parent: int,
+) -> int:
+    """Announce ``generation`` for ``rank`` and wait for ranks lo..hi-1 to reach it.
+
+    Returns OK, ABORTED (the coordinator set the abort flag), PARENT_GONE (the coordinator is
+    not our parent any more) or STALLED (a stop was requested and a member did not arrive
+    within twice STOP_GRACE_S).
+    """
+    store_release(arrive, rank * PAD, generation)
+    r = lo
+    spins = 0
+    started = 0
+    stop_seen = 0
+    while r < hi:
+        if load_acquire(arrive, r * PAD) >= generation:
+            r += 1
+            continue
+        spins += 1
+        if spins < _SPINS:
+            continue
+        if load_acquire(control, ABORT) != 0:
+            return ABORTED
+        now = monotonic_ns()
+        if started == 0:
+            started = now
+        waited = now - started
+        if load_acquire(control, STOP_REQUEST) != 0:
+            if stop_seen == 0:
+                stop_seen = now
+            elif now - stop_seen > _STOP_GRACE_NS:
+                return STALLED
+        if waited < _YIELD_NS:
+            sched_yield()
+            continue
+        if getppid() != parent:
+            return PARENT_GONE
+        usleep(max(1, min(waited // 16_000, _MAX_SLEEP_US)))
+    return OK

@@ -1,0 +1,245 @@
+"""``run_ranks``: every trial of a run for the ranks of one process, block by block.
+
+The serial backend calls it with every rank and no barrier (each phase of a meeting runs for
+ranks 0..M-1 in turn); a worker of the processes backend with its one rank behind the
+barrier. Both run the same compiled blocks (``meetings.run_block``) on the same inputs, so
+they give the same bits. A block is a run of meetings whose steps fit in one draw of
+uniforms, ending at a recording or checkpoint meeting, where Python takes the statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from parsgd.engine import meetings
+from parsgd.engine.barrier import PAD, wait
+from parsgd.engine.control import ABORTED, GLOBAL, NONFINITE, OK, PARENT_GONE, STALLED, STOP
+from parsgd.engine.team import COMPUTE_S, EVAL_S, SYNC_S, Team
+from parsgd.errors import ParsgdError
+from parsgd.problems.steps import step
+
+# Uniforms one rank draws at once: bounds the inputs a block holds.
+MAX_UNIFORMS = 1 << 20
+
+
+class Aborted(ParsgdError):
+    """The coordinator asked every worker to stop now (a peer died)."""
+
+
+class ParentGone(ParsgdError):
+    """The coordinator died."""
+
+
+class Stalled(ParsgdError):
+    """A stop was requested and a peer never reached the meeting."""
+
+
+_FAILURES: dict[int, type[ParsgdError]] = {
+    ABORTED: Aborted,
+    PARENT_GONE: ParentGone,
+    STALLED: Stalled,
+}
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a run (re)starts: trial, last completed meeting step (-1: fresh) and its wall time."""
+
+    trial: int = 0
+    step: int = -1
+    wall_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # completed | interrupted | diverged
+    trial: int
+    step: int
+    syncs: int
+    wall_s: float = 0.0
+
+
+class Hooks:
+    """What a driver does with the results of rank 0; the default drops them."""
+
+    def row(self, row: dict[str, Any]) -> None:
+        pass
+
+    def checkpoint(self, trial: int, step: int, wall_s: float, W: np.ndarray) -> None:
+        pass
+
+    def trial_done(self, trial: int) -> None:
+        pass
+
+    def fault(self) -> None:
+        """Called where the test hook's fault is due (before that meeting's local steps)."""
+
+
+class _Ranks:
+    """The compiled blocks' arguments for a set of ranks, and what carries between blocks."""
+
+    def __init__(self, team: Team, ranks: list[int], barrier: bool, parent: int) -> None:
+        self.team, self.barrier, self.parent = team, barrier, parent
+        self.ranks = np.array(ranks, dtype=np.int64)
+        plan, d = team.plan, team.problem.d
+        self.scratch = np.zeros((len(ranks), d))
+        self.tmp = np.zeros(min(d, 512))
+        self.state = np.zeros(2, dtype=np.int64)
+        self.state[0] = int(team.state.arrive[ranks[0] * PAD]) if barrier else 0
+        self.pending = np.zeros(len(ranks), dtype=np.int64)
+        self.cycles = np.zeros(2)
+        self.python = plan.record | plan.checkpoint
+        breaks = np.flatnonzero(self.python)
+        at = np.searchsorted(breaks, np.arange(len(self.python)))
+        self.block_end = np.append(breaks, len(self.python))[at] + 1  # through the Python one
+        self.max_steps = max(1, MAX_UNIFORMS // team.problem.uniforms_per_step)
+
+    def inputs(self, trial: int, start: int, stop: int) -> np.ndarray:
+        prepare = self.team.kernel.prepare
+        draws = [prepare(self.team.stream(trial, int(r)).uniforms(start, stop)) for r in self.ranks]
+        return np.stack(draws)
+
+    def local(self, trial: int, index: int, start: int, stop: int) -> None:
+        """Local steps start..stop-1 outside a block (an interval longer than one draw)."""
+        team, kernel = self.team, self.team.kernel
+        st = team.state
+        etas = team.settings.step_size.values(start, stop)
+        inputs = self.inputs(trial, start, stop)
+        tic = time.perf_counter()
+        for k, r in enumerate(self.ranks):
+            w = st.W[team.buffer_before(trial, index), team.rows[r]]
+            step(kernel.kind, kernel.pack, w, inputs[k], etas)
+        team.timers[self.ranks, COMPUTE_S] += time.perf_counter() - tic
+
+    def block(self, trial: int, index: int, end: int, start: int) -> tuple[int, int]:
+        """Run meetings index..end-1 from step ``start``; (meetings done, decision)."""
+        team, st, plan = self.team, self.team.state, self.team.plan
+        stop = int(plan.steps[end - 1])
+        tic = time.perf_counter()
+        inputs = self.inputs(trial, start, stop)
+        etas = team.settings.step_size.values(start, stop)
+        self.cycles[:] = 0.0
+        drawn = time.perf_counter()
+        status, count, decision = meetings.run_block(
+            team.kernel.kind, team.kernel.pack, st.W, self.scratch, self.tmp, st.flags,
+            st.arrive, st.control, st.position, self.ranks, team.rows, team.group,
+            team.row_group, inputs, etas, start, plan.steps[index:end], plan.level[index:end],
+            plan.average[index:end], trial * len(plan.steps) + index, self.barrier,
+            self.parent, self.state, self.pending, self.cycles,
+        )  # fmt: skip
+        toc = time.perf_counter()
+        total = float(self.cycles.sum())
+        share = self.cycles[0] / total if total > 0 else 1.0
+        team.timers[self.ranks, COMPUTE_S] += (drawn - tic) + share * (toc - drawn)
+        team.timers[self.ranks, SYNC_S] += (1.0 - share) * (toc - drawn)
+        if status != OK:
+            raise _FAILURES[status](f"meeting at step {int(plan.steps[index + count])}")
+        return count, decision
+
+    def recording_barrier(self) -> None:
+        if not self.barrier:
+            return
+        team = self.team
+        self.state[0] += 1
+        M = team.settings.workers
+        status = wait(
+            team.state.arrive, team.state.control, int(self.ranks[0]), int(self.state[0]), 0, M,
+            self.parent,
+        )  # fmt: skip
+        if status != OK:
+            raise _FAILURES[status]("recording meeting")
+
+
+def run_ranks(
+    team: Team,
+    ranks: list[int],
+    start: Position,
+    hooks: Hooks,
+    barrier: bool = False,
+    parent: int = 0,
+    fault_step: int = -1,
+) -> Outcome:
+    """Run every trial for the given ranks: all M in one process (serial), or one rank.
+
+    ``fault_step`` >= 0 (the test hook): ``hooks.fault()`` is called before the local steps
+    of the first meeting at or after that step, on the same compiled path as any run.
+    """
+    plan, settings = team.plan, team.settings
+    run = _Ranks(team, ranks, barrier, parent)
+    leader = 0 in ranks
+    n = len(plan.steps)
+    fault_at = int(np.searchsorted(plan.steps, fault_step, side="left")) if fault_step >= 0 else n
+    for trial in range(start.trial, settings.trials):
+        resumed = trial == start.trial and start.step >= 0
+        if not resumed:
+            for r in ranks:
+                team.init_model(trial, r)
+        first = start.step if resumed else -1
+        origin = time.perf_counter() - (start.wall_s if resumed else 0.0)
+        paused = 0.0
+        done = max(first, 0)
+        index = int(np.searchsorted(plan.steps, first, side="right"))
+        while index < n:
+            if index == fault_at:
+                hooks.fault()
+            while int(plan.steps[index]) - done > run.max_steps:
+                run.local(trial, index, done, done + run.max_steps)
+                done += run.max_steps
+            last = int(np.searchsorted(plan.steps, done + run.max_steps, side="right"))
+            end = min(int(run.block_end[index]), max(last, index + 1))
+            if index < fault_at < end:
+                end = fault_at
+            count, decision = run.block(trial, index, end, done)
+            if plan.steps[index] == 0:
+                # The trial's clock starts once every worker stands at step 0, so the first
+                # trial's wall_s and sync time do not include the other workers' start-up.
+                origin = time.perf_counter()
+            index += count
+            at = index - 1
+            done = int(plan.steps[at])
+            if run.python[at]:
+                paused += _python_meeting(team, run, trial, at, origin, paused, leader, hooks)
+            if decision & (NONFINITE | STOP):
+                status = "diverged" if decision & NONFINITE else "interrupted"
+                wall_s = time.perf_counter() - origin - paused
+                return Outcome(status, trial, done, int(plan.syncs[at]), wall_s)
+        hooks.trial_done(trial)
+    return Outcome("completed", settings.trials - 1, plan.total_steps, plan.sync_count)
+
+
+def _python_meeting(
+    team: Team, run: _Ranks, trial: int, at: int, origin: float, paused: float, leader: bool,
+    hooks: Hooks,
+) -> float:  # fmt: skip
+    """Statistics, the recording barrier, then rank 0's trace row and checkpoint; returns
+    the seconds spent (kept out of the trial's wall time)."""
+    plan, st = team.plan, team.state
+    tic = time.perf_counter()
+    cur, nxt = team.buffer_before(trial, at), team.buffer_before(trial, at + 1)
+    # Where the meeting left the global average: the adopted row, or scratch.
+    adopt = bool(plan.average[at]) and int(plan.level[at]) == GLOBAL
+    for k, r in enumerate(run.ranks):
+        model = st.W[cur, team.rows[r]]
+        avg = st.W[nxt, team.rows[r]] if adopt else run.scratch[k]
+        if plan.record[at]:
+            eval_tic = time.perf_counter()
+            team.record_stats(int(r), model, avg)
+            team.timers[r, EVAL_S] += time.perf_counter() - eval_tic
+            st.stats[r, EVAL_S] = team.timers[r, EVAL_S]
+    run.recording_barrier()
+    if leader:
+        k0 = int(np.flatnonzero(run.ranks == 0)[0])
+        avg = st.W[nxt, team.rows[0]] if adopt else run.scratch[k0]
+        step_at = int(plan.steps[at])
+        if plan.record[at]:
+            syncs = (int(plan.syncs[at]), int(plan.syncs_global[at]))
+            row = team.trace_row(trial, step_at, syncs, tic - origin - paused, avg, st.W[cur])
+            hooks.row(row)
+        if plan.checkpoint[at]:
+            models = team.adopted_after(st.W[cur], int(plan.level[at]))
+            hooks.checkpoint(trial, step_at, time.perf_counter() - origin - paused, models)
+    return time.perf_counter() - tic

@@ -1,0 +1,197 @@
+"""The meeting, once, compiled: local steps and meetings alternate inside one numba call.
+
+A block of meetings runs for the ranks of this process (one rank behind a barrier for the
+processes backend, every rank in turn for the serial backend). For each meeting:
+
+    local steps     rank r steps its model, row r of buffer ``cur`` (the problem's kernel)
+    announce        at a global meeting rank r publishes its flags (stop request, earlier
+                    non-finite averages of its group) in ``flags[cur]``
+    barrier         one per meeting: the meeting's members have published their rows
+    average         rank r reads the members' rows of ``cur`` and writes the average into
+                    its own row of buffer ``nxt`` (or into ``scratch`` if it does not adopt)
+    decision        global: OR of every rank's flags and the average's finiteness
+
+The model table is double-buffered (``W[2, rows, d]``, meeting i reads buffer i % 2 and
+writes buffer (i + 1) % 2): a rank writes a buffer only after the next barrier, by which time
+every reader of that buffer's previous contents has arrived there. So one barrier per round
+suffices, and each rank computes the whole average itself, in the same order as every other
+rank, so every rank holds the same bits. After a global meeting, the next barrier waits for
+every rank, even at a group meeting, because other groups may still read the global rows.
+
+The group interface (what a meeting needs of the workers it averages over) is the tuple
+(barrier over members, average of members' rows, OR of flags, sum of statistics). Here its
+shared-memory implementation: members are the ranks ``[g * group, (g + 1) * group)`` of one
+node (group level) or every rank (global level). The average of a global meeting is the sum
+over groups, in group order, of each group's rows summed in row order, divided by the number
+of rows: a backend spanning nodes plugs in by supplying the other nodes' group sums in that
+fixed order (an Allgather of node sums, then a fixed-order sum; never Allreduce's order),
+which gives the same bits as the shared-memory run with ``nodes`` groups.
+
+Recording and checkpoint meetings end a block: Python computes statistics there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from parsgd.engine.atomics import load_acquire, ticks
+from parsgd.engine.barrier import PAD, wait
+from parsgd.engine.control import GLOBAL, GROUP, NONFINITE, OK, STOP, STOP_REQUEST
+from parsgd.problems.steps import Pack, step
+
+# Columns per block of the average: a block of every row stays in L1 while it is summed.
+_BLOCK = 512
+
+
+@njit(cache=True, nogil=True)
+def _sum_rows(table: np.ndarray, lo: int, hi: int, b: int, n: int, out: np.ndarray) -> None:
+    """``out[:n] = table[lo, b:b+n] + ... + table[hi-1, b:b+n]``, rows added in order.
+
+    Loops run over slices from index 0: with ``table[r, j]`` and j from an arbitrary ``b``,
+    numba's negative-index wraparound hides the unit stride and LLVM emits gathers.
+    """
+    row = table[lo, b : b + n]
+    for k in range(n):
+        out[k] = row[k]
+    for r in range(lo + 1, hi):
+        row = table[r, b : b + n]
+        for k in range(n):
+            out[k] += row[k]
+
+
+@njit(cache=True, nogil=True)
+def average_rows(
+    table: np.ndarray, lo: int, hi: int, group: int, out: np.ndarray, tmp: np.ndarray
+) -> bool:
+    """``out`` = average of rows lo..hi-1: per group of ``group`` rows their sum in row order,
+    the group sums added in group order, divided by the row count. True if finite.
+
+    With one group this is numpy's ``(W[lo] + W[lo + 1] + ...) / n``, bit for bit.
+    """
+    d = table.shape[1]
+    count = hi - lo
+    finite = True
+    for b in range(0, d, _BLOCK):
+        n = min(_BLOCK, d - b)
+        acc = out[b : b + n]
+        _sum_rows(table, lo, min(lo + group, hi), b, n, acc)
+        for g in range(lo + group, hi, group):
+            _sum_rows(table, g, min(g + group, hi), b, n, tmp)
+            for k in range(n):
+                acc[k] += tmp[k]
+        for k in range(n):
+            v = acc[k] / count
+            acc[k] = v
+            finite &= v - v == 0.0  # inf - inf and nan - nan are nan
+    return finite
+
+
+@njit(cache=True, nogil=True)
+def run_block(
+    kind: int,
+    data: Pack,
+    W: np.ndarray,
+    scratch: np.ndarray,
+    tmp: np.ndarray,
+    flags: np.ndarray,
+    arrive: np.ndarray,
+    control: np.ndarray,
+    position: np.ndarray,
+    ranks: np.ndarray,
+    rows: np.ndarray,
+    group: int,
+    row_group: int,
+    inputs: np.ndarray,
+    etas: np.ndarray,
+    start: int,
+    steps: np.ndarray,
+    levels: np.ndarray,
+    adopt: np.ndarray,
+    first: int,
+    barrier: bool,
+    parent: int,
+    state: np.ndarray,
+    pending: np.ndarray,
+    cycles: np.ndarray,
+) -> tuple[int, int, int]:
+    """Run the meetings at ``steps`` (meeting indices ``first``...), local steps from ``start``.
+
+    ``inputs[k]`` and ``etas`` hold rank ``ranks[k]``'s prepared inputs and the step sizes of
+    steps ``start .. steps[-1] - 1``. ``rows[r]`` is rank r's row of the table; ``group`` ranks
+    (``row_group`` rows) form a group. ``state`` = [barrier generation, last meeting global],
+    ``pending[k]`` = rank ``ranks[k]``'s group flags not yet decided globally; both carry over
+    between blocks. Returns (status, meetings done, decision of the last one);
+    ``cycles[0] +=`` cycles of local steps, ``cycles[1] +=`` cycles at meetings.
+    """
+    M = position.shape[0]
+    buffers = W.shape[0]
+    n_rows = W.shape[1]
+    done = start
+    for m in range(steps.shape[0]):
+        at = steps[m]
+        index = first + m
+        cur = index % buffers
+        nxt = (index + 1) % buffers
+        level = levels[m]
+        is_global = level != GROUP
+        tic = ticks()
+        if at > done:
+            for k in range(ranks.shape[0]):
+                w = W[cur, rows[ranks[k]]]
+                step(
+                    kind,
+                    data,
+                    w,
+                    inputs[k, done - start : at - start],
+                    etas[done - start : at - start],
+                )
+        done = at
+        toc = ticks()
+        cycles[0] += toc - tic
+        side = index % 2  # flags are double-buffered even when the table is not (hogwild)
+        if is_global:
+            for k in range(ranks.shape[0]):
+                bits = pending[k]
+                if ranks[k] == 0 and load_acquire(control, STOP_REQUEST) != 0:
+                    bits |= STOP
+                flags[side, ranks[k] * PAD] = bits
+        if barrier:
+            r = ranks[0]
+            lo, hi = 0, M
+            if not is_global and state[1] == 0:
+                lo = (r // group) * group
+                hi = lo + group
+            state[0] += 1
+            status = wait(arrive, control, r, state[0], lo, hi, parent)
+            if status != OK:
+                return status, m, 0
+        state[1] = 1 if is_global else 0
+        decision = 0
+        for k in range(ranks.shape[0]):
+            row = rows[ranks[k]]
+            lo = (row // row_group) * row_group
+            hi = lo + row_group
+            finite = True
+            if level != GROUP:
+                # The global average: adopted, or kept in scratch for statistics.
+                out = W[nxt, row] if adopt[m] and level == GLOBAL else scratch[k]
+                finite = average_rows(W[cur], 0, n_rows, row_group, out, tmp)
+            if level != GLOBAL:
+                finite_group = average_rows(W[cur], lo, hi, row_group, W[nxt, row], tmp)
+                if level == GROUP:
+                    finite = finite_group
+            elif not adopt[m] and nxt != cur:
+                W[nxt, row, :] = W[cur, row, :]
+            if is_global:
+                decision = 0 if finite else NONFINITE
+                for s in range(M):
+                    decision |= flags[side, s * PAD]
+                pending[k] = 0
+            elif not finite:
+                pending[k] |= NONFINITE
+            position[ranks[k]] = at
+        cycles[1] += ticks() - toc
+        if decision != 0:
+            return OK, m + 1, decision
+    return OK, steps.shape[0], 0

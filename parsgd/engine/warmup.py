@@ -1,0 +1,47 @@
+"""The one kernel warm-up: compile (or load from numba's cache) what a run will call.
+
+Called before the workers fork, so each inherits the machine code instead of loading it
+inside its first trial's clock; a sweep calls it once before forking its runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from parsgd.data.shared import LocalArena
+from parsgd.engine import meetings
+from parsgd.engine.barrier import PAD, wait
+from parsgd.engine.control import GLOBAL
+from parsgd.engine.plan import Plan
+from parsgd.engine.team import Team
+from parsgd.problems.base import Problem
+
+
+def warm_up(team: Team) -> None:
+    """Compile the problem's step, its loss and the meetings for this team's array types."""
+    problem, st, kernel = team.problem, team.state, team.kernel
+    w = np.zeros(problem.d)
+    problem.sgd(w, np.full((1, problem.uniforms_per_step), 0.5), np.zeros(1))
+    problem.loss_partial(w, 0, 1)
+    inputs = kernel.prepare(np.full((0, problem.uniforms_per_step), 0.5))[None]
+    plan, i64 = team.plan, np.zeros(1, dtype=np.int64)
+    meetings.run_block(
+        kernel.kind, kernel.pack, st.W, np.zeros((1, problem.d)), np.zeros(1), st.flags,
+        st.arrive, st.control, st.position, i64, team.rows, 1, 1, inputs, np.zeros(0), 0,
+        plan.steps[:0], plan.level[:0], plan.average[:0], 0, False, 0, np.zeros(2, np.int64),
+        i64.copy(), np.zeros(2),
+    )  # fmt: skip
+    wait(np.zeros(PAD, dtype=np.int64), st.control, 0, 0, 0, 0, 0)
+
+
+def warm_up_problem(problem: Problem) -> None:
+    """``warm_up`` for a problem alone (a sweep, before it knows each run's team)."""
+    from parsgd.engine.team import Settings, TeamState
+    from parsgd.schedules import StepSize
+
+    steps = np.array([0, 1], dtype=np.int64)
+    flags = np.array([False, True])
+    level = np.full(2, GLOBAL, dtype=np.int64)
+    plan = Plan(1, steps, flags, flags, ~flags, np.cumsum(flags), level, np.cumsum(flags))
+    settings = Settings(1, 1, 0, problem.batch_size, "zeros", 1.0, StepSize(0.0))
+    warm_up(Team(problem, plan, TeamState(LocalArena(), 1, problem.d), settings))
