@@ -130,16 +130,26 @@ def _add_sweep_command(commands: Any) -> None:
     sweep.set_defaults(handler=sweep_command)
 
 
+def _shown(steps: list[int]) -> str:
+    return ", ".join(map(str, steps if len(steps) <= 10 else [*steps[:5], "...", *steps[-5:]]))
+
+
 def _print_dry_run(config: Config) -> None:
+    from parsgd.engine.plan import global_rounds
     from parsgd.schedules import AveragingSchedule
 
     steps = config["sgd"]["steps"]
     schedule = AveragingSchedule.from_config(config["averaging"])
-    averaging = schedule.averaging_steps(steps).tolist()
-    shown = averaging if len(averaging) <= 10 else [*averaging[:5], "...", *averaging[-5:]]
+    averaging = schedule.averaging_steps(steps)
     print(dump_config(config), end="")
     print(f"# averaging: {schedule.describe()}")
-    print(f"# averaging steps: {', '.join(map(str, shown))}")
+    print(f"# averaging steps: {_shown(averaging.tolist())}")
+    global_every = config["averaging"]["global_every"]
+    if global_every is not None or config["nodes"] > 1:
+        rounds = global_rounds(averaging, global_every, steps).tolist()
+        print(f"# nodes: {config['nodes']} x {config['workers']} workers")
+        print(f"# global averaging steps: {_shown(rounds)}")
+        print(f"# global syncs per trial: {len(rounds)}")
     print(f"# syncs per trial: {len(averaging)}; trials: {config['trials']}")
 
 

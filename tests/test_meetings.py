@@ -29,6 +29,7 @@ from parsgd.engine.control import (
     STOP,
     STOP_REQUEST,
 )
+from parsgd.engine.rundir import read_trace
 from parsgd.engine.worker import FAULT_ENV
 from parsgd.problems.steps import DENSE_LINEAR, pack
 from tests.conftest import ROOT, run_cli, wait_until, write_config
@@ -314,3 +315,38 @@ def test_resume_after_a_crash_reproduces_the_serial_trace(tmp_path: Path, nodes:
     done = run_cli("run", str(config), "--out", str(whole), "--set", "backend=serial")
     assert done.returncode == 0, done.stderr
     assert numbers(cut / "t") == numbers(whole / "t")
+
+
+def test_nodes_and_global_every_through_the_command_line(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", trials=1, workers=2, nodes=2,
+        averaging={"every": 1, "global_every": 100}, eval={"every": 50},
+    )  # fmt: skip
+    dry = run_cli("run", str(config), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "# global averaging steps: 100, 200, 300, 400" in dry.stdout
+    assert "# global syncs per trial: 4" in dry.stdout
+    done = run_cli("run", str(config), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    rows = read_trace(tmp_path / "out" / "t" / "trace.csv")
+    assert [int(r["syncs_global"]) for r in rows] == [0, 0, 1, 1, 2, 2, 3, 3, 4]
+    assert [int(r["samples"]) for r in rows][-1] == 400 * 4  # nodes x workers workers
+    # Averaged within their node every step, the workers of a node stay much closer to
+    # each other than the nodes do between global rounds.
+    mid = [r for r in rows if int(r["step"]) % 100 == 50]
+    assert all(float(r["spread_within_nodes"]) < float(r["spread_between_nodes"]) for r in mid)
+    assert json.loads((tmp_path / "out" / "t" / "run.json").read_text())["nodes"] == 2
+
+
+@pytest.mark.parametrize("global_every", [15, 3])
+def test_a_global_every_off_the_rounds_is_one_line_and_exit_2(
+    tmp_path: Path, global_every: int
+) -> None:
+    config = write_config(tmp_path / "c.yaml", averaging={"every": 2, "global_every": global_every})
+    done = run_cli("run", str(config), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "parsgd: error: averaging.global_every must be a multiple of averaging.every (2) or "
+        f"end; got {global_every}"
+    )
+    assert not (tmp_path / "out").exists()

@@ -221,6 +221,7 @@ def _run_claimed(
         "pids": [],
         "backend": config["backend"],
         "workers": config["workers"],
+        "nodes": config["nodes"],
         "seed": config["seed"],
         "config_hash": digest,
         "versions": _versions(),
