@@ -1,14 +1,17 @@
-"""``parsgd sweep --slurm``: the sbatch text (golden file) and a real one-node SLURM cluster.
+"""``parsgd sweep --slurm``: the sbatch text (golden files), safe scripts, a real SLURM cluster.
 
-The cluster tests need Debian's ``slurm-wlm`` and ``munge`` and root (``.ci/run`` installs
+The cluster (two emulated nodes, ``tests/slurm_cluster.py``) needs Debian's ``slurm-wlm``
+and ``munge`` and root (``.ci/run`` installs
 them); elsewhere they skip and say why. Regenerate the golden file with
 ``PARSGD_UPDATE_GOLDEN=1 python -m pytest tests/test_slurm.py``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -22,14 +25,15 @@ from conftest import ROOT, run_cli, wait_until, write_config
 from slurm_cluster import LocalSlurm, unavailable_reason
 
 from parsgd.engine.rundir import read_trace
-from parsgd.sweep.slurm import SbatchOptions, make_sbatch_script
+from parsgd.sweep.sbatch import SbatchOptions, make_sbatch_script
 from parsgd.sweep.state import read_index
 
 GOLDEN = Path(__file__).parent / "golden" / "sweep.sbatch"
+GOLDEN_MULTINODE = Path(__file__).parent / "golden" / "sweep-nodes2.sbatch"
 GRID = {"averaging.every": [1, 10, 100, "end"], "sgd.step_size": [0.01, 0.02, 0.05]}
 
 
-def test_sbatch_script_matches_golden_file() -> None:
+def _golden_options(**changes: Any) -> SbatchOptions:
     options = SbatchOptions(
         job_name="parsgd-averaging",
         tasks=6,
@@ -52,10 +56,33 @@ def test_sbatch_script_matches_golden_file() -> None:
         partition="short",
         signal_s=90,
     )
+    return dataclasses.replace(options, **changes)
+
+
+@pytest.mark.parametrize(
+    ("golden", "changes"),
+    [
+        (GOLDEN, {}),
+        (
+            GOLDEN_MULTINODE,
+            {
+                "nodes": 2,
+                "log_dir": Path("/scratch/my results/100%/slurm"),
+                "account": "proj-42",
+                "qos": "normal",
+                "constraint": "skylake&ib",
+                "extra": ("--exclusive", "--mail-type=END"),
+                "setup": ("module load mpich", "source '/home/ada/my project/.venv/bin/activate'"),
+            },
+        ),
+    ],
+)
+def test_sbatch_script_matches_golden_file(golden: Path, changes: dict[str, Any]) -> None:
+    options = _golden_options(**changes)
     text = make_sbatch_script(options)
     if os.environ.get("PARSGD_UPDATE_GOLDEN"):
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text()
+        golden.write_text(text)
+    assert text == golden.read_text()
     assert make_sbatch_script(options) == text  # pure
 
 
@@ -96,6 +123,111 @@ def test_workers_more_than_cpus_per_task_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "sweep point 2: workers 4 is more than --cpus-per-task 2" in done.stderr
     assert not out.exists()
+
+
+# (flag, value, what the one-line error says): each must be refused before anything is written.
+BAD_SETTINGS = [
+    ("--time", "01:00:00\ntouch INJECTED", "control character"),
+    ("--time", "1 hour", "must be a SLURM time"),
+    ("--time", "$(touch INJECTED)", "must be a SLURM time"),
+    ("--mem", "4", "must be a size with a unit"),
+    ("--mem", "4G --wrap=x", "must be a size with a unit"),
+    ("--partition", "short fast", "must be a SLURM name"),
+    ("--partition", "short\r", "control character"),
+    ("--account", "`id`", "must be a SLURM name"),
+    ("--qos", "q;x", "must be a SLURM name"),
+    ("--constraint", "a b", "feature expression"),
+    ("--sbatch", "exclusive", "must look like --name or --name=value"),
+    ("--sbatch", "--comment=a b", "must look like --name or --name=value"),
+    ("--sbatch", "--comment=x\n#", "control character"),
+    ("--sbatch", "--output=elsewhere", "--output is not allowed as an extra flag"),
+    ("--sbatch", "--time=5", "use --time"),
+    ("--setup", "module load x\ntouch INJECTED", "control character"),
+    ("--setup", "echo \x1b[2J", "control character"),
+    ("--mpi", "pmi2 --x", "--mpi plugin name"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), BAD_SETTINGS)
+def test_bad_slurm_settings_are_refused_with_one_line(
+    tmp_path: Path, flag: str, value: str, message: str
+) -> None:
+    sweep = write_sweep(tmp_path, {"sgd.step_size": [0.01]})
+    out = tmp_path / "out"
+    done = run_cli(
+        "sweep", str(sweep), "--out", str(out), "--slurm", "--dry-run", f"{flag}={value}"
+    )
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert message in done.stderr and flag in done.stderr
+    assert not out.exists()
+    assert not list(tmp_path.rglob("INJECTED"))
+
+
+def test_out_path_with_a_newline_is_refused(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, {"sgd.step_size": [0.01]})
+    out = tmp_path / "nl\ntouch INJECTED\n#"
+    done = run_cli("sweep", str(sweep), "--out", str(out), "--slurm", "--dry-run")
+    assert done.returncode == 2
+    assert done.stderr.startswith("parsgd: error: --out contains a control character")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.rglob("INJECTED"))
+
+
+def test_sweep_file_slurm_settings_and_command_line_overrides(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, {"sgd.step_size": [0.01, 0.02]})
+    spec = yaml.safe_load(sweep.read_text())
+    spec["slurm"] = {
+        "time": "0-00:20",
+        "account": "proj",
+        "qos": "low",
+        "constraint": "avx2",
+        "mem": "1G",
+        "sbatch": ["--exclusive"],
+        "setup": "module load mpich\nexport OMP_NUM_THREADS=1",
+        "runs_per_task": 2,
+    }
+    sweep.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    done = run_cli(
+        "sweep", str(sweep), "--out", str(out), "--slurm", "--dry-run", "--qos=high",
+        "--cpus-per-task", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    script = (out / "avg" / "sweep.sbatch").read_text()
+    for line in (
+        "#SBATCH --time=0-00:20",
+        "#SBATCH --account=proj",
+        "#SBATCH --qos=high",
+        "#SBATCH --constraint=avx2",
+        "#SBATCH --mem=1G",
+        "#SBATCH --exclusive",
+        "#SBATCH --array=0-0",
+        "module load mpich",
+        "export OMP_NUM_THREADS=1",
+    ):
+        assert line + "\n" in script
+    spec["slurm"] = {"time": "soon"}
+    sweep.write_text(yaml.safe_dump(spec))
+    done = run_cli("sweep", str(sweep), "--out", str(tmp_path / "o2"), "--slurm", "--dry-run")
+    assert done.returncode == 2
+    assert f"{sweep}: slurm.time must be a SLURM time" in done.stderr
+    spec["slurm"] = {"partitio": "x"}
+    sweep.write_text(yaml.safe_dump(spec))
+    done = run_cli("sweep", str(sweep), "--list")
+    assert (
+        done.returncode == 2
+        and "slurm.partitio is not a SLURM setting; did you mean partition?" in done.stderr
+    )
+
+
+def test_dry_run_hint_is_quoted(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path, {"sgd.step_size": [0.01]})
+    out = tmp_path / "my out $(x) 'q'"
+    done = run_cli("sweep", str(sweep), "--out", str(out), "--slurm", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    hint = done.stdout.split("submit: ", 1)[1].strip()
+    assert shlex.split(hint) == ["sbatch", str(out.resolve() / "avg" / "sweep.sbatch")]
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +331,33 @@ def test_time_limit_signal_checkpoints_requeues_and_resumes(
     ours = [tuple(r[c] for c in columns) for r in read_trace(trace)]
     theirs = [tuple(r[c] for c in columns) for r in read_trace(run_dir / "trace.csv")]
     assert ours == theirs
+
+
+HOSTILE = "my out %j %% 'single' \"double\" $(touch INJECTED) `touch INJECTED` #x"
+
+
+def test_hostile_out_path_runs_safely_under_real_sbatch(tmp_path: Path, slurm: LocalSlurm) -> None:
+    """Spaces, %, quotes, $() and backquotes in --out: the array runs and writes there."""
+    sweep = write_sweep(tmp_path, {"sgd.step_size": [0.01, 0.02]}, steps=80)
+    out = tmp_path / HOSTILE
+    submitted = run_cli(
+        "sweep", str(sweep), "--out", str(out), "--slurm", "--cpus-per-task", "1",
+        "--setup", "echo setup ran on $SLURMD_NODENAME", "--sbatch=--comment=parsgd-test",
+        env=slurm.env,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = _job_id(submitted.stdout)
+    _wait_for_job(slurm, job_id)
+    sweep_dir = out / "avg"
+    rows = read_index(sweep_dir / "index.csv")
+    assert [r["status"] for r in rows] == ["completed"] * 2, slurm.logs()
+    # The log path's own % stayed literal; only %A_%a expanded (else the task wrote elsewhere
+    # or the array never ran); every #SBATCH line after it was still parsed (requeue on).
+    logs = sorted(p.name for p in (sweep_dir / "slurm").glob("*.out"))
+    assert logs == [f"{job_id}_0.out", f"{job_id}_1.out"]
+    assert "setup ran on n" in (sweep_dir / "slurm" / logs[0]).read_text()
+    assert not list(tmp_path.rglob("INJECTED")) and not (ROOT / "INJECTED").exists()
+    assert out.is_dir() and len(list(tmp_path.iterdir())) == 3  # base.yaml, sweep.yaml, out
 
 
 @pytest.mark.parametrize(("sbatch_args", "workers"), [(["-n", "1"], 1), (["-c", "2"], 2)])

@@ -37,8 +37,9 @@ from parsgd.config.load import (
 )
 from parsgd.config.schema import show
 from parsgd.errors import ConfigError
+from parsgd.sweep.sbatch import check_settings
 
-_SWEEP_KEYS = ("name", "base", "config", "set", "grid", "zip", "seeds", "trials")
+_SWEEP_KEYS = ("name", "base", "config", "set", "grid", "zip", "seeds", "trials", "slurm")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LABEL_MAX = 48
 
@@ -52,6 +53,7 @@ class Sweep:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     zip: dict[str, list[Any]] = field(default_factory=dict)
     seeds: list[int] | None = None
+    slurm: dict[str, Any] = field(default_factory=dict)  # sbatch settings, checked (sbatch.py)
 
     @property
     def keys(self) -> list[str]:
@@ -125,7 +127,11 @@ def load_sweep(path: str | Path) -> Sweep:
             raise ConfigError(f"{path}: seed is swept twice (seeds and grid/zip); keep one")
     if not grid and not zipped and seeds is None:
         raise ConfigError(f"{path}: the sweep is empty: give grid, zip or seeds (non-empty lists)")
-    return Sweep(name=name, base=base, grid=grid, zip=zipped, seeds=seeds)
+    slurm = raw.get("slurm") or {}
+    if not isinstance(slurm, dict):
+        raise ConfigError(f"{path}: slurm must be a mapping of SLURM settings; got {show(slurm)}")
+    check_settings(slurm, f"{path}: slurm.")
+    return Sweep(name=name, base=base, grid=grid, zip=zipped, seeds=seeds, slurm=slurm)
 
 
 def _base_path(sweep_path: Path, base: Any) -> Path:
