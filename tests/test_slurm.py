@@ -360,6 +360,19 @@ def test_hostile_out_path_runs_safely_under_real_sbatch(tmp_path: Path, slurm: L
     assert out.is_dir() and len(list(tmp_path.iterdir())) == 3  # base.yaml, sweep.yaml, out
 
 
+def test_mpi_transport_across_the_two_nodes(slurm: LocalSlurm) -> None:
+    """srun --mpi=pmi2 -N 2: one rank on each emulated node; fixed-order sums agree."""
+    program = Path(__file__).parent / "mpi_link_prog.py"
+    done = subprocess.run(
+        ["srun", "--mpi=pmi2", "-N", "2", "--ntasks-per-node=1", sys.executable, str(program),
+         "sums"],
+        env={**slurm.env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr + slurm.logs()
+    lines = sorted(line.split() for line in done.stdout.splitlines() if line.startswith("OK"))
+    assert [(line[2], line[4], line[-1]) for line in lines] == [("0", "2", "n1"), ("1", "2", "n2")]
+
+
 @pytest.mark.parametrize(("sbatch_args", "workers"), [(["-n", "1"], 1), (["-c", "2"], 2)])
 def test_run_inside_an_allocation_uses_its_cpus(
     tmp_path: Path, slurm: LocalSlurm, sbatch_args: list[str], workers: int

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from parsgd.bench import averaging, kernels, memory, report, throughput
+from parsgd.bench import averaging, kernels, memory, mpi_global, report, throughput
 
 
 def run_bench(quick: bool, json_path: Path | None) -> int:
@@ -20,6 +20,7 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
         ("averaging", averaging),
         ("throughput", throughput),
         ("memory", memory),
+        ("mpi", mpi_global),
     ):
         tic = time.perf_counter()
         print(f"parsgd bench: {name} ...", flush=True)
@@ -28,7 +29,7 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
     info["elapsed_s"] = time.perf_counter() - started
     info["load_avg_1m_after"] = os.getloadavg()[0]
     info["cpu_pressure_after"] = report._cpu_pressure()
-    rows = report.build_rows(raw)
+    rows = report.build_rows(raw) + mpi_global.rows(raw["mpi"], raw["averaging"])
     print(report.table(rows))
     m = info["machine"]
     print(

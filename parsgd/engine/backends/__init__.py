@@ -1,0 +1,1 @@
+"""Backends: how a run's workers are started and joined (serial, processes, mpi)."""

@@ -1,0 +1,95 @@
+"""Run under ``mpiexec -n R``: exercises the MPI transport (engine/backends/mpi_link.py).
+
+    sums      fork a child before MPI_Init (as a rank forks its workers), then check that
+              global_sum, sum_stats and any_flags give on every rank the bits of the serial
+              fixed-order sum, for small (Allgather) and large (Alltoall) vectors
+    stopped   rank 1 SIGSTOPs itself during a meeting: rank 0 must raise PeerLost naming
+              rank 1, then abort the job (which also ends the stopped rank)
+    killed    rank 1 SIGKILLs itself; the launcher or rank 0 must end the job
+Prints one ``OK ...`` or ``LOST ...`` line per rank; exits non-zero on a wrong sum.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from parsgd.engine.backends.mpi_link import MpiLink, PeerLost
+from parsgd.engine.backends.mpi_setup import init_mpi, launched
+
+SIZES = (1, 7, 1000, 8191, 100_003)
+
+
+def vectors(size: int, d: int) -> list[np.ndarray]:
+    """Every rank's vector, reproducible on any rank (values of mixed magnitudes)."""
+    rng = np.random.default_rng(d)
+    return [rng.standard_normal(d) * 10.0 ** rng.integers(-8, 8, d) for _ in range(size)]
+
+
+def serial_sum(parts: list[np.ndarray]) -> np.ndarray:
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total
+
+
+def check_sums() -> None:
+    launch = launched()
+    assert launch is not None, "not under an MPI launcher"
+    child = os.fork()  # before MPI_Init, as a rank forks its node's workers
+    if child == 0:
+        os._exit(0 if float(np.ones(3).sum()) == 3.0 else 1)
+    assert os.waitpid(child, 0)[1] == 0
+    MPI = init_mpi()
+    link = MpiLink(MPI)
+    assert link.rank == launch.rank and link.size == launch.size
+    for d in SIZES:
+        parts = vectors(link.size, d)
+        out = np.empty(d)
+        link.global_sum(parts[link.rank], out)
+        expected = serial_sum(parts)
+        if link.size >= 3 and d == SIZES[-1]:  # power: another order gives other bits
+            assert serial_sum(parts[::-1]).tobytes() != expected.tobytes()
+        if out.tobytes() != expected.tobytes():
+            print(f"WRONG global_sum d={d} rank {link.rank}", flush=True)
+            sys.exit(1)
+    stats = link.sum_stats(np.array([0.1 * (link.rank + 1), 1e16, 1.0]))
+    expected = serial_sum([np.array([0.1 * (r + 1), 1e16, 1.0]) for r in range(link.size)])
+    assert stats.tobytes() == expected.tobytes()
+    assert link.any_flags(1 << link.rank) == (1 << link.size) - 1
+    assert link.any_flags(0) == 0
+    link.close()
+    node = os.environ.get("SLURMD_NODENAME", "-")  # which emulated node, under srun
+    print(f"OK rank {link.rank} of {link.size} on {link.hosts[link.rank]} node {node}", flush=True)
+    MPI.Finalize()
+
+
+def check_lost(how: signal.Signals) -> None:
+    MPI = init_mpi()
+    link = MpiLink(MPI, timeout_s=2.0, heartbeat_s=0.2)
+    out = np.empty(10)
+    link.global_sum(np.ones(10), out)
+    print(f"READY rank {link.rank} pid {os.getpid()}", flush=True)
+    if link.rank == 1:
+        os.kill(os.getpid(), how)
+    try:
+        while True:  # the local phase: the coordinator idles, pumping heartbeats
+            for _ in range(10):
+                link.pump()
+                time.sleep(0.01)
+            link.global_sum(np.ones(10), out)
+    except PeerLost as exc:
+        print(f"LOST rank {link.rank}: {exc}", flush=True)
+        link.abort(3)
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "sums":
+        check_sums()
+    else:
+        check_lost(signal.SIGSTOP if mode == "stopped" else signal.SIGKILL)

@@ -1,0 +1,130 @@
+"""The MPI transport under a real ``mpiexec`` (MPICH's wheels, or a system MPI).
+
+``tests/mpi_link_prog.py`` is the program each rank runs. The tests skip, saying why, where
+mpi4py or mpiexec is missing (``unavailable_reason``; ``.ci/run`` installs ``parsgd[mpi]``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, wait_until
+
+from parsgd.engine.backends.mpi_setup import check_mpi_setup, launched
+from parsgd.errors import ConfigError
+
+PROGRAM = Path(__file__).parent / "mpi_link_prog.py"
+_LAUNCH_VARIABLES = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                     "PMIX_RANK", "PMIX_SIZE", "SLURM_NTASKS")  # fmt: skip
+
+
+def mpiexec() -> str | None:
+    here = str(Path(sys.executable).parent)
+    return shutil.which("mpiexec", path=here) or shutil.which("mpiexec")
+
+
+def unavailable_reason() -> str | None:
+    """Why these tests cannot run here, or None if they can."""
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpi4py is not installed: pip install 'parsgd[mpi]'"
+    if mpiexec() is None:
+        return "no mpiexec: pip install 'parsgd[mpi]' (MPICH's wheels bring one)"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
+
+
+def run_ranks(ranks: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    command = [str(mpiexec()), "-n", str(ranks), sys.executable, str(PROGRAM), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _left_running(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().split(") ")[-1][:1] != "Z":
+            alive.append(pid)
+    return alive
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_global_sums_are_the_serial_fixed_order_bits(ranks: int) -> None:
+    """Every rank gets the bits of rank-order summation (3 ranks: order matters, checked)."""
+    done = run_ranks(ranks, "sums")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("OK"))
+    assert [line.split()[:5] for line in lines] == [
+        ["OK", "rank", str(r), "of", str(ranks)] for r in range(ranks)
+    ]
+
+
+@needs_mpi
+def test_a_stopped_rank_is_named_and_the_job_ends() -> None:
+    """Rank 1 SIGSTOPs itself: rank 0's heartbeats time out, it names rank 1 and aborts."""
+    tic = time.monotonic()
+    done = run_ranks(2, "stopped")
+    elapsed = time.monotonic() - tic
+    assert done.returncode != 0
+    assert re.search(r"LOST rank 0: node 1 \(host \S+, rank 1\) lost: no heartbeat", done.stdout)
+    pids = [int(p) for p in re.findall(r"READY rank \d pid (\d+)", done.stdout)]
+    assert len(pids) == 2
+    assert wait_until(lambda: not _left_running(pids), 10), _left_running(pids)
+    print(f"stopped rank: job over {elapsed:.1f} s after start (heartbeat timeout 2 s)")
+
+
+@needs_mpi
+def test_a_killed_rank_ends_the_job_with_nothing_left() -> None:
+    done = run_ranks(2, "killed")
+    assert done.returncode != 0
+    pids = [int(p) for p in re.findall(r"READY rank \d pid (\d+)", done.stdout)]
+    assert len(pids) == 2, done.stdout + done.stderr
+    assert wait_until(lambda: not _left_running(pids), 10), _left_running(pids)
+
+
+def test_launcher_is_recognised_from_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _LAUNCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert launched() is None
+    with pytest.raises(ConfigError, match="runs under an MPI launcher, one rank per node"):
+        check_mpi_setup("auto")
+    monkeypatch.setenv("PMI_RANK", "1")
+    monkeypatch.setenv("PMI_SIZE", "2")
+    launch = launched()
+    assert launch is not None and (launch.rank, launch.size) == (1, 2)
+    assert check_mpi_setup("auto").size == 2
+    assert check_mpi_setup(2).rank == 1
+    with pytest.raises(ConfigError, match="nodes is 3 but the MPI world has 2 ranks"):
+        check_mpi_setup(3)
+
+
+def test_missing_mpi4py_is_one_line() -> None:
+    code = (
+        "import sys; sys.modules['mpi4py'] = None\n"
+        "from parsgd.engine.backends.mpi_setup import check_mpi_setup\n"
+        "check_mpi_setup('auto')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "ConfigError: backend: mpi needs mpi4py: pip install 'parsgd[mpi]'" in done.stderr
+
+
+def test_importing_the_transport_does_not_initialise_mpi() -> None:
+    """Workers are forked before MPI_Init: importing the backend must not start MPI."""
+    code = (
+        "import sys, parsgd.engine.backends.mpi_link, parsgd.engine.backends.mpi_setup\n"
+        "print('mpi4py.MPI' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
