@@ -24,6 +24,11 @@ from parsgd.engine.backends.mpi_setup import init_mpi, launched
 SIZES = (1, 7, 1000, 8191, 100_003)
 
 
+def say(line: str) -> None:
+    """One line in one write (under PIPE_BUF: atomic), so ranks' lines never interleave."""
+    os.write(1, (line + "\n").encode())
+
+
 def vectors(size: int, d: int) -> list[np.ndarray]:
     """Every rank's vector, reproducible on any rank (values of mixed magnitudes)."""
     rng = np.random.default_rng(d)
@@ -55,7 +60,7 @@ def check_sums() -> None:
         if link.size >= 3 and d == SIZES[-1]:  # power: another order gives other bits
             assert serial_sum(parts[::-1]).tobytes() != expected.tobytes()
         if out.tobytes() != expected.tobytes():
-            print(f"WRONG global_sum d={d} rank {link.rank}", flush=True)
+            say(f"WRONG global_sum d={d} rank {link.rank}")
             sys.exit(1)
     stats = link.sum_stats(np.array([0.1 * (link.rank + 1), 1e16, 1.0]))
     expected = serial_sum([np.array([0.1 * (r + 1), 1e16, 1.0]) for r in range(link.size)])
@@ -64,7 +69,7 @@ def check_sums() -> None:
     assert link.any_flags(0) == 0
     link.close()
     node = os.environ.get("SLURMD_NODENAME", "-")  # which emulated node, under srun
-    print(f"OK rank {link.rank} of {link.size} on {link.hosts[link.rank]} node {node}", flush=True)
+    say(f"OK rank {link.rank} of {link.size} on {link.hosts[link.rank]} node {node}")
     MPI.Finalize()
 
 
@@ -73,7 +78,7 @@ def check_lost(how: signal.Signals) -> None:
     link = MpiLink(MPI, timeout_s=2.0, heartbeat_s=0.2)
     out = np.empty(10)
     link.global_sum(np.ones(10), out)
-    print(f"READY rank {link.rank} pid {os.getpid()}", flush=True)
+    say(f"READY rank {link.rank} pid {os.getpid()}")
     if link.rank == 1:
         os.kill(os.getpid(), how)
     try:
@@ -83,7 +88,7 @@ def check_lost(how: signal.Signals) -> None:
                 time.sleep(0.01)
             link.global_sum(np.ones(10), out)
     except PeerLost as exc:
-        print(f"LOST rank {link.rank}: {exc}", flush=True)
+        say(f"LOST rank {link.rank}: {exc}")
         link.abort(3)
 
 
