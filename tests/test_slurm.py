@@ -25,7 +25,11 @@ from conftest import ROOT, run_cli, wait_until, write_config
 from slurm_cluster import LocalSlurm, unavailable_reason
 
 from parsgd.engine.rundir import read_trace
+from parsgd.errors import ConfigError
+from parsgd.sweep.multinode import step_command
 from parsgd.sweep.sbatch import SbatchOptions, make_sbatch_script
+from parsgd.sweep.slurm import group_by_nodes, script_name
+from parsgd.sweep.spec import Point
 from parsgd.sweep.state import read_index
 
 GOLDEN = Path(__file__).parent / "golden" / "sweep.sbatch"
@@ -144,6 +148,8 @@ BAD_SETTINGS = [
     ("--sbatch", "--time=5", "use --time"),
     ("--setup", "module load x\ntouch INJECTED", "control character"),
     ("--setup", "echo \x1b[2J", "control character"),
+    ("--setup", "  #SBATCH --array=0-999", "may not be an #SBATCH directive"),
+    ("--signal-s", "70000", "at most 65535"),
     ("--mpi", "pmi2 --x", "--mpi plugin name"),
 ]
 
@@ -228,6 +234,26 @@ def test_dry_run_hint_is_quoted(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     hint = done.stdout.split("submit: ", 1)[1].strip()
     assert shlex.split(hint) == ["sbatch", str(out.resolve() / "avg" / "sweep.sbatch")]
+
+
+def test_points_group_into_one_array_per_node_count(tmp_path: Path) -> None:
+    """A sweep mixing node counts: one array per count, points in sweep order; the srun step."""
+    points = [Point(i, {}, {"name": f"p{i}", "nodes": n}) for i, n in enumerate([1, 2, 1, 4, 2])]
+    groups = group_by_nodes(points)
+    assert {n: [p.index for p in g] for n, g in groups.items()} == {1: [0, 2], 2: [1, 4], 4: [3]}
+    assert [script_name(n) for n in groups] == [
+        "sweep.sbatch", "sweep-nodes2.sbatch", "sweep-nodes4.sbatch"
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match='sweep point 1: nodes "auto" cannot size'):
+        group_by_nodes([Point(0, {}, {"name": "a", "nodes": "auto"})])
+    frozen = {"mpi": "pmix", "nodes": 2, "cpus_per_task": 3}
+    command = step_command(frozen, tmp_path / "p.yaml", tmp_path)
+    assert command[:6] == [
+        "srun", "--mpi=pmix", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=3",
+        "--kill-on-bad-exit=1",
+    ]  # fmt: skip
+    assert command[6:] == [sys.executable, "-m", "parsgd", "run", str(tmp_path / "p.yaml"),
+                           "--out", str(tmp_path)]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

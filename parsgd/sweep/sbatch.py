@@ -64,6 +64,7 @@ _MANAGED = {
     "wrap": None,
 }
 _SHOWN_MAX = 80
+_SIGNAL_MAX_S = 65535
 DEFAULT_TIME = "01:00:00"
 DEFAULT_MPI = "pmi2"
 
@@ -137,15 +138,17 @@ def check_settings(raw: dict[str, Any], where: str) -> SlurmSettings:
 
 def _check_one(name: str, key: str, value: Any) -> Any:
     if key in ("cpus_per_task", "array_parallelism", "runs_per_task", "signal_s"):
-        low = 0 if key == "signal_s" else 1
+        low, high = (0, _SIGNAL_MAX_S) if key == "signal_s" else (1, None)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}; got {_shown(value)}")
+        if high is not None and value > high:
+            raise ConfigError(f"{name} must be at most {high} (SLURM's limit); got {value}")
         return value
     if key in ("sbatch", "setup"):
         lines = value.splitlines() if key == "setup" and isinstance(value, str) else value
         if not isinstance(lines, (list, tuple)) or not all(isinstance(v, str) for v in lines):
             raise ConfigError(f"{name} must be a list of strings; got {_shown(value)}")
-        check = _check_flag if key == "sbatch" else refuse_control
+        check = _check_flag if key == "sbatch" else _check_setup
         return tuple(check(name, line) for line in lines)
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be a string; got {_shown(value)}")
@@ -172,6 +175,14 @@ def _check_one(name: str, key: str, value: Any) -> Any:
             f"{name} must be an srun --mpi plugin name (pmi2, pmix); got {_shown(value)}"
         )
     return value
+
+
+def _check_setup(name: str, line: str) -> str:
+    refuse_control(name, line)
+    if line.lstrip().upper().startswith("#SBATCH"):
+        # Comments are skipped until the first command, so sbatch would obey it: use --sbatch.
+        raise ConfigError(f"{name}: a setup line may not be an #SBATCH directive; use --sbatch")
+    return line
 
 
 def _check_flag(name: str, flag: str) -> str:

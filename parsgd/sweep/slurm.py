@@ -73,7 +73,7 @@ def _nodes(point: Point) -> int:
     return nodes
 
 
-def _shapes(points: list[Point]) -> dict[int, list[Point]]:
+def group_by_nodes(points: list[Point]) -> dict[int, list[Point]]:
     """The points grouped by node count, in first-seen order: one job array per shape."""
     groups: dict[int, list[Point]] = {}
     for point in points:
@@ -94,7 +94,7 @@ def submit_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
     check_path("the working directory", Path.cwd())
     check_path("the Python interpreter's path", Path(sys.executable))
     points = expand_sweep(sweep, workers=settings.cpus_per_task or usable_cpus())
-    shapes = _shapes(points)
+    shapes = group_by_nodes(points)
     cpus = {
         n: settings.cpus_per_task or max(p.config["workers"] for p in g) for n, g in shapes.items()
     }
@@ -123,7 +123,7 @@ def submit_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
     slurm_dir = sweep_dir / "slurm"
     slurm_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-    for nodes, group in _shapes(pending).items():
+    for nodes, group in group_by_nodes(pending).items():
         suffix = "" if nodes == 1 else f"-nodes{nodes}"
         tasks_path = slurm_dir / f"tasks-{stamp}{suffix}.json"
         tasks = _chunks(group, settings.runs_per_task)
