@@ -67,7 +67,21 @@ def check_sums() -> None:
     assert stats.tobytes() == expected.tobytes()
     assert link.any_flags(1 << link.rank) == (1 << link.size) - 1
     assert link.any_flags(0) == 0
+    infos = link.gather_json({"rank": link.rank, "pid": os.getpid(), "pad": "x" * link.rank})
+    assert [info["rank"] for info in infos] == list(range(link.size))
+    assert infos[link.rank]["pid"] == os.getpid()
+    if link.rank != 0:
+        for k in range(50):
+            link.send_log(f"line {k} from {link.rank}: " + "y" * (k * 1000))
     link.close()
+    if link.rank == 0:
+        logs = link.received_logs()
+        for r in range(1, link.size):
+            mine = [line for rank, line in logs if rank == r]
+            assert [line.split(":")[0] for line in mine] == [
+                f"line {k} from {r}" for k in range(50)
+            ]
+            assert len(mine[-1]) == len("line 49 from 1: ") + 49_000
     node = os.environ.get("SLURMD_NODENAME", "-")  # which emulated node, under srun
     say(f"OK rank {link.rank} of {link.size} on {link.hosts[link.rank]} node {node}")
     MPI.Finalize()

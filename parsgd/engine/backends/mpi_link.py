@@ -18,10 +18,16 @@ communicator. A peer silent for ``timeout_s`` (dead, SIGSTOPped, hung, cut off) 
 ``abort``, since MPI offers no portable way to leave a collective a lost peer will never
 join. Heartbeats rather than a timeout per collective: global meetings may be minutes
 apart (``global_every: end``), and only heartbeats tell a slow peer from a lost one.
+
+Records: ``gather_json`` gives every rank each rank's facts (host, pids) for run.json;
+``send_log`` queues a log line for rank 0, which takes lines in whenever it polls
+(``received_logs``), so that log.txt gets every node's lines, tagged by the caller.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import socket
 import time
@@ -36,6 +42,7 @@ TIMEOUT_S = 5.0
 _SMALL_BYTES = 64 * 1024  # up to this per rank: Allgather whole vectors
 _HOST_BYTES = 256
 _BEAT_TAG = 7
+_LOG_TAG = 8
 _SPINS = 2000  # polls before yielding the core between polls
 _PUMP_EVERY = 64  # polls between heartbeat checks (a Test costs about a microsecond)
 
@@ -56,7 +63,8 @@ class MpiLink:
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD.Dup()  # meetings
         self._beat = MPI.COMM_WORLD.Dup()  # heartbeats, so they never match a meeting message
-        for comm in (self.comm, self._beat):
+        self._logs = MPI.COMM_WORLD.Dup()  # log lines to rank 0
+        for comm in (self.comm, self._beat, self._logs):
             comm.Set_errhandler(MPI.ERRORS_RETURN)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.timeout_s, self.heartbeat_s = timeout_s, heartbeat_s
@@ -69,6 +77,9 @@ class MpiLink:
         self._inbox = {p: np.zeros(1, dtype=np.int64) for p in self.peers}
         self._listening = {p: self._listen(p) for p in self.peers}
         self._outbox: list[Any] = []
+        self._sending_logs: list[tuple[np.ndarray, Any]] = []
+        self._log_inbox: list[tuple[int, str]] = []
+        self._closed = False
         self._buffers: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
         self.hosts = self._exchange_hosts()
 
@@ -83,6 +94,8 @@ class MpiLink:
         operation here calls it while it waits.
         """
         now = time.monotonic()
+        if self.rank == 0:  # so that no rank's log line waits on rank 0 for long
+            self._take_logs()
         if now - self._sent_at >= self.heartbeat_s:
             self._outbox = [req for req in self._outbox if not req.Test()]
             self._outbox += [
@@ -162,20 +175,66 @@ class MpiLink:
         _ordered_sum(every, out)
         return out
 
+    def gather_json(self, value: Any) -> list[Any]:
+        """Every rank's JSON-able ``value`` (its host, pids, ...), in rank order, on every rank."""
+        mine = np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+        sizes = np.zeros(self.size, dtype=np.int64)
+        self._wait(self.comm.Iallgather(np.array([mine.size], dtype=np.int64), sizes))
+        every = np.zeros(int(sizes.sum()), dtype=np.uint8)
+        self._wait(self.comm.Iallgatherv(mine, (every, sizes)))
+        edges = np.concatenate([[0], np.cumsum(sizes)])
+        return [json.loads(bytes(every[a:b])) for a, b in itertools.pairwise(edges)]
+
+    # -- log lines to rank 0 ---------------------------------------------------------------
+    def send_log(self, line: str) -> None:
+        """Queue one log line for rank 0 (which writes log.txt); rank 0 keeps its own."""
+        data = np.frombuffer(line.encode(errors="replace"), dtype=np.uint8).copy()
+        self._sending_logs = [(b, r) for b, r in self._sending_logs if not r.Test()]
+        self._sending_logs.append((data, self._logs.Isend(data, dest=0, tag=_LOG_TAG)))
+
+    def received_logs(self) -> list[tuple[int, str]]:
+        """On rank 0: the (rank, line) pairs arrived so far, each rank's in the order sent."""
+        if not self._closed:
+            self._take_logs()
+        lines, self._log_inbox = self._log_inbox, []
+        return lines
+
+    def _take_logs(self) -> None:
+        status = self.MPI.Status()
+        while self._logs.Iprobe(source=self.MPI.ANY_SOURCE, tag=_LOG_TAG, status=status):
+            data = np.empty(status.Get_count(self.MPI.BYTE), dtype=np.uint8)
+            self._logs.Recv(data, source=status.Get_source(), tag=_LOG_TAG)
+            self._log_inbox.append((status.Get_source(), bytes(data).decode(errors="replace")))
+
+    def flush_logs(self) -> None:
+        """Wait (polled) until every queued log line has left this rank."""
+        for _, request in self._sending_logs:
+            self._wait(request)
+        self._sending_logs = []
+
     # -- the end ---------------------------------------------------------------------------
     def abort(self, code: int) -> None:
         """End every rank of the job now (after a lost peer: nothing else can)."""
         self.MPI.COMM_WORLD.Abort(code)
 
     def close(self) -> None:
-        """A clean end: every rank arrives, then the heartbeat receives are withdrawn."""
+        """A clean end: logs sent, every rank arrives, then the heartbeat receives withdrawn.
+
+        Every rank's log lines have reached rank 0 when this returns there (each rank flushed
+        them before the barrier; rank 0 takes them in while it waits): ``received_logs``.
+        """
+        self.flush_logs()
         self.barrier()
+        if self.rank == 0:
+            self._take_logs()
+        self._closed = True
         for request in self._listening.values():
             request.Cancel()
             request.Wait()
         for request in self._outbox:
             request.Wait()
         self._beat.Free()
+        self._logs.Free()
         self.comm.Free()
 
 
