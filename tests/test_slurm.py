@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -386,17 +387,41 @@ def test_hostile_out_path_runs_safely_under_real_sbatch(tmp_path: Path, slurm: L
     assert out.is_dir() and len(list(tmp_path.iterdir())) == 3  # base.yaml, sweep.yaml, out
 
 
-def test_mpi_transport_across_the_two_nodes(slurm: LocalSlurm) -> None:
-    """srun --mpi=pmi2 -N 2: one rank on each emulated node; fixed-order sums agree."""
+def _srun_ranks(slurm: LocalSlurm, mode: str) -> subprocess.CompletedProcess[str]:
     program = Path(__file__).parent / "mpi_link_prog.py"
-    done = subprocess.run(
+    return subprocess.run(
         ["srun", "--mpi=pmi2", "-N", "2", "--ntasks-per-node=1", sys.executable, str(program),
-         "sums"],
+         mode],
         env={**slurm.env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def test_mpi_transport_across_the_two_nodes(slurm: LocalSlurm) -> None:
+    """srun --mpi=pmi2 -N 2: one rank on each emulated node; fixed-order sums agree."""
+    done = _srun_ranks(slurm, "sums")
     assert done.returncode == 0, done.stdout + done.stderr + slurm.logs()
-    lines = sorted(line.split() for line in done.stdout.splitlines() if line.startswith("OK"))
-    assert [(line[2], line[4], line[-1]) for line in lines] == [("0", "2", "n1"), ("1", "2", "n2")]
+    found = sorted(re.findall(r"OK rank (\d) of (\d) on \S+ node (n\d)", done.stdout))
+    assert found == [("0", "2", "n1"), ("1", "2", "n2")], done.stdout
+
+
+@pytest.mark.parametrize("mode", ["stopped", "killed"])
+def test_a_lost_rank_on_the_other_node_ends_the_step(slurm: LocalSlurm, mode: str) -> None:
+    """Rank 1 (node n2) SIGSTOPs or SIGKILLs itself: the step ends, nothing left running."""
+    done = _srun_ranks(slurm, mode)
+    assert done.returncode != 0
+    pids = [int(p) for p in re.findall(r"READY rank \d pid (\d+)", done.stdout)]
+    assert len(pids) == 2, done.stdout + done.stderr
+    if mode == "stopped":  # the heartbeat names it (a killed rank: srun may end the step first)
+        assert re.search(r"node 1 \(host \S+, rank 1\) lost: no heartbeat", done.stdout)
+    assert wait_until(lambda: not [p for p in pids if _running(p)], 10)
+
+
+def _running(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize(("sbatch_args", "workers"), [(["-n", "1"], 1), (["-c", "2"], 2)])
