@@ -1,11 +1,14 @@
-"""A sweep as a SLURM job array: the sbatch script (a pure function), submission, array tasks.
+"""A sweep as SLURM job arrays, one per node count: submission, array tasks, squeue.
 
-    submit host: expand + validate every point (``workers: auto`` = --cpus-per-task), write
-                 sweep.json, slurm/tasks-<stamp>.json (the runs of each array task, frozen),
-                 sweep.sbatch; ``sbatch --parsable sweep.sbatch``; record the job id
+    submit host: check the SLURM settings (sbatch.py) and every point (``workers: auto`` =
+                 --cpus-per-task), write sweep.json; per node count N, the runs of each array
+                 task frozen in slurm/tasks-<stamp>[-nodes<N>].json and the script
+                 sweep.sbatch (N = 1) or sweep-nodes<N>.sbatch; ``sbatch --parsable``; record
+                 each job id
     array task:  ``python -m parsgd sweep ... --array-task tasks.json`` picks its runs by
                  SLURM_ARRAY_TASK_ID and runs them as a local sweep would (resuming, skipping
-                 completed ones), then rewrites index.csv under the sweep's lock
+                 completed ones), or, on N > 1 nodes, each as an srun step (multinode.py);
+                 then rewrites index.csv under the sweep's lock
 
 Ahead of the time limit SLURM sends the task SIGUSR1 (``--signal=B:USR1@S``, B: so that
 the batch shell, which ``exec``s parsgd, gets it): the runs checkpoint at their next
