@@ -6,17 +6,20 @@ mpi4py or mpiexec is missing (``unavailable_reason``; ``.ci/run`` installs ``par
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_until
+from conftest import ROOT, run_cli, wait_until, write_config
 
 from parsgd.engine.backends.mpi_setup import check_mpi_setup, launched
 from parsgd.errors import ConfigError
@@ -131,3 +134,118 @@ def test_importing_the_transport_does_not_initialise_mpi() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+# -- backend: mpi through the command line ----------------------------------------------------
+
+TIME_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")
+
+
+def _trace(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "trace.csv").open() as handle:
+        return [
+            {k: v for k, v in row.items() if k not in TIME_COLUMNS}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def _mpi_cli(ranks: int, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    command = [str(mpiexec()), "-n", str(ranks), sys.executable, "-m", "parsgd", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+    )
+
+
+SCHEDULES = {
+    "flat": {"every": 5},
+    "hierarchical": {"every": 5, "global_every": 20},
+    "global at the end": {"every": 1, "global_every": "end"},
+}
+
+
+@pytest.mark.usefixtures("mpi")
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_mpi_trace_equals_serial_with_nodes(tmp_path: Path, schedule: str) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", nodes=2, workers=2, averaging=SCHEDULES[schedule],
+        eval={"every": 20},
+    )  # fmt: skip
+    serial = run_cli("run", str(config), "--set", "backend=serial", "--out", str(tmp_path / "s"))
+    assert serial.returncode == 0, serial.stderr
+    done = _mpi_cli(2, "run", str(config), "--set", "backend=mpi", "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    ours, theirs = _trace(tmp_path / "m" / "t"), _trace(tmp_path / "s" / "t")
+    assert len(ours) == len(theirs) > 10
+    assert ours == theirs
+    record = json.loads((tmp_path / "m" / "t" / "run.json").read_text())
+    assert record["status"] == "completed" and record["backend"] == "mpi"
+    assert [(n["node"], n["rank"]) for n in record["mpi_ranks"]] == [(0, 0), (1, 1)]
+    assert all(n["host"] and n["pid"] > 0 for n in record["mpi_ranks"])
+    if schedule != "flat":  # power: the levels change the numbers
+        flat = _trace_of_flat(tmp_path, config)
+        assert [r["loss"] for r in flat] != [r["loss"] for r in ours]
+
+
+def _trace_of_flat(tmp_path: Path, config: Path) -> list[dict[str, str]]:
+    out = tmp_path / "flat"
+    done = run_cli("run", str(config), "--set", "backend=serial", "--set",
+                   "averaging.global_every=null", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return _trace(out / "t")
+
+
+@pytest.mark.usefixtures("mpi")
+def test_stop_on_another_rank_stops_all_and_resume_is_bit_identical(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", nodes=2, workers=2, trials=1,
+        sgd={"steps": 400_000, "step_size": 0.01},
+        averaging={"every": 5, "global_every": 100}, eval={"every": 20_000},
+    )  # fmt: skip
+    out = tmp_path / "m"
+    command = [str(mpiexec()), "-n", "2", sys.executable, "-m", "parsgd", "run", str(config),
+               "--set", "backend=mpi", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    trace = out / "t" / "trace.csv"
+    try:
+        assert wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) >= 3, 120)
+        record = json.loads((out / "t" / "run.json").read_text())
+        assert record["status"] == "running"  # still in its steps when signalled
+        os.kill(record["pids"][1], signal.SIGTERM)  # the rank of node 1, not rank 0
+        assert proc.wait(timeout=120) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+    record = json.loads((out / "t" / "run.json").read_text())
+    assert record["status"] == "interrupted", record["reason"]
+    assert "a stop request on another node" in record["reason"]
+    assert (out / "t" / "checkpoint.npz").exists()
+    assert len(_trace(out / "t")) < 21  # stopped before the end
+    resumed = _mpi_cli(2, "run", str(config), "--set", "backend=mpi", "--out", str(out),
+                       "--resume")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    serial = run_cli("run", str(config), "--set", "backend=serial", "--out", str(tmp_path / "s"))
+    assert serial.returncode == 0, serial.stderr
+    assert _trace(out / "t") == _trace(tmp_path / "s" / "t")
+    assert json.loads((out / "t" / "run.json").read_text())["resumed_from"] is not None
+
+
+@pytest.mark.usefixtures("mpi")
+def test_bad_mpi_set_ups_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", nodes=2, workers=1)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARIABLES}
+    outside = subprocess.run(
+        [sys.executable, "-m", "parsgd", "run", str(config), "--set", "backend=mpi",
+         "--out", str(out)],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert outside.returncode == 2
+    assert outside.stderr.strip().count("\n") == 0
+    assert "backend: mpi runs under an MPI launcher" in outside.stderr
+    wrong = _mpi_cli(2, "run", str(config), "--set", "backend=mpi", "--set", "nodes=3",
+                     "--out", str(out))  # fmt: skip
+    assert wrong.returncode == 2
+    assert "nodes is 3 but the MPI world has 2 ranks" in wrong.stderr
+    assert not out.exists()

@@ -107,7 +107,7 @@ SCHEMA: dict[str, Field | Section] = {
         "nodes (groups of `workers` workers that average among themselves); serial and "
         "processes emulate them on one machine",
     ),
-    "backend": Field(Choice(("processes", "serial")), "processes"),
+    "backend": Field(Choice(("processes", "serial", "mpi")), "processes"),
     "method": Field(
         Choice(("local_sgd", "single", "hogwild")),
         "local_sgd",

@@ -133,6 +133,10 @@ def _load_position(run_dir: RunDirectory, digest: str) -> tuple[Position, int, n
 
 def run_experiment(config: Config, out: Path, resume: bool = False) -> RunResult:
     """Run one experiment (all its trials) and write ``<out>/<name>/``."""
+    if config["backend"] == "mpi":  # one line, exit 2, before anything starts
+        from parsgd.engine.backends.mpi_setup import check_mpi_setup
+
+        check_mpi_setup(config["nodes"])
     run_dir = RunDirectory(Path(out) / config["name"])
     check_writable(run_dir.root)
     digest = config_hash(config)
@@ -190,10 +194,20 @@ def _run_with_signals(
         warm_up(team)  # here, before the workers fork, not inside a trial's clock
         if W0 is not None:
             team.load_models(start.trial, start.step, W0)
+        link = None
+        if config["backend"] == "mpi":
+            from parsgd.engine.backends.mpi_loop import follow, join_nodes
+
+            link = join_nodes()
+            if link.rank != 0:  # rank 0 writes the results; the others only run their node
+                signals.control = state.control
+                return RunResult(follow(team, start, link), run_dir.root)
         run_dir.claim(fresh=start.step < 0)
         signals.control = state.control
         try:
-            return _run_claimed(config, run_dir, team, start, keep_rows, digest, stale, signals)
+            return _run_claimed(
+                config, run_dir, team, start, keep_rows, digest, stale, signals, link
+            )
         finally:
             run_dir.release()
     finally:
@@ -210,6 +224,7 @@ def _run_claimed(
     digest: str,
     stale: list[str],
     signals: StopSignals,
+    link: Any = None,
 ) -> RunResult:
     run_dir.config_path.write_text(dump_config(config))
     record: dict[str, Any] = {
@@ -257,6 +272,10 @@ def _run_claimed(
         collector.signals = signals
         if config["backend"] == "processes":
             outcome, timings = Coordinator(team, start, collector).run()
+        elif link is not None:
+            from parsgd.engine.backends.mpi_loop import lead
+
+            outcome, timings, record["mpi_ranks"] = lead(team, start, collector, link)
         else:
             outcome, timings = run_serial(team, start, collector)
         record["status"] = outcome.status
@@ -264,7 +283,8 @@ def _run_claimed(
             models = team.models_after(outcome.trial, outcome.step)
             collector.checkpoint(outcome.trial, outcome.step, outcome.wall_s, models)
             record["reason"] = (
-                f"{signals.received} at trial {outcome.trial} step {outcome.step}; "
+                f"{signals.received or 'a stop request on another node'} at trial "
+                f"{outcome.trial} step {outcome.step}; "
                 "checkpoint written, continue with --resume"
             )
         elif outcome.status == "diverged":

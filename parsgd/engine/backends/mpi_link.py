@@ -160,6 +160,10 @@ class MpiLink:
             self._buffers[key] = tuple(np.zeros(shape) for shape in shapes)
         return self._buffers[key]
 
+    def gather_rows(self, mine: np.ndarray, out: np.ndarray) -> None:
+        """``out`` (R x ``mine``'s rows) = every rank's ``mine`` stacked in rank order."""
+        self._wait(self.comm.Iallgather(mine, out))
+
     def any_flags(self, flags: int) -> int:
         """Bitwise OR of every rank's flags (stop requested, non-finite, failed...)."""
         mine = np.array([flags], dtype=np.int64)
