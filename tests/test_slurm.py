@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -249,11 +250,10 @@ def test_points_group_into_one_array_per_node_count(tmp_path: Path) -> None:
         group_by_nodes([Point(0, {}, {"name": "a", "nodes": "auto"})])
     frozen = {"mpi": "pmix", "nodes": 2, "cpus_per_task": 3}
     command = step_command(frozen, tmp_path / "p.yaml", tmp_path)
-    assert command[:6] == [
+    assert command[:5] == [
         "srun", "--mpi=pmix", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=3",
-        "--kill-on-bad-exit=1",
     ]  # fmt: skip
-    assert command[6:] == [sys.executable, "-m", "parsgd", "run", str(tmp_path / "p.yaml"),
+    assert command[5:] == [sys.executable, "-m", "parsgd", "run", str(tmp_path / "p.yaml"),
                            "--out", str(tmp_path)]  # fmt: skip
 
 
@@ -422,6 +422,106 @@ def _running(pid: int) -> bool:
         return stat.read_text().split(") ")[-1][:1] != "Z"
     except OSError:
         return False
+
+
+def _trace_rows(run_dir: Path) -> list[tuple[str, ...]]:
+    columns = ("trial", "step", "samples", "syncs", "syncs_global", "loss", "variance",
+               "spread_within_nodes", "spread_between_nodes", "dist_opt_sq")  # fmt: skip
+    return [tuple(r[c] for c in columns) for r in read_trace(run_dir / "trace.csv")]
+
+
+def test_srun_on_two_nodes_equals_serial(tmp_path: Path, slurm: LocalSlurm) -> None:
+    """srun --mpi=pmi2 -N 2 parsgd run: one rank per emulated node, serial's bits."""
+    config = write_config(
+        tmp_path / "c.yaml", nodes=2, workers=1, averaging={"every": 5, "global_every": 20},
+        eval={"every": 20},
+    )  # fmt: skip
+    serial = run_cli("run", str(config), "--set", "backend=serial", "--out", str(tmp_path / "s"))
+    assert serial.returncode == 0, serial.stderr
+    done = subprocess.run(
+        ["srun", "--mpi=pmi2", "-N", "2", "--ntasks-per-node=1", sys.executable, "-m", "parsgd",
+         "run", str(config), "--set", "backend=mpi", "--out", str(tmp_path / "m")],
+        env={**slurm.env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=180, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr + slurm.logs()
+    assert _trace_rows(tmp_path / "m" / "t") == _trace_rows(tmp_path / "s" / "t")
+    record = json.loads((tmp_path / "m" / "t" / "run.json").read_text())
+    assert [n["rank"] for n in record["mpi_ranks"]] == [0, 1]
+
+
+def test_multi_node_sweep_through_slurm(tmp_path: Path, slurm: LocalSlurm) -> None:
+    """A sweep mixing a one-node and a two-node point: two arrays; the 2-node run is an
+    srun step of one rank per node and matches serial with nodes: 2."""
+    base = write_config(
+        tmp_path / "base.yaml", workers=1, sgd={"steps": 400},
+        averaging={"every": 5, "global_every": 20}, eval={"every": 50},
+    )  # fmt: skip
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "nodes", "base": base.name,
+        "zip": {"nodes": [1, 2], "backend": ["serial", "mpi"]},
+        "slurm": {"mpi": "pmi2", "time": "5"},
+    }))  # fmt: skip
+    out = tmp_path / "out"
+    submitted = run_cli("sweep", str(sweep), "--out", str(out), "--slurm", env=slurm.env)
+    assert submitted.returncode == 0, submitted.stderr
+    lines = [line for line in submitted.stdout.splitlines() if line.startswith("submitted")]
+    assert len(lines) == 2 and "of 2 nodes x 1 CPUs" in lines[1], submitted.stdout
+    for line in lines:
+        _wait_for_job(slurm, _job_id(line))
+    sweep_dir = out / "nodes"
+    script = (sweep_dir / "sweep-nodes2.sbatch").read_text()
+    assert "#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=1\n" in script
+    rows = read_index(sweep_dir / "index.csv")
+    log = "\n".join(p.read_text() for p in (sweep_dir / "slurm").glob("*.out"))
+    assert [r["status"] for r in rows] == ["completed", "completed"], log + slurm.logs()
+    two = next(r["run_id"] for r in rows if r["nodes"] == "2")
+    record = json.loads((sweep_dir / two / "run.json").read_text())
+    assert record["backend"] == "mpi" and len(record["mpi_ranks"]) == 2
+    assert "srun --mpi=pmi2 --nodes=2" in log
+    reference = run_cli(
+        "run", str(sweep_dir / "slurm" / "points" / f"{two}.yaml"), "--set", "backend=serial",
+        "--out", str(tmp_path / "ref"),
+    )  # fmt: skip
+    assert reference.returncode == 0, reference.stderr
+    assert _trace_rows(sweep_dir / two) == _trace_rows(tmp_path / "ref" / two)
+
+
+def test_a_killed_rank_on_the_other_node_fails_the_run_naming_it(
+    tmp_path: Path, slurm: LocalSlurm
+) -> None:
+    """SIGKILL to rank 1 (node n2) of an srun run: rank 0 records failed, naming node 1 by
+    host and rank; every rank ends; nothing is left running."""
+    config = write_config(
+        tmp_path / "c.yaml", nodes=2, workers=1, trials=1,
+        sgd={"steps": 3_000_000, "step_size": 0.01},
+        averaging={"every": 5, "global_every": 100}, eval={"every": 50_000},
+    )  # fmt: skip
+    out = tmp_path / "m"
+    proc = subprocess.Popen(
+        ["srun", "--mpi=pmi2", "-N", "2", "--ntasks-per-node=1", sys.executable, "-m", "parsgd",
+         "run", str(config), "--set", "backend=mpi", "--out", str(out)],
+        env={**slurm.env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    trace = out / "t" / "trace.csv"
+    try:
+        assert wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) >= 3, 120)
+        record = json.loads((out / "t" / "run.json").read_text())
+        assert record["status"] == "running"
+        pids = record["pids"]
+        os.kill(pids[1], signal.SIGKILL)
+        tic = time.monotonic()
+        proc.wait(timeout=60)
+        print(f"killed rank: srun over {time.monotonic() - tic:.1f} s after the SIGKILL")
+    finally:
+        proc.kill()
+        proc.wait()
+    record = json.loads((out / "t" / "run.json").read_text())
+    assert record["status"] == "failed", record
+    assert re.search(r"node 1 \(host \S+, rank 1\) lost", record["reason"]), record["reason"]
+    assert wait_until(lambda: not [p for p in pids if _running(p)], 10)
 
 
 @pytest.mark.parametrize(("sbatch_args", "workers"), [(["-n", "1"], 1), (["-c", "2"], 2)])

@@ -37,7 +37,8 @@ def step_command(frozen: dict[str, Any], config_path: Path, sweep_dir: Path) -> 
         f"--nodes={frozen['nodes']}",
         "--ntasks-per-node=1",
         f"--cpus-per-task={frozen['cpus_per_task']}",
-        "--kill-on-bad-exit=1",
+        # Not --kill-on-bad-exit: when a rank dies, rank 0 must live to record which (the
+        # heartbeats tell it within seconds) before every rank ends.
         sys.executable,
         "-m",
         "parsgd",
