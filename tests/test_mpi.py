@@ -182,6 +182,9 @@ def test_mpi_trace_equals_serial_with_nodes(tmp_path: Path, schedule: str) -> No
     assert record["status"] == "completed" and record["backend"] == "mpi"
     assert [(n["node"], n["rank"]) for n in record["mpi_ranks"]] == [(0, 0), (1, 1)]
     assert all(n["host"] and n["pid"] > 0 for n in record["mpi_ranks"])
+    log = (tmp_path / "m" / "t" / "log.txt").read_text()
+    for node in (0, 1):  # every rank's lines reach log.txt, tagged by node
+        assert re.search(rf" node{node} parsgd.mpi INFO node {node}: rank {node} of 2 ", log), log
     if schedule != "flat":  # power: the levels change the numbers
         flat = _trace_of_flat(tmp_path, config)
         assert [r["loss"] for r in flat] != [r["loss"] for r in ours]

@@ -16,6 +16,9 @@ the rank's own process (as ``serial`` does); forking them per node is what is le
 
 from __future__ import annotations
 
+import json
+import logging
+import multiprocessing
 import os
 import time
 from typing import Any
@@ -28,6 +31,8 @@ from parsgd.engine.control import GLOBAL, GROUP, NONFINITE, STOP, STOP_REQUEST
 from parsgd.engine.loop import Hooks, Outcome, Position, _python_meeting, _Ranks
 from parsgd.engine.signals import signals_blocked
 from parsgd.engine.team import Team
+
+log = logging.getLogger("parsgd.mpi")
 
 
 class _Exchange:
@@ -104,6 +109,7 @@ def run_mpi(team: Team, start: Position, hooks: Hooks, link: MpiLink) -> Outcome
                     stop = min(at_step, done + run.max_steps)
                     run.local(trial, index, done, stop)
                     done = stop
+                _relay_logs(link)
                 with signals_blocked():
                     exchange.flags(run, (trial * n + index) % 2)
                     exchange.rows(team.buffer_before(trial, index))
@@ -177,7 +183,47 @@ def join_nodes() -> MpiLink:
     """MPI_Init (this node's data and team are ready) and the link to the other nodes."""
     from parsgd.engine.backends.mpi_setup import init_mpi
 
-    return MpiLink(init_mpi())
+    link = MpiLink(init_mpi())
+    multiprocessing.current_process().name = f"node{link.rank}"  # log.txt's tag
+    return link
+
+
+class _ToRankZero(logging.Handler):
+    """A rank's log records, sent to rank 0 for log.txt (rank 0 re-emits them, tagged)."""
+
+    def __init__(self, link: MpiLink) -> None:
+        super().__init__(logging.INFO)
+        self.link = link
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        fields = {
+            "name": record.name,
+            "levelno": record.levelno,
+            "levelname": record.levelname,
+            "msg": text,
+            "created": record.created,
+        }
+        self.link.send_log(json.dumps(fields))  # fmt: skip
+
+
+def _relay_logs(link: MpiLink) -> None:
+    """On rank 0: re-emit the other ranks' records into this run's log, tagged by node."""
+    if link.rank != 0:
+        return
+    for rank, line in link.received_logs():
+        fields = json.loads(line)
+        record = logging.makeLogRecord({**fields, "processName": f"node{rank}"})
+        logging.getLogger(fields["name"]).handle(record)
+
+
+def _announce(link: MpiLink) -> None:
+    log.info(
+        "node %d: rank %d of %d on host %s, pid %d",
+        link.rank, link.rank, link.size, link.hosts[link.rank], os.getpid(),
+    )  # fmt: skip
 
 
 def _nodes(link: MpiLink) -> list[Any]:
@@ -191,6 +237,7 @@ def _finish(team: Team, link: MpiLink) -> list[dict[str, Any]]:
     """The collective end every rank runs: every rank's timings, then close."""
     timings = gather_timings(link, team)
     link.close()
+    _relay_logs(link)
     return timings
 
 
@@ -199,6 +246,7 @@ def lead(
 ) -> tuple[Outcome, list[dict[str, Any]], list[Any]]:
     """Rank 0: run its node, deliver rows and checkpoints to ``sink``; outcome, every rank's
     timings, every node's host, rank and pids (for run.json)."""
+    _announce(link)
     nodes = _nodes(link)
     sink.started([node["pid"] for node in nodes])
     outcome = run_mpi(team, start, _SinkHooks(sink), link)
@@ -207,7 +255,16 @@ def lead(
 
 def follow(team: Team, start: Position, link: MpiLink) -> str:
     """Any other rank: run its node; rank 0 writes every result. Returns the run's status."""
-    _nodes(link)
-    outcome = run_mpi(team, start, Hooks(), link)
-    _finish(team, link)
+    handler = _ToRankZero(link)
+    parsgd_log = logging.getLogger("parsgd")
+    parsgd_log.setLevel(logging.INFO)
+    parsgd_log.addHandler(handler)
+    parsgd_log.propagate = False
+    try:
+        _announce(link)
+        _nodes(link)
+        outcome = run_mpi(team, start, Hooks(), link)
+        _finish(team, link)
+    finally:
+        parsgd_log.removeHandler(handler)
     return outcome.status
