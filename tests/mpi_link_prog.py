@@ -84,7 +84,6 @@ def check_sums() -> None:
             assert len(mine[-1]) == len("line 49 from 1: ") + 49_000
     node = os.environ.get("SLURMD_NODENAME", "-")  # which emulated node, under srun
     say(f"OK rank {link.rank} of {link.size} on {link.hosts[link.rank]} node {node}")
-    MPI.Finalize()
 
 
 def check_lost(how: signal.Signals) -> None:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,12 +44,20 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _mpi_segments() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("mpich_shm_*")}
+
+
 @pytest.fixture
-def mpi() -> None:
-    """Skip (saying why) where MPI cannot run; the one place that decides it."""
+def mpi() -> Iterator[None]:
+    """Skip (saying why) where MPI cannot run; the one place that decides it. After the
+    test: no MPI shared-memory segment is left behind (the transport unlinks MPICH's)."""
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
+    before = _mpi_segments()
+    yield
+    assert wait_until(lambda: not _mpi_segments() - before, 10), _mpi_segments() - before
 
 
 def run_ranks(ranks: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

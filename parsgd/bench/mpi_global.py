@@ -66,7 +66,6 @@ def main() -> None:
     link.close()
     if link.rank == 0:
         print(json.dumps(result), flush=True)
-    MPI.Finalize()
 
 
 def measure(quick: bool) -> dict[str, Any]:

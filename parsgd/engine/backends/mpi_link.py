@@ -26,11 +26,13 @@ Records: ``gather_json`` gives every rank each rank's facts (host, pids) for run
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,7 @@ HEARTBEAT_S = 0.5
 TIMEOUT_S = 5.0
 _SMALL_BYTES = 64 * 1024  # up to this per rank: Allgather whole vectors
 _HOST_BYTES = 256
+_MPI_SHM = "/dev/shm/mpich_shm_"
 _BEAT_TAG = 7
 _LOG_TAG = 8
 _SPINS = 2000  # polls before yielding the core between polls
@@ -82,6 +85,10 @@ class MpiLink:
         self._closed = False
         self._buffers: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
         self.hosts = self._exchange_hosts()
+        # Every rank has passed MPI_Init (it took part above), so every rank of this host has
+        # mapped MPICH's shared-memory segment: unlink it now, so that a killed job leaves
+        # nothing in /dev/shm (the mappings stay valid).
+        _unlink_mapped_segments()
 
     # -- liveness ----------------------------------------------------------------------
     def _listen(self, peer: int) -> Any:
@@ -222,7 +229,7 @@ class MpiLink:
         self.MPI.COMM_WORLD.Abort(code)
 
     def close(self) -> None:
-        """A clean end: logs sent, every rank arrives, then the heartbeat receives withdrawn.
+        """A clean end: logs sent, every rank arrives, heartbeats withdrawn, MPI finalised.
 
         Every rank's log lines have reached rank 0 when this returns there (each rank flushed
         them before the barrier; rank 0 takes them in while it waits): ``received_logs``.
@@ -240,6 +247,20 @@ class MpiLink:
         self._beat.Free()
         self._logs.Free()
         self.comm.Free()
+        # MPI_Finalize on the clean path only (it may wait on a lost peer): without it MPICH
+        # leaves its shared-memory segment in /dev/shm.
+        self.MPI.Finalize()
+
+
+def _unlink_mapped_segments() -> None:
+    """Unlink the /dev/shm files of MPI's own that this process has mapped (MPICH's)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return
+    for name in sorted({line.split()[-1] for line in maps.splitlines() if _MPI_SHM in line}):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
 
 def _ordered_sum(rows: np.ndarray, out: np.ndarray) -> None:
