@@ -1,6 +1,8 @@
-"""A real one-node SLURM cluster on localhost, in a temporary directory, for the tests.
+"""A real two-node SLURM cluster on localhost, in a temporary directory, for the tests.
 
-munged, slurmctld and slurmd run as root from Debian's ``munge`` and ``slurm-wlm`` packages
+Two emulated nodes, ``n1`` and ``n2``: two slurmd (``slurmd -N n1``, ``-N n2``) on distinct
+ports, each with its own spool directory, pid file, log and TmpFS (``%n`` in slurm.conf).
+munged, slurmctld and the slurmd run as root from Debian's ``munge`` and ``slurm-wlm`` packages
 with every path (config, state, spool, logs, pid files, the munge socket) under ``root``;
 ``SLURM_CONF`` points the clients (sbatch, squeue, scontrol) at it. The daemons fork into
 the background (so they are not children of the test process) and are stopped by the pids
@@ -18,7 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
-_DAEMONS = ("slurmd", "slurmctld", "munged")
+NODES = ("n1", "n2")
+_DAEMONS = (*(f"slurmd-{node}" for node in NODES), "slurmctld", "munged")
 _NEEDED = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
 
 
@@ -50,6 +53,7 @@ class LocalSlurm:
     """Start with ``start()``, stop with ``stop()``; ``env`` is what clients need."""
 
     def __init__(self, root: Path, cpus: int = 2) -> None:
+        """``cpus`` per node (the nodes share this machine's cores)."""
         self.root, self.cpus = root, cpus
         self.conf = root / "slurm.conf"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
@@ -59,9 +63,12 @@ class LocalSlurm:
         munge = self.root / "munge"
         munge.mkdir(mode=0o755)
         os.chmod(munge, 0o755)
-        for sub in ("state", "spool", "log", "run"):
+        for sub in ("state", "spool", "log", "run", "tmp"):
             (self.root / sub).mkdir()
-        ctld_port, slurmd_port = _free_ports(2)
+        for node in NODES:
+            (self.root / "spool" / node).mkdir()
+            (self.root / "tmp" / node).mkdir()
+        ctld_port, *slurmd_ports = _free_ports(1 + len(NODES))
         r = self.root
         self.conf.write_text(
             "\n".join(
@@ -71,17 +78,17 @@ class LocalSlurm:
                     "SlurmUser=root",
                     "SlurmdUser=root",
                     f"SlurmctldPort={ctld_port}",
-                    f"SlurmdPort={slurmd_port}",
                     "AuthType=auth/munge",
                     "CredType=cred/munge",
                     # cred_expire: also how long a requeued job waits (default 120 s).
                     f"AuthInfo=socket={munge}/munge.socket.2,cred_expire=10",
                     f"StateSaveLocation={r}/state",
-                    f"SlurmdSpoolDir={r}/spool",
+                    f"SlurmdSpoolDir={r}/spool/%n",
                     f"SlurmctldPidFile={r}/run/slurmctld.pid",
-                    f"SlurmdPidFile={r}/run/slurmd.pid",
+                    f"SlurmdPidFile={r}/run/slurmd-%n.pid",
                     f"SlurmctldLogFile={r}/log/slurmctld.log",
-                    f"SlurmdLogFile={r}/log/slurmd.log",
+                    f"SlurmdLogFile={r}/log/slurmd-%n.log",
+                    f"TmpFS={r}/tmp/%n",
                     "ProctrackType=proctrack/linuxproc",
                     "TaskPlugin=task/none",
                     "SelectType=select/cons_tres",
@@ -93,8 +100,13 @@ class LocalSlurm:
                     "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0",
                     "ReturnToService=2",
                     "KillWait=5",
-                    f"NodeName=localhost CPUs={self.cpus} State=UNKNOWN",
-                    "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
+                    *(
+                        f"NodeName={node} NodeHostname=localhost NodeAddr=127.0.0.1 "
+                        f"Port={port} CPUs={self.cpus} State=UNKNOWN"
+                        for node, port in zip(NODES, slurmd_ports, strict=True)
+                    ),
+                    f"PartitionName=debug Nodes={','.join(NODES)} Default=YES "
+                    "MaxTime=INFINITE State=UP",
                     "",
                 ]
             )
@@ -120,8 +132,9 @@ class LocalSlurm:
         self._pids["munged"] = self._read_pid("munged")
         self._run(["slurmctld", "-f", str(self.conf), "-c", "-i"])
         self._pids["slurmctld"] = self._read_pid("slurmctld")
-        self._run(["slurmd", "-f", str(self.conf), "-N", "localhost"])
-        self._pids["slurmd"] = self._read_pid("slurmd")
+        for node in NODES:
+            self._run(["slurmd", "-f", str(self.conf), "-N", node])
+            self._pids[f"slurmd-{node}"] = self._read_pid(f"slurmd-{node}")
         self._wait_idle(timeout_s)
 
     def _run(self, command: list[str]) -> None:
@@ -146,10 +159,12 @@ class LocalSlurm:
                 ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, env=self.env
             )
             state = done.stdout.strip()
-            if done.returncode == 0 and state.startswith("idle"):
+            states = state.split()
+            up = len(states) == len(NODES) and all(s.startswith("idle") for s in states)
+            if done.returncode == 0 and up:
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"the node did not come up (state {state!r})\n{self.logs()}")
+        raise RuntimeError(f"the nodes did not come up (states {state!r})\n{self.logs()}")
 
     def squeue(self, job_id: str) -> list[str]:
         done = subprocess.run(

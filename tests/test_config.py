@@ -39,7 +39,7 @@ def test_defaults_fill_every_key() -> None:
         ),
         ({"sgd": {"steps": 2.5}}, "sgd.steps must be an integer >= 1"),
         ({"trials": True}, "trials must be an integer >= 1; got true"),
-        ({"backend": "gpu"}, 'backend must be one of processes, serial; got "gpu"'),
+        ({"backend": "gpu"}, 'backend must be one of processes, serial, mpi; got "gpu"'),
         (
             {"data": {"kind": "gaussian_linear", "nn": 5}},
             "unknown key data.nn; did you mean data.n?",

@@ -13,6 +13,7 @@ from parsgd.bench import (
     help,
     kernels,
     memory,
+    mpi_global,
     report,
     throughput,
     torch_local_sgd,
@@ -32,6 +33,7 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
         ("torch", torch_local_sgd),
         ("contention", contention),
         ("help", help),
+        ("mpi", mpi_global),
     ):
         tic = time.perf_counter()
         print(f"parsgd bench: {name} ...", flush=True)
@@ -40,7 +42,7 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
     info["elapsed_s"] = time.perf_counter() - started
     info["load_avg_1m_after"] = os.getloadavg()[0]
     info["cpu_pressure_after"] = report._cpu_pressure()
-    rows = report.build_rows(raw)
+    rows = report.build_rows(raw) + mpi_global.rows(raw["mpi"], raw["averaging"])
     print(report.baselines(raw))
     print(report.table(rows))
     m = info["machine"]

@@ -81,6 +81,10 @@ def run_experiment(
     continues the same config from its checkpoint, ``force`` replaces whatever is there,
     and without either a directory holding a run is refused (``engine.resume.find_start``).
     """
+    backend = backends.info(config["backend"])
+    if backend.across_nodes:  # one line, exit 2, before anything starts
+        across: Any = backends.load(backend.name)
+        across.check_setup(config["nodes"])
     run_dir = RunDirectory(Path(out) / config["name"])
     check_writable(run_dir.root)
     digest = config_hash(config)
@@ -131,6 +135,12 @@ def _run_with_signals(
         warm_up(team)  # here, before the workers fork, not inside a trial's clock
         if W0 is not None:
             team.load_models(start.trial, start.step, W0)
+        backend = backends.info(config["backend"])
+        if backend.across_nodes:
+            across: Any = backends.load(backend.name)
+            if not across.join():  # rank 0 writes the results; the others only run their node
+                signals.control = state.control
+                return RunResult(across.follow(team, start), run_dir.root)
         run_dir.claim(fresh=start.step < 0)
         signals.control = state.control
         try:
@@ -150,6 +160,7 @@ def _run_claimed(
     digest: str,
     stale: list[str],
     signals: StopSignals,
+    link: Any = None,
 ) -> RunResult:
     start, keep_rows = begin.position, begin.keep_rows
     run_dir.write_text(run_dir.config_path, dump_config(config))
@@ -202,7 +213,9 @@ def _run_claimed(
         )
         collector.signals = signals
         collector.control = team.state.control
-        outcome, timings = backends.load(backend.name).run(team, start, collector)
+        runner = backends.load(backend.name)
+        outcome, timings = runner.run(team, start, collector)
+        record.update(getattr(runner, "record", {}))  # e.g. every node's host, rank, pids
         record["status"] = outcome.status
         if collector.nonfinite is not None:
             trial, step, column = collector.nonfinite
@@ -214,7 +227,8 @@ def _run_claimed(
             models = team.models_after(outcome.trial, outcome.step)
             collector.checkpoint(outcome.trial, outcome.step, outcome.wall_s, models)
             record["reason"] = (
-                f"{signals.received} at trial {outcome.trial} step {outcome.step}; "
+                f"{signals.received or 'a stop request on another node'} at trial "
+                f"{outcome.trial} step {outcome.step}; "
                 "checkpoint written, continue with --resume"
             )
         elif outcome.status == "diverged":

@@ -32,19 +32,38 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
     sweep.add_argument("--force", action="store_true", help="redo every run, even completed")
     sweep.add_argument("--list", action="store_true", help="print the expanded points only")
     sweep.add_argument("--status", action="store_true", help="summarise the sweep's runs")
-    slurm = sweep.add_argument_group("SLURM (with --slurm)")
+    slurm = sweep.add_argument_group(
+        "SLURM (with --slurm; each flag overrides the sweep file's slurm: key of the same name)"
+    )
     slurm.add_argument("--slurm", action="store_true", help="submit as a SLURM job array")
     slurm.add_argument("--partition", help="sbatch --partition")
-    slurm.add_argument("--time", default="01:00:00", help="time limit per task (sbatch --time)")
+    slurm.add_argument("--account", help="sbatch --account")
+    slurm.add_argument("--qos", help="sbatch --qos")
+    slurm.add_argument("--constraint", help="sbatch --constraint (node features)")
+    slurm.add_argument("--time", help="time limit per task (sbatch --time; default 01:00:00)")
     slurm.add_argument("--cpus-per-task", type=int, help="CPUs per task (default: the workers)")
-    slurm.add_argument("--mem", help="memory per task, e.g. 4G (sbatch --mem)")
+    slurm.add_argument("--mem", help="memory per node, e.g. 4G (sbatch --mem)")
     slurm.add_argument("--array-parallelism", type=int, help="tasks running at once (%%K)")
-    slurm.add_argument("--runs-per-task", type=int, default=1, help="runs per array task")
+    slurm.add_argument("--runs-per-task", type=int, help="runs per array task (default 1)")
     slurm.add_argument(
         "--signal-s",
         type=int,
-        default=60,
-        help="seconds before the time limit SLURM sends USR1 (checkpoint and requeue)",
+        help="seconds before the time limit SLURM sends USR1 (checkpoint, requeue; default 60)",
+    )
+    slurm.add_argument(
+        "--sbatch",
+        action="append",
+        metavar="--FLAG[=VALUE]",
+        help="an extra sbatch flag, e.g. --sbatch=--exclusive (repeatable)",
+    )
+    slurm.add_argument(
+        "--setup",
+        action="append",
+        metavar="LINE",
+        help="a shell line run before parsgd in each task, e.g. 'module load mpi' (repeatable)",
+    )
+    slurm.add_argument(
+        "--mpi", help="srun --mpi plugin for multi-node points (default pmi2; pmix for Open MPI)"
     )
     slurm.add_argument("--dry-run", action="store_true", help="write the sbatch script only")
     slurm.add_argument("--array-task", type=Path, help=argparse.SUPPRESS)

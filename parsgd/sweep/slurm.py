@@ -1,11 +1,14 @@
-"""A sweep as a SLURM job array: the sbatch script (a pure function), submission, array tasks.
+"""A sweep as SLURM job arrays, one per node count: submission, array tasks, squeue.
 
-    submit host: expand + validate every point (``workers: auto`` = --cpus-per-task), write
-                 sweep.json, slurm/tasks-<stamp>.json (the runs of each array task, frozen),
-                 sweep.sbatch; ``sbatch --parsable sweep.sbatch``; record the job id
+    submit host: check the SLURM settings (sbatch.py) and every point (``workers: auto`` =
+                 --cpus-per-task), write sweep.json; per node count N, the runs of each array
+                 task frozen in slurm/tasks-<stamp>[-nodes<N>].json and the script
+                 sweep.sbatch (N = 1) or sweep-nodes<N>.sbatch; ``sbatch --parsable``; record
+                 each job id
     array task:  ``python -m parsgd sweep ... --array-task tasks.json`` picks its runs by
                  SLURM_ARRAY_TASK_ID and runs them as a local sweep would (resuming, skipping
-                 completed ones), then rewrites index.csv under the sweep's lock
+                 completed ones), or, on N > 1 nodes, each as an srun step (multinode.py);
+                 then rewrites index.csv under the sweep's lock
 
 Ahead of the time limit SLURM sends the task SIGUSR1 (``--signal=B:USR1@S``, B: so that
 the batch shell, which ``exec``s parsgd, gets it): the runs checkpoint at their next
@@ -22,18 +25,28 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from parsgd.config.load import usable_cpus
+from parsgd.config.schema import show
 from parsgd.engine.rundir import write_atomic
 from parsgd.errors import ConfigError, ParsgdError
 from parsgd.sweep.local import LocalSweep
+from parsgd.sweep.multinode import MultiNodeTask
+from parsgd.sweep.sbatch import (
+    SETTING_KEYS,
+    SbatchOptions,
+    SlurmSettings,
+    check_path,
+    check_settings,
+    make_sbatch_script,
+)
 from parsgd.sweep.spec import Point, Sweep, expand_sweep
 from parsgd.sweep.state import FINISHED, read_plan, sweep_lock, sweep_states, write_plan
 
-SCRIPT_FILE = "sweep.sbatch"
+SCRIPT_FILE = "sweep.sbatch"  # the one-node array; N nodes: sweep-nodes<N>.sbatch
 _JOBS_FILE = "jobs.json"
 
 
@@ -41,75 +54,64 @@ class SlurmError(ParsgdError):
     """sbatch or scontrol failed (its message attached)."""
 
 
-@dataclass(frozen=True)
-class SbatchOptions:
-    """Everything the sbatch script says; paths absolute."""
-
-    job_name: str
-    tasks: int
-    runs: int
-    cpus_per_task: int
-    time: str
-    log_dir: Path
-    workdir: Path
-    command: tuple[str, ...]
-    array_parallelism: int | None = None
-    mem: str | None = None
-    partition: str | None = None
-    signal_s: int = 60
-
-
-def make_sbatch_script(options: SbatchOptions) -> str:
-    """The text of the job-array batch script (pure: same options, same bytes)."""
-    array = f"0-{options.tasks - 1}"
-    if options.array_parallelism is not None:
-        array += f"%{options.array_parallelism}"
-    lines = [
-        "#!/bin/bash",
-        f"# parsgd sweep: {options.runs} runs in {options.tasks} array tasks.",
-        "# Written by `parsgd sweep --slurm`; submitting the sweep again skips completed runs.",
-        f"#SBATCH --job-name={options.job_name}",
-        f"#SBATCH --array={array}",
-        "#SBATCH --ntasks=1",
-        f"#SBATCH --cpus-per-task={options.cpus_per_task}",
-        f"#SBATCH --time={options.time}",
-    ]
-    if options.mem is not None:
-        lines.append(f"#SBATCH --mem={options.mem}")
-    if options.partition is not None:
-        lines.append(f"#SBATCH --partition={options.partition}")
-    lines += [
-        f"#SBATCH --output={options.log_dir}/%A_%a.out",
-        "#SBATCH --open-mode=append",
-        f"#SBATCH --signal=B:USR1@{options.signal_s}",
-        "#SBATCH --requeue",
-        "",
-        f"cd {shlex.quote(str(options.workdir))}",
-        "exec " + " ".join(shlex.quote(part) for part in options.command),
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def _chunks(points: list[Point], size: int) -> list[list[Point]]:
     return [points[i : i + size] for i in range(0, len(points), size)]
 
 
-def submit_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
-    """Expand, write the task files and the script, and (unless --dry-run) sbatch it."""
-    if args.runs_per_task < 1:
-        raise ConfigError(f"--runs-per-task must be an integer >= 1; got {args.runs_per_task}")
-    for flag in ("cpus_per_task", "array_parallelism"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be an integer >= 1; got {value}")
-    points = expand_sweep(sweep, workers=args.cpus_per_task or usable_cpus())
-    cpus = args.cpus_per_task or max(p.config["workers"] for p in points)
+def slurm_settings(sweep: Sweep, args: argparse.Namespace) -> SlurmSettings:
+    """The sweep file's ``slurm:`` settings, each overridden by its command-line flag."""
+    from_file = check_settings(sweep.slurm, "slurm.")
+    given = {key: getattr(args, key) for key in SETTING_KEYS if getattr(args, key) is not None}
+    from_cli = check_settings(given, "--")
+    return replace(from_file, **{key: getattr(from_cli, key) for key in given})
+
+
+def _nodes(point: Point) -> int:
+    nodes = point.config.get("nodes", 1)
+    if not isinstance(nodes, int) or isinstance(nodes, bool):
+        raise ConfigError(
+            f"sweep point {point.index + 1}: nodes {show(nodes)} cannot size a SLURM array "
+            "task; give nodes a number"
+        )
+    return nodes
+
+
+def group_by_nodes(points: list[Point]) -> dict[int, list[Point]]:
+    """The points grouped by node count, in first-seen order: one job array per shape."""
+    groups: dict[int, list[Point]] = {}
     for point in points:
-        if point.config["workers"] > cpus:
+        groups.setdefault(_nodes(point), []).append(point)
+    return groups
+
+
+def script_name(nodes: int) -> str:
+    """``sweep.sbatch`` for the one-node array, ``sweep-nodes<N>.sbatch`` for N nodes."""
+    return SCRIPT_FILE if nodes == 1 else f"sweep-nodes{nodes}.sbatch"
+
+
+def submit_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
+    """Expand, write the task files and scripts (one per shape), and (unless --dry-run) sbatch."""
+    settings = slurm_settings(sweep, args)
+    check_path("--out", args.out.resolve())
+    check_path("the sweep file's path", args.sweep.resolve())
+    check_path("the working directory", Path.cwd())
+    check_path("the Python interpreter's path", Path(sys.executable))
+    points = expand_sweep(sweep, workers=settings.cpus_per_task or usable_cpus())
+    shapes = group_by_nodes(points)
+    cpus = {
+        n: settings.cpus_per_task or max(p.config["workers"] for p in g) for n, g in shapes.items()
+    }
+    for point in points:
+        if _nodes(point) > 1 and point.config.get("backend") != "mpi":
+            raise ConfigError(
+                f"sweep point {point.index + 1}: nodes {_nodes(point)} on SLURM runs one MPI "
+                "rank per node; set backend: mpi"
+            )
+        limit = cpus[_nodes(point)]
+        if point.config["workers"] > limit:
             raise ConfigError(
                 f"sweep point {point.index + 1}: workers {point.config['workers']} is more than "
-                f"--cpus-per-task {cpus}; raise --cpus-per-task or lower workers"
+                f"--cpus-per-task {limit}; raise --cpus-per-task or lower workers"
             )
     if not args.dry_run and shutil.which("sbatch") is None:
         raise ConfigError("sbatch not found: SLURM is not installed here (--dry-run writes only)")
@@ -124,47 +126,67 @@ def submit_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
     slurm_dir = sweep_dir / "slurm"
     slurm_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
-    tasks_path = slurm_dir / f"tasks-{stamp}.json"
-    tasks = _chunks(pending, args.runs_per_task)
-    frozen = {
-        "sweep_dir": str(sweep_dir),
-        "force": args.force,
-        "tasks": [[p.to_json() for p in chunk] for chunk in tasks],
-    }
-    write_atomic(tasks_path, (json.dumps(frozen, indent=1) + "\n").encode())
-    options = SbatchOptions(
-        job_name=f"parsgd-{sweep.name}",
-        tasks=len(tasks),
-        runs=len(pending),
-        cpus_per_task=cpus,
-        time=args.time,
-        log_dir=slurm_dir,
-        workdir=Path.cwd(),
-        command=(
-            sys.executable,
-            "-m",
-            "parsgd",
-            "sweep",
-            str(args.sweep.resolve()),
-            "--array-task",
-            str(tasks_path),
-        ),
-        array_parallelism=args.array_parallelism,
-        mem=args.mem,
-        partition=args.partition,
-        signal_s=args.signal_s,
-    )
-    script = sweep_dir / SCRIPT_FILE
-    write_atomic(script, make_sbatch_script(options).encode())
-    if args.dry_run:
-        print(
-            f"wrote {script} ({len(pending)} runs in {len(tasks)} tasks); submit: sbatch {script}"
+    for nodes, group in group_by_nodes(pending).items():
+        suffix = "" if nodes == 1 else f"-nodes{nodes}"
+        tasks_path = slurm_dir / f"tasks-{stamp}{suffix}.json"
+        tasks = _chunks(group, settings.runs_per_task)
+        frozen = {
+            "sweep_dir": str(sweep_dir),
+            "force": args.force,
+            "nodes": nodes,
+            "cpus_per_task": cpus[nodes],
+            "mpi": settings.mpi,
+            "tasks": [[p.to_json() for p in chunk] for chunk in tasks],
+        }
+        write_atomic(tasks_path, (json.dumps(frozen, indent=1) + "\n").encode())
+        options = SbatchOptions(
+            job_name=f"parsgd-{sweep.name}",
+            tasks=len(tasks),
+            runs=len(group),
+            cpus_per_task=cpus[nodes],
+            time=settings.time,
+            log_dir=slurm_dir,
+            workdir=Path.cwd(),
+            command=(
+                sys.executable,
+                "-m",
+                "parsgd",
+                "sweep",
+                str(args.sweep.resolve()),
+                "--array-task",
+                str(tasks_path),
+            ),
+            array_parallelism=settings.array_parallelism,
+            mem=settings.mem,
+            partition=settings.partition,
+            signal_s=settings.signal_s,
+            nodes=nodes,
+            account=settings.account,
+            qos=settings.qos,
+            constraint=settings.constraint,
+            extra=settings.sbatch,
+            setup=settings.setup,
         )
-        return 0
-    job_id = _sbatch(script, sweep_dir)
-    _record_job(sweep_dir, job_id, tasks_path)
-    print(f"submitted job array {job_id}: {len(pending)} runs in {len(tasks)} tasks ({script})")
-    print(f"progress: parsgd sweep {args.sweep} --out {args.out} --status")
+        script = sweep_dir / script_name(nodes)
+        write_atomic(script, make_sbatch_script(options).encode())
+        shape = f"{nodes} nodes x {cpus[nodes]} CPUs" if nodes > 1 else f"{cpus[nodes]} CPUs"
+        if args.dry_run:
+            print(
+                f"wrote {script} ({len(group)} runs in {len(tasks)} tasks of {shape}); "
+                f"submit: sbatch {shlex.quote(str(script))}"
+            )
+            continue
+        job_id = _sbatch(script, sweep_dir)
+        _record_job(sweep_dir, job_id, tasks_path)
+        print(
+            f"submitted job array {job_id}: {len(group)} runs in {len(tasks)} tasks of {shape} "
+            f"({shlex.quote(str(script))})"
+        )
+    if not args.dry_run:
+        print(
+            f"progress: parsgd sweep {shlex.quote(str(args.sweep))} "
+            f"--out {shlex.quote(str(args.out))} --status"
+        )
     return 0
 
 
@@ -195,6 +217,27 @@ def run_array_task(tasks_path: Path) -> int:
         raise ConfigError(f"array task {task_id} is not in {tasks_path}")
     sweep_dir = Path(frozen["sweep_dir"])
     mine = [Point.from_json(p) for p in frozen["tasks"][int(task_id)]]
+    keys, planned = read_plan(sweep_dir)
+    # --force applies to the first attempt only: a requeued task resumes what it started.
+    force = bool(frozen["force"]) and os.environ.get("SLURM_RESTART_COUNT", "0") == "0"
+    if frozen.get("nodes", 1) > 1:
+        task = MultiNodeTask(sweep_dir, keys, frozen, force)
+        states, stopped_by = task.run(mine, planned), task.stopped_by
+        unfinished = [s for s in states if s.status not in FINISHED]
+        status = 130 if stopped_by else (1 if unfinished else 0)
+    else:
+        _warn_cpus(mine)
+        local = LocalSweep(sweep_dir, keys, mine, jobs=1, force=force, label=f"task {task_id}")
+        outcome = local.run(index_points=planned)
+        states, stopped_by, status = outcome.states, outcome.stopped_by, outcome.exit_status
+    for state in states:
+        print(f"{state.status} {state.point.run_id}", flush=True)
+    if stopped_by == "SIGUSR1":
+        _requeue_self()
+    return status
+
+
+def _warn_cpus(mine: list[Point]) -> None:
     cpus = usable_cpus()
     for point in mine:
         if point.config["workers"] != cpus:
@@ -203,16 +246,6 @@ def run_array_task(tasks_path: Path) -> int:
                 f"but SLURM gave this task {cpus} CPUs",
                 file=sys.stderr,
             )
-    keys, planned = read_plan(sweep_dir)
-    # --force applies to the first attempt only: a requeued task resumes what it started.
-    force = bool(frozen["force"]) and os.environ.get("SLURM_RESTART_COUNT", "0") == "0"
-    local = LocalSweep(sweep_dir, keys, mine, jobs=1, force=force, label=f"task {task_id}")
-    outcome = local.run(index_points=planned)
-    for state in outcome.states:
-        print(f"{state.status} {state.point.run_id}", flush=True)
-    if outcome.stopped_by == "SIGUSR1":
-        _requeue_self()
-    return outcome.exit_status
 
 
 def _requeue_self() -> None:

@@ -41,8 +41,9 @@ from parsgd.config.load import (
 )
 from parsgd.config.schema import show
 from parsgd.errors import ConfigError
+from parsgd.sweep.sbatch import check_settings
 
-_SWEEP_KEYS = ("name", "base", "config", "set", "grid", "zip", "seeds", "trials")
+_SWEEP_KEYS = ("name", "base", "config", "set", "grid", "zip", "seeds", "trials", "slurm")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _LABEL_MAX = 48
 
@@ -57,6 +58,7 @@ class Sweep:
     zip: dict[str, list[Any]] = field(default_factory=dict)
     seeds: list[int] | None = None
     source: Path | None = None  # the sweep file (one sweep directory belongs to one file)
+    slurm: dict[str, Any] = field(default_factory=dict)  # sbatch settings, checked (sbatch.py)
 
     @property
     def keys(self) -> list[str]:
@@ -146,7 +148,19 @@ def load_sweep(path: str | Path) -> Sweep:
     too_big = sweep_size_error(axis_lengths)
     if too_big:
         raise ConfigError(f"{path}: {too_big}")
-    return Sweep(name=name, base=base, grid=grid, zip=zipped, seeds=seeds, source=path.resolve())
+    slurm = raw.get("slurm") or {}
+    if not isinstance(slurm, dict):
+        raise ConfigError(f"{path}: slurm must be a mapping of SLURM settings; got {show(slurm)}")
+    check_settings(slurm, f"{path}: slurm.")
+    return Sweep(
+        name=name,
+        base=base,
+        grid=grid,
+        zip=zipped,
+        seeds=seeds,
+        slurm=slurm,
+        source=path.resolve(),
+    )
 
 
 def _anchored(value: Any, directory: Path) -> Any:

@@ -35,7 +35,10 @@ class BackendInfo:
     module: str  # holds ``BACKEND``, imported when a run starts
     shared_memory: bool  # the data and team state must live in shared memory
     process_per_worker: bool  # every worker is a process of its own on this machine
+    # One rank per node: the set-up is checked first and the ranks join before the run
+    # directory is claimed (``check_setup``, ``join``, ``follow`` on its BACKEND).
     summary: str
+    across_nodes: bool = False
 
 
 _REGISTRY: dict[str, BackendInfo] = {}
@@ -62,6 +65,18 @@ register(
         shared_memory=False,
         process_per_worker=False,
         summary="every worker in this process, rank by rank (the reference)",
+    )
+)
+
+
+register(
+    BackendInfo(
+        "mpi",
+        "parsgd.engine.backends.mpi_loop",
+        shared_memory=False,
+        process_per_worker=False,
+        summary="one MPI rank per node (mpirun or srun), meetings across nodes",
+        across_nodes=True,
     )
 )
 

@@ -1,0 +1,115 @@
+"""The global averaging round across MPI ranks against a raw mpi4py Allreduce, same run.
+
+``measure`` starts ``mpiexec -n 2 python -m parsgd.bench.mpi_global SPEC REPS``; each rank
+times, interleaved repetition by repetition so that a noisy neighbour slows both alike:
+
+    global      MpiLink.global_sum (fixed rank order: Allgather or Alltoall + Allgather,
+                non-blocking and polled with heartbeats) of the node's sum, then the divide
+    allreduce   comm.Allreduce(IN_PLACE, SUM) of the same buffer, then the divide
+
+Rank 0 prints one JSON line ``{"d": {"global": s, "allreduce": s}}`` (median s per round).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parsgd.bench.report import Row
+
+RANKS = 2
+SIZES = (1_000, 100_000, 1_000_000)
+TARGET = 1.5  # the global round may take at most this many times the Allreduce
+
+
+def _rounds(d: int, quick: bool) -> int:
+    budget = 1e6 if quick else 5e6  # doubles moved per repetition
+    return max(5, min(2000, int(budget / d)))
+
+
+def main() -> None:
+    from parsgd.engine.backends.mpi_link import MpiLink
+    from parsgd.engine.backends.mpi_setup import init_mpi
+
+    sizes = {int(d): int(r) for d, r in json.loads(sys.argv[1]).items()}
+    reps = int(sys.argv[2])
+    MPI = init_mpi()
+    link = MpiLink(MPI, timeout_s=600.0)  # the blocking Allreduce baseline sends no heartbeats
+    comm = MPI.COMM_WORLD
+    result: dict[str, dict[str, float]] = {}
+    for d, rounds in sizes.items():
+        w = np.full(d, float(link.rank) + 0.5)
+        out = np.empty(d)
+        times: dict[str, list[float]] = {"global": [], "allreduce": []}
+        for _ in range(reps):
+            comm.Barrier()
+            tic = time.perf_counter()
+            for _ in range(rounds):
+                link.global_sum(w, out)
+                out /= link.size
+            times["global"].append((time.perf_counter() - tic) / rounds)
+            comm.Barrier()
+            tic = time.perf_counter()
+            for _ in range(rounds):
+                comm.Allreduce(MPI.IN_PLACE, w, op=MPI.SUM)
+                w /= link.size
+            times["allreduce"].append((time.perf_counter() - tic) / rounds)
+        result[str(d)] = {k: float(np.median(v)) for k, v in times.items()}
+    link.close()
+    if link.rank == 0:
+        print(json.dumps(result), flush=True)
+
+
+def measure(quick: bool) -> dict[str, Any]:
+    """Seconds per round of both kinds per size, or ``{"skipped": why}``."""
+    if importlib.util.find_spec("mpi4py") is None:
+        return {"skipped": "mpi4py is not installed (pip install 'parsgd[mpi]')"}
+    here = str(Path(sys.executable).parent)
+    mpiexec = shutil.which("mpiexec", path=here) or shutil.which("mpiexec")
+    if mpiexec is None:
+        return {"skipped": "no mpiexec (pip install 'parsgd[mpi]')"}
+    spec = json.dumps({str(d): _rounds(d, quick) for d in SIZES})
+    command = [mpiexec, "-n", str(RANKS), sys.executable, "-m", "parsgd.bench.mpi_global"]
+    try:
+        done = subprocess.run(
+            [*command, spec, str(3 if quick else 7)], capture_output=True, text=True, timeout=600
+        )
+    except subprocess.TimeoutExpired:
+        return {"skipped": "mpiexec timed out"}
+    if done.returncode != 0:
+        return {"skipped": f"mpiexec failed: {done.stderr.strip()[-300:]}"}
+    return {"sizes": json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def rows(raw: dict[str, Any], averaging: dict[str, Any]) -> list[Row]:
+    """Per size: global round vs Allreduce (target), and vs the in-node round (info)."""
+    if "skipped" in raw:
+        label = "global round (MPI, 2 ranks)"
+        return [Row(label, None, "us", "mpi4py Allreduce", None, None, 1 / TARGET, raw["skipped"])]
+    out = []
+    for d, times in raw["sizes"].items():
+        label = f"global round 2 ranks d={int(d):.0e}"
+        mine, theirs = times["global"], times["allreduce"]
+        out.append(
+            Row(label, mine * 1e6, "us", "mpi4py Allreduce", theirs * 1e6, theirs / mine,
+                1 / TARGET, "fixed rank order; ratio >= 0.67 means at most 1.5x the Allreduce")
+        )  # fmt: skip
+        node = averaging.get(f"d{d}", {}).get("engine_compiled")
+        if node:
+            out.append(
+                Row(label, mine * 1e6, "us", "in-node round M=2", node * 1e6, node / mine, None,
+                    "what crossing nodes costs over averaging in shared memory")
+            )  # fmt: skip
+    return out
+
+
+if __name__ == "__main__":
+    main()

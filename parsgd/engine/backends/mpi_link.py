@@ -1,0 +1,270 @@
+"""The global level across nodes over MPI: fixed-order sums, OR of flags, and no endless wait.
+
+One rank per node (its coordinator) holds an ``MpiLink``; its workers never touch MPI.
+
+Determinism: MPI_Allreduce does not fix the order in which it adds the ranks' values, so
+the sums here never use it. ``global_sum`` returns, element by element,
+``((s_0 + s_1) + s_2) + ... + s_{R-1}`` over the ranks' vectors in rank order, on every rank
+the same bits, which is what the shared-memory meeting computes for ``nodes: R`` groups (see
+engine/meetings.py: group sums added in group order). Small vectors: Allgather then the
+ordered sum. Large ones: Alltoall of R chunks, each rank adds its chunk's R parts in rank
+order, then Allgather of the summed chunks (each rank sends and receives about 2d, as a
+ring Allreduce does, not R*d). Flags are integers (OR is exact in any order).
+
+No collective waits forever: every operation is non-blocking and is polled; while polling,
+and whenever the coordinator is idle (``pump``), the ranks exchange heartbeats on their own
+communicator. A peer silent for ``timeout_s`` (dead, SIGSTOPped, hung, cut off) raises
+``PeerLost`` naming its rank and host; the caller records the failure and then calls
+``abort``, since MPI offers no portable way to leave a collective a lost peer will never
+join. Heartbeats rather than a timeout per collective: global meetings may be minutes
+apart (``global_every: end``), and only heartbeats tell a slow peer from a lost one.
+
+Records: ``gather_json`` gives every rank each rank's facts (host, pids) for run.json;
+``send_log`` queues a log line for rank 0, which takes lines in whenever it polls
+(``received_logs``), so that log.txt gets every node's lines, tagged by the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parsgd.errors import ParsgdError
+
+HEARTBEAT_S = 0.5
+TIMEOUT_S = 5.0
+_SMALL_BYTES = 64 * 1024  # up to this per rank: Allgather whole vectors
+_HOST_BYTES = 256
+_MPI_SHM = "/dev/shm/mpich_shm_"
+_BEAT_TAG = 7
+_LOG_TAG = 8
+_SPINS = 2000  # polls before yielding the core between polls
+_PUMP_EVERY = 64  # polls between heartbeat checks (a Test costs about a microsecond)
+
+
+class PeerLost(ParsgdError):
+    """A rank stopped answering (or MPI reported it failed)."""
+
+    def __init__(self, rank: int | None, host: str, cause: str) -> None:
+        where = f"node {rank} (host {host}, rank {rank})" if rank is not None else "a node"
+        super().__init__(f"{where} lost: {cause}")
+        self.rank, self.host, self.cause = rank, host, cause
+
+
+class MpiLink:
+    """This node's rank in the global level; ``MPI`` is ``init_mpi()``'s module."""
+
+    def __init__(self, MPI: Any, timeout_s: float = TIMEOUT_S, heartbeat_s: float = HEARTBEAT_S):
+        self.MPI = MPI
+        self.comm = MPI.COMM_WORLD.Dup()  # meetings
+        self._beat = MPI.COMM_WORLD.Dup()  # heartbeats, so they never match a meeting message
+        self._logs = MPI.COMM_WORLD.Dup()  # log lines to rank 0
+        for comm in (self.comm, self._beat, self._logs):
+            comm.Set_errhandler(MPI.ERRORS_RETURN)
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.timeout_s, self.heartbeat_s = timeout_s, heartbeat_s
+        self.peers = [r for r in range(self.size) if r != self.rank]
+        self.hosts = [f"rank{r}" for r in range(self.size)]
+        now = time.monotonic()
+        self._heard = dict.fromkeys(self.peers, now)
+        self._sent_at = 0.0
+        self._token = np.zeros(1, dtype=np.int64)
+        self._inbox = {p: np.zeros(1, dtype=np.int64) for p in self.peers}
+        self._listening = {p: self._listen(p) for p in self.peers}
+        self._outbox: list[Any] = []
+        self._sending_logs: list[tuple[np.ndarray, Any]] = []
+        self._log_inbox: list[tuple[int, str]] = []
+        self._closed = False
+        self._buffers: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
+        self.hosts = self._exchange_hosts()
+        # Every rank has passed MPI_Init (it took part above), so every rank of this host has
+        # mapped MPICH's shared-memory segment: unlink it now, so that a killed job leaves
+        # nothing in /dev/shm (the mappings stay valid).
+        _unlink_mapped_segments()
+
+    # -- liveness ----------------------------------------------------------------------
+    def _listen(self, peer: int) -> Any:
+        return self._beat.Irecv(self._inbox[peer], source=peer, tag=_BEAT_TAG)
+
+    def pump(self) -> None:
+        """Send a heartbeat when one is due, take the peers'; PeerLost on a silent peer.
+
+        The coordinator calls this while idle (at least every ``heartbeat_s``); every
+        operation here calls it while it waits.
+        """
+        now = time.monotonic()
+        if self.rank == 0:  # so that no rank's log line waits on rank 0 for long
+            self._take_logs()
+        if now - self._sent_at >= self.heartbeat_s:
+            self._outbox = [req for req in self._outbox if not req.Test()]
+            self._outbox += [
+                self._beat.Isend(self._token, dest=p, tag=_BEAT_TAG) for p in self.peers
+            ]
+            self._sent_at = now
+        for peer in self.peers:
+            while self._listening[peer].Test():
+                self._heard[peer] = now
+                self._listening[peer] = self._listen(peer)
+            if now - self._heard[peer] > self.timeout_s:
+                raise PeerLost(peer, self.hosts[peer], f"no heartbeat for {self.timeout_s:g} s")
+
+    def _wait(self, request: Any) -> None:
+        """Poll ``request`` to completion: spin, then yield the core; heartbeats meanwhile."""
+        polls = 0
+        try:
+            while not request.Test():
+                polls += 1
+                if polls % _PUMP_EVERY == 0:
+                    self.pump()
+                if polls > _SPINS:
+                    os.sched_yield()
+        except self.MPI.Exception as exc:
+            raise PeerLost(None, "?", f"MPI error: {exc.Get_error_string()}") from None
+
+    # -- the group interface's global level ----------------------------------------------
+    def _exchange_hosts(self) -> list[str]:
+        mine = np.zeros(_HOST_BYTES, dtype=np.uint8)
+        name = socket.gethostname().encode()[:_HOST_BYTES]
+        mine[: len(name)] = np.frombuffer(name, dtype=np.uint8)
+        every = np.zeros((self.size, _HOST_BYTES), dtype=np.uint8)
+        self._wait(self.comm.Iallgather(mine, every))
+        return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in every]
+
+    def barrier(self) -> None:
+        """Every rank has arrived (a non-blocking barrier, polled)."""
+        self._wait(self.comm.Ibarrier())
+
+    def global_sum(self, local: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out`` = the ranks' ``local`` vectors (float64, 1-d) added in rank order."""
+        d = local.shape[0]
+        if d * 8 <= _SMALL_BYTES or self.size == 1:
+            (every,) = self._buffer(d, (self.size, d))
+            self._wait(self.comm.Iallgather(local, every))
+            _ordered_sum(every, out)
+            return out
+        chunk = -(-d // self.size)
+        send, parts, mine, whole = self._buffer(
+            d, (self.size, chunk), (self.size, chunk), (chunk,), (self.size * chunk,)
+        )
+        send.reshape(-1)[:d] = local
+        self._wait(self.comm.Ialltoall(send, parts))
+        _ordered_sum(parts, mine)
+        self._wait(self.comm.Iallgather(mine, whole))
+        out[:] = whole[:d]
+        return out
+
+    def _buffer(self, d: int, *shapes: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+        key = (d, *shapes)
+        if key not in self._buffers:
+            self._buffers[key] = tuple(np.zeros(shape) for shape in shapes)
+        return self._buffers[key]
+
+    def gather_rows(self, mine: np.ndarray, out: np.ndarray) -> None:
+        """``out`` (R x ``mine``'s rows) = every rank's ``mine`` stacked in rank order."""
+        self._wait(self.comm.Iallgather(mine, out))
+
+    def any_flags(self, flags: int) -> int:
+        """Bitwise OR of every rank's flags (stop requested, non-finite, failed...)."""
+        mine = np.array([flags], dtype=np.int64)
+        every = np.zeros(1, dtype=np.int64)
+        self._wait(self.comm.Iallreduce(mine, every, op=self.MPI.BOR))
+        return int(every[0])
+
+    def sum_stats(self, values: np.ndarray) -> np.ndarray:
+        """The ranks' statistics (float64, 1-d) added in rank order: the same bits everywhere."""
+        every = np.zeros((self.size, values.shape[0]))
+        self._wait(self.comm.Iallgather(np.ascontiguousarray(values, dtype=np.float64), every))
+        out = np.empty(values.shape[0])
+        _ordered_sum(every, out)
+        return out
+
+    def gather_json(self, value: Any) -> list[Any]:
+        """Every rank's JSON-able ``value`` (its host, pids, ...), in rank order, on every rank."""
+        mine = np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+        sizes = np.zeros(self.size, dtype=np.int64)
+        self._wait(self.comm.Iallgather(np.array([mine.size], dtype=np.int64), sizes))
+        every = np.zeros(int(sizes.sum()), dtype=np.uint8)
+        self._wait(self.comm.Iallgatherv(mine, (every, sizes)))
+        edges = np.concatenate([[0], np.cumsum(sizes)])
+        return [json.loads(bytes(every[a:b])) for a, b in itertools.pairwise(edges)]
+
+    # -- log lines to rank 0 ---------------------------------------------------------------
+    def send_log(self, line: str) -> None:
+        """Queue one log line for rank 0 (which writes log.txt); rank 0 keeps its own."""
+        data = np.frombuffer(line.encode(errors="replace"), dtype=np.uint8).copy()
+        self._sending_logs = [(b, r) for b, r in self._sending_logs if not r.Test()]
+        self._sending_logs.append((data, self._logs.Isend(data, dest=0, tag=_LOG_TAG)))
+
+    def received_logs(self) -> list[tuple[int, str]]:
+        """On rank 0: the (rank, line) pairs arrived so far, each rank's in the order sent."""
+        if not self._closed:
+            self._take_logs()
+        lines, self._log_inbox = self._log_inbox, []
+        return lines
+
+    def _take_logs(self) -> None:
+        status = self.MPI.Status()
+        while self._logs.Iprobe(source=self.MPI.ANY_SOURCE, tag=_LOG_TAG, status=status):
+            data = np.empty(status.Get_count(self.MPI.BYTE), dtype=np.uint8)
+            self._logs.Recv(data, source=status.Get_source(), tag=_LOG_TAG)
+            self._log_inbox.append((status.Get_source(), bytes(data).decode(errors="replace")))
+
+    def flush_logs(self) -> None:
+        """Wait (polled) until every queued log line has left this rank."""
+        for _, request in self._sending_logs:
+            self._wait(request)
+        self._sending_logs = []
+
+    # -- the end ---------------------------------------------------------------------------
+    def abort(self, code: int) -> None:
+        """End every rank of the job now (after a lost peer: nothing else can)."""
+        self.MPI.COMM_WORLD.Abort(code)
+
+    def close(self) -> None:
+        """A clean end: logs sent, every rank arrives, heartbeats withdrawn, MPI finalised.
+
+        Every rank's log lines have reached rank 0 when this returns there (each rank flushed
+        them before the barrier; rank 0 takes them in while it waits): ``received_logs``.
+        """
+        self.flush_logs()
+        self.barrier()
+        if self.rank == 0:
+            self._take_logs()
+        self._closed = True
+        for request in self._listening.values():
+            request.Cancel()
+            request.Wait()
+        for request in self._outbox:
+            request.Wait()
+        self._beat.Free()
+        self._logs.Free()
+        self.comm.Free()
+        # MPI_Finalize on the clean path only (it may wait on a lost peer): without it MPICH
+        # leaves its shared-memory segment in /dev/shm.
+        self.MPI.Finalize()
+
+
+def _unlink_mapped_segments() -> None:
+    """Unlink the /dev/shm files of MPI's own that this process has mapped (MPICH's)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return
+    for name in sorted({line.split()[-1] for line in maps.splitlines() if _MPI_SHM in line}):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _ordered_sum(rows: np.ndarray, out: np.ndarray) -> None:
+    """``out = rows[0] + rows[1] + ...``, added in row order (no pairwise reassociation)."""
+    out[:] = rows[0]
+    for row in rows[1:]:
+        out += row

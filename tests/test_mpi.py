@@ -1,0 +1,279 @@
+"""The MPI transport under a real ``mpiexec`` (MPICH's wheels, or a system MPI).
+
+``tests/mpi_link_prog.py`` is the program each rank runs. The tests skip, saying why, where
+mpi4py or mpiexec is missing (``unavailable_reason``; ``.ci/run`` installs ``parsgd[mpi]``).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli, wait_until, write_config
+
+from parsgd.engine.backends.mpi_setup import check_mpi_setup, launched
+from parsgd.errors import ConfigError
+
+PROGRAM = Path(__file__).parent / "mpi_link_prog.py"
+_LAUNCH_VARIABLES = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                     "PMIX_RANK", "PMIX_SIZE", "SLURM_NTASKS")  # fmt: skip
+
+
+def mpiexec() -> str | None:
+    here = str(Path(sys.executable).parent)
+    return shutil.which("mpiexec", path=here) or shutil.which("mpiexec")
+
+
+def unavailable_reason() -> str | None:
+    """Why these tests cannot run here, or None if they can."""
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpi4py is not installed: pip install 'parsgd[mpi]'"
+    if mpiexec() is None:
+        return "no mpiexec: pip install 'parsgd[mpi]' (MPICH's wheels bring one)"
+    return None
+
+
+def _mpi_segments() -> set[str]:
+    """MPI segments in /dev/shm that no live process maps: left behind (a live job's, such
+    as another test's running at the same time, is not counted)."""
+    mapped = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            mapped |= {line.split()[-1] for line in maps.read_text().splitlines()}
+        except OSError:
+            continue
+    return {str(p) for p in Path("/dev/shm").glob("mpich_shm_*")} - mapped
+
+
+@pytest.fixture
+def mpi() -> Iterator[None]:
+    """Skip (saying why) where MPI cannot run; the one place that decides it. After the
+    test: no MPI shared-memory segment is left behind (the transport unlinks MPICH's)."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    before = _mpi_segments()
+    yield
+    assert wait_until(lambda: not _mpi_segments() - before, 10), _mpi_segments() - before
+
+
+def run_ranks(ranks: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    command = [str(mpiexec()), "-n", str(ranks), sys.executable, str(PROGRAM), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _left_running(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().split(") ")[-1][:1] != "Z":
+            alive.append(pid)
+    return alive
+
+
+@pytest.mark.usefixtures("mpi")
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_global_sums_are_the_serial_fixed_order_bits(ranks: int) -> None:
+    """Every rank gets the bits of rank-order summation (3 ranks: order matters, checked)."""
+    done = run_ranks(ranks, "sums")
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = sorted(re.findall(r"OK rank (\d+) of (\d+) ", done.stdout))
+    assert found == [(str(r), str(ranks)) for r in range(ranks)], done.stdout
+
+
+@pytest.mark.usefixtures("mpi")
+def test_a_stopped_rank_is_named_and_the_job_ends() -> None:
+    """Rank 1 SIGSTOPs itself: rank 0's heartbeats time out, it names rank 1 and aborts."""
+    tic = time.monotonic()
+    done = run_ranks(2, "stopped")
+    elapsed = time.monotonic() - tic
+    assert done.returncode != 0
+    assert re.search(r"LOST rank 0: node 1 \(host \S+, rank 1\) lost: no heartbeat", done.stdout)
+    pids = [int(p) for p in re.findall(r"READY rank \d pid (\d+)", done.stdout)]
+    assert len(pids) == 2
+    assert wait_until(lambda: not _left_running(pids), 10), _left_running(pids)
+    print(f"stopped rank: job over {elapsed:.1f} s after start (heartbeat timeout 2 s)")
+
+
+@pytest.mark.usefixtures("mpi")
+def test_a_killed_rank_ends_the_job_with_nothing_left() -> None:
+    done = run_ranks(2, "killed")
+    assert done.returncode != 0
+    pids = [int(p) for p in re.findall(r"READY rank \d pid (\d+)", done.stdout)]
+    assert len(pids) == 2, done.stdout + done.stderr
+    assert wait_until(lambda: not _left_running(pids), 10), _left_running(pids)
+
+
+def test_launcher_is_recognised_from_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _LAUNCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert launched() is None
+    with pytest.raises(ConfigError, match="runs under an MPI launcher, one rank per node"):
+        check_mpi_setup("auto")
+    monkeypatch.setenv("PMI_RANK", "1")
+    monkeypatch.setenv("PMI_SIZE", "2")
+    launch = launched()
+    assert launch is not None and (launch.rank, launch.size) == (1, 2)
+    assert check_mpi_setup("auto").size == 2
+    assert check_mpi_setup(2).rank == 1
+    with pytest.raises(ConfigError, match="nodes is 3 but the MPI world has 2 ranks"):
+        check_mpi_setup(3)
+
+
+def test_missing_mpi4py_is_one_line() -> None:
+    code = (
+        "import sys; sys.modules['mpi4py'] = None\n"
+        "from parsgd.engine.backends.mpi_setup import check_mpi_setup\n"
+        "check_mpi_setup('auto')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "ConfigError: backend: mpi needs mpi4py: pip install 'parsgd[mpi]'" in done.stderr
+
+
+def test_importing_the_transport_does_not_initialise_mpi() -> None:
+    """Workers are forked before MPI_Init: importing the backend must not start MPI."""
+    code = (
+        "import sys, parsgd.engine.backends.mpi_link, parsgd.engine.backends.mpi_setup\n"
+        "print('mpi4py.MPI' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+# -- backend: mpi through the command line ----------------------------------------------------
+
+TIME_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")
+
+
+def _trace(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "trace.csv").open() as handle:
+        return [
+            {k: v for k, v in row.items() if k not in TIME_COLUMNS}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def _mpi_cli(ranks: int, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    command = [str(mpiexec()), "-n", str(ranks), sys.executable, "-m", "parsgd", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+    )
+
+
+SCHEDULES = {
+    "flat": {"every": 5},
+    "hierarchical": {"every": 5, "global_every": 20},
+    "global at the end": {"every": 1, "global_every": "end"},
+}
+
+
+@pytest.mark.usefixtures("mpi")
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_mpi_trace_equals_serial_with_nodes(tmp_path: Path, schedule: str) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", nodes=2, workers=2, averaging=SCHEDULES[schedule],
+        eval={"every": 20},
+    )  # fmt: skip
+    serial = run_cli("run", str(config), "--set", "backend=serial", "--out", str(tmp_path / "s"))
+    assert serial.returncode == 0, serial.stderr
+    done = _mpi_cli(2, "run", str(config), "--set", "backend=mpi", "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    ours, theirs = _trace(tmp_path / "m" / "t"), _trace(tmp_path / "s" / "t")
+    assert len(ours) == len(theirs) > 10
+    assert ours == theirs
+    record = json.loads((tmp_path / "m" / "t" / "run.json").read_text())
+    assert record["status"] == "completed" and record["backend"] == "mpi"
+    assert [(n["node"], n["rank"]) for n in record["mpi_ranks"]] == [(0, 0), (1, 1)]
+    assert all(n["host"] and n["pid"] > 0 for n in record["mpi_ranks"])
+    log = (tmp_path / "m" / "t" / "log.txt").read_text()
+    for node in (0, 1):  # every rank's lines reach log.txt, tagged by node
+        assert re.search(rf" node{node} parsgd.mpi INFO node {node}: rank {node} of 2 ", log), log
+    if schedule != "flat":  # power: the levels change the numbers
+        flat = _trace_of_flat(tmp_path, config)
+        assert [r["loss"] for r in flat] != [r["loss"] for r in ours]
+
+
+def _trace_of_flat(tmp_path: Path, config: Path) -> list[dict[str, str]]:
+    out = tmp_path / "flat"
+    done = run_cli("run", str(config), "--set", "backend=serial", "--set",
+                   "averaging.global_every=null", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return _trace(out / "t")
+
+
+@pytest.mark.usefixtures("mpi")
+def test_stop_on_another_rank_stops_all_and_resume_is_bit_identical(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", nodes=2, workers=2, trials=1,
+        sgd={"steps": 400_000, "step_size": 0.01},
+        averaging={"every": 5, "global_every": 100}, eval={"every": 20_000},
+    )  # fmt: skip
+    out = tmp_path / "m"
+    command = [str(mpiexec()), "-n", "2", sys.executable, "-m", "parsgd", "run", str(config),
+               "--set", "backend=mpi", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    trace = out / "t" / "trace.csv"
+    try:
+        assert wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) >= 3, 120)
+        record = json.loads((out / "t" / "run.json").read_text())
+        assert record["status"] == "running"  # still in its steps when signalled
+        os.kill(record["pids"][1], signal.SIGTERM)  # the rank of node 1, not rank 0
+        assert proc.wait(timeout=120) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+    record = json.loads((out / "t" / "run.json").read_text())
+    assert record["status"] == "interrupted", record["reason"]
+    assert "a stop request on another node" in record["reason"]
+    assert (out / "t" / "checkpoint.npz").exists()
+    assert len(_trace(out / "t")) < 21  # stopped before the end
+    resumed = _mpi_cli(2, "run", str(config), "--set", "backend=mpi", "--out", str(out),
+                       "--resume")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    serial = run_cli("run", str(config), "--set", "backend=serial", "--out", str(tmp_path / "s"))
+    assert serial.returncode == 0, serial.stderr
+    assert _trace(out / "t") == _trace(tmp_path / "s" / "t")
+    assert json.loads((out / "t" / "run.json").read_text())["resumed_from"] is not None
+
+
+@pytest.mark.usefixtures("mpi")
+def test_bad_mpi_set_ups_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", nodes=2, workers=1)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARIABLES}
+    outside = subprocess.run(
+        [sys.executable, "-m", "parsgd", "run", str(config), "--set", "backend=mpi",
+         "--out", str(out)],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert outside.returncode == 2
+    assert outside.stderr.strip().count("\n") == 0
+    assert "backend: mpi runs under an MPI launcher" in outside.stderr
+    wrong = _mpi_cli(2, "run", str(config), "--set", "backend=mpi", "--set", "nodes=3",
+                     "--out", str(out))  # fmt: skip
+    assert wrong.returncode == 2
+    assert "nodes is 3 but the MPI world has 2 ranks" in wrong.stderr
+    assert not out.exists()
+
+
+def test_the_hierarchical_figure_sweep_expands() -> None:
+    """configs/sweeps/hierarchical.yaml (the README's figure): six points, both levels."""
+    done = run_cli("sweep", str(ROOT / "configs" / "sweeps" / "hierarchical.yaml"), "--list")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("# sweep hierarchical: 6 points")
+    assert "averaging.every=1, averaging.global_every=end" in done.stdout
