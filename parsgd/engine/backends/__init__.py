@@ -35,9 +35,9 @@ class BackendInfo:
     module: str  # holds ``BACKEND``, imported when a run starts
     shared_memory: bool  # the data and team state must live in shared memory
     process_per_worker: bool  # every worker is a process of its own on this machine
+    summary: str
     # One rank per node: the set-up is checked first and the ranks join before the run
     # directory is claimed (``check_setup``, ``join``, ``follow`` on its BACKEND).
-    summary: str
     across_nodes: bool = False
 
 
