@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import write_config
 
 from parsgd.config.load import load_config
 from parsgd.engine import backends
 from parsgd.engine.runner import run_experiment
 from parsgd.errors import ConfigError
-from tests.conftest import write_config
 from tests.helpers import numbers
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import psutil
 import pytest
 import yaml
+from conftest import ROOT, run_cli, wait_until, write_config
 
 from parsgd.engine import meetings
 from parsgd.engine.barrier import PAD, wait
@@ -32,7 +33,6 @@ from parsgd.engine.control import (
 from parsgd.engine.rundir import read_trace
 from parsgd.engine.worker import FAULT_ENV
 from parsgd.problems.steps import DENSE_LINEAR, pack
-from tests.conftest import ROOT, run_cli, wait_until, write_config
 from tests.helpers import numbers
 
 
