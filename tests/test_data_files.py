@@ -99,12 +99,18 @@ def test_svmlight_copy_of_a_bundled_set_gives_the_same_trace(tmp_path: Path, l2:
     )  # fmt: skip
     a, b = _numbers(_run(bundled, tmp_path)), _numbers(_run(svm, tmp_path))
     assert a[-1]["test_accuracy"] and float(a[-1]["loss"]) < float(a[0]["loss"])
-    if l2 == 0.0:
-        assert a == b  # the CSR loop does the dense loop's arithmetic: bit for bit
-    else:
-        for ra, rb in zip(a, b, strict=True):
-            for column in ("loss", "test_loss", "subopt", "dist_opt_sq"):
-                assert float(ra[column]) == pytest.approx(float(rb[column]), rel=1e-7), column
+    # Without L2 the CSR loop does the dense loop's arithmetic, but the dense dot product sums
+    # in vector lanes and the CSR one in gather order, so only the last bits may differ. With
+    # L2 the CSR loop applies the decay lazily: equal to rounding over 300 steps.
+    rel = 1e-12 if l2 == 0.0 else 1e-7
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.keys() == rb.keys()
+        for column in ra:
+            if ra[column] in ("", None) or rb[column] in ("", None):
+                assert ra[column] == rb[column], column
+            else:
+                assert float(ra[column]) == pytest.approx(float(rb[column]), rel=rel), column
 
 
 def _write(text: str) -> Callable[[Path], None]:

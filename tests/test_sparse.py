@@ -57,18 +57,22 @@ def test_rcv1_shaped_svmlight_runs_without_densifying(tmp_path: Path) -> None:
         "eval": {"every": 5000},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-c", _MEASURE, "run", str(tmp_path / "c.yaml"), "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    # The first run in a fresh checkout compiles every kernel (LLVM peaks at several hundred
+    # MiB); that is not the data. Measure the second run, which loads them from numba's cache.
+    for attempt in range(2):
+        out = tmp_path / f"out{attempt}"
+        result = subprocess.run(
+            [sys.executable, "-c", _MEASURE, "run", str(tmp_path / "c.yaml"), "--out", str(out)],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
     peak = json.loads(result.stdout.strip().splitlines()[-1])
     assert peak["status"] == 0
     dense_mib = N * D * 8 / 2**20  # 1,802 MiB
     # Interpreter, numpy, scipy, scikit-learn and numba take ~200 MiB; the data ~5 MiB.
     assert peak["coordinator_mib"] < dense_mib / 4, peak
     assert peak["workers_mib"] < dense_mib / 4, peak
-    trace = read_trace(tmp_path / "sparse" / "trace.csv")
+    trace = read_trace(out / "sparse" / "trace.csv")
     assert float(trace[-1]["subopt"]) < 0.5 * float(trace[0]["subopt"])
     assert trace[-1]["test_accuracy"]
 
