@@ -138,6 +138,18 @@ def write_config(path: Path, **sections: Any) -> Path:
     return path
 
 
+def all_gone(pids: list[int]) -> bool:
+    """True when none of ``pids`` is alive (exited, or a zombie awaiting its parent)."""
+
+    def dead(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    return all(dead(pid) for pid in pids)
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

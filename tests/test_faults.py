@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import (
+    all_gone,
     cli_output,
     leaked_segments,
     run_cli,
@@ -32,16 +33,6 @@ from parsgd.data.shared import live_segments
 from parsgd.engine.rundir import read_trace
 from parsgd.engine.worker import FAULT_ENV
 from tests.helpers import numbers
-
-
-def _gone(pids: list[int]) -> bool:
-    def dead(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    return all(dead(pid) for pid in pids)
 
 
 def _long_config(tmp_path: Path, **sections: object) -> Path:
@@ -83,7 +74,7 @@ def test_worker_fault_fails_the_run_and_names_worker_and_cause(
         assert "injected fault" in done.stderr
     rows = read_trace(tmp_path / "t" / "trace.csv")  # readable, partial
     assert len(rows) > 0 and all(int(r["step"]) <= 1200 for r in rows)
-    assert wait_until(lambda: _gone(record["pids"]), 5)
+    assert wait_until(lambda: all_gone(record["pids"]), 5)
 
 
 def _start(config: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
@@ -110,7 +101,7 @@ def test_signal_stops_at_a_meeting_and_resume_reproduces_the_trace(
     assert record["status"] == "interrupted" and "--resume" in record["reason"]
     assert 5 <= trace_rows(tmp_path / "cut" / "t") < LONG_ROWS  # it stopped mid-run
     assert (tmp_path / "cut" / "t" / "checkpoint.npz").exists()
-    assert wait_until(lambda: _gone(record["pids"]), 5)
+    assert wait_until(lambda: all_gone(record["pids"]), 5)
 
     resumed = run_cli("run", str(config), "--out", str(tmp_path / "cut"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
@@ -168,7 +159,7 @@ def test_second_signal_stops_at_once_and_frees_everything(tmp_path: Path) -> Non
     record = json.loads((tmp_path / "t" / "run.json").read_text())
     assert record["status"] == "interrupted" and "second signal" in record["reason"]
     assert trace_rows(tmp_path / "t") == 1  # the row at step 0 only: stopped mid-trial
-    assert wait_until(lambda: _gone(record["pids"]), 5)
+    assert wait_until(lambda: all_gone(record["pids"]), 5)
 
 
 def test_sigkilled_coordinator_leaves_no_workers_and_no_segments(tmp_path: Path) -> None:
@@ -179,7 +170,7 @@ def test_sigkilled_coordinator_leaves_no_workers_and_no_segments(tmp_path: Path)
     record = json.loads((tmp_path / "t" / "run.json").read_text())
     assert record["status"] == "running"  # killed mid-run: it never wrote its end
     assert len(record["pids"]) == 2 and 2 <= trace_rows(tmp_path / "t") < LONG_ROWS
-    assert wait_until(lambda: _gone(record["pids"]), 5), "workers outlived their coordinator"
+    assert wait_until(lambda: all_gone(record["pids"]), 5), "workers outlived their coordinator"
     # Python's resource tracker unlinks the dead coordinator's segments; a later run would too.
     assert wait_until(lambda: not leaked_segments(before), 10)
 
@@ -251,4 +242,4 @@ def test_disk_full_during_a_run_ends_it_failed_with_a_readable_record(
     record = json.loads((tiny_disk / "t" / "run.json").read_text())
     assert record["status"] == "failed" and "No space left on device" in record["reason"]
     assert len(read_trace(tiny_disk / "t" / "trace.csv")) > 100
-    assert wait_until(lambda: _gone(record["pids"]), 5)
+    assert wait_until(lambda: all_gone(record["pids"]), 5)

@@ -14,7 +14,7 @@ import numpy as np
 import psutil
 import pytest
 import yaml
-from conftest import ROOT, run_cli, wait_until, write_config
+from conftest import ROOT, all_gone, run_cli, wait_until, write_config
 
 from parsgd.engine import meetings
 from parsgd.engine.barrier import PAD, wait
@@ -244,16 +244,6 @@ DEATHS = [
 ]
 
 
-def _gone(pids: list[int]) -> bool:
-    def dead(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    return all(dead(pid) for pid in pids)
-
-
 @pytest.mark.parametrize(("objective", "kind", "cause"), DEATHS, ids=[d[0] for d in DEATHS])
 def test_a_worker_dying_in_compiled_meetings_fails_the_run(
     tmp_path: Path, objective: str, kind: str, cause: str
@@ -266,7 +256,7 @@ def test_a_worker_dying_in_compiled_meetings_fails_the_run(
     assert f"worker 1 (pid {record['pids'][1]})" in record["reason"]
     assert cause in record["reason"]
     assert "at step 249" in record["reason"] or "after step 249" in record["reason"]
-    assert wait_until(lambda: _gone(record["pids"]), 5)
+    assert wait_until(lambda: all_gone(record["pids"]), 5)
 
 
 def test_a_stop_request_with_a_stopped_worker_fails_the_run_naming_it(tmp_path: Path) -> None:
@@ -299,7 +289,7 @@ def test_a_stop_request_with_a_stopped_worker_fails_the_run_naming_it(tmp_path: 
     assert record["status"] == "failed"
     pid = record["pids"][1]
     assert f"worker 1 (pid {pid}, stopped) did not reach a meeting" in record["reason"]
-    assert wait_until(lambda: _gone(record["pids"]), 5)
+    assert wait_until(lambda: all_gone(record["pids"]), 5)
 
 
 @pytest.mark.parametrize("nodes", [1, 2])

@@ -15,10 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
-from conftest import ROOT, run_cli, wait_until, write_config
+from conftest import ROOT, all_gone, run_cli, wait_until, write_config
 from reliability_helpers import (
     kill_group,
     leftovers,
@@ -41,16 +40,6 @@ def _long(tmp_path: Path) -> Path:
         eval={"every": 30_000},
         checkpoint={"every": 20},
     )
-
-
-def _gone(pids: list[int]) -> bool:
-    def dead(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    return all(dead(pid) for pid in pids)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +71,7 @@ def test_signals_during_shutdown_still_exit_130_with_data_intact(
     assert proc.returncode == 130, stderr[-2000:]
     record = json.loads((out / "t" / "run.json").read_text())
     assert record["status"] == "interrupted"
-    assert wait_until(lambda: _gone(record["pids"]), 5)
+    assert wait_until(lambda: all_gone(record["pids"]), 5)
     rows = read_trace(out / "t" / "trace.csv")
     assert (out / "t" / "trace.csv").read_bytes().endswith(b"\n") and rows
     if (out / "t" / "checkpoint.npz").exists():  # stopped at a meeting: resumable
@@ -103,7 +92,7 @@ def test_a_run_whose_process_vanished_is_lost_for_resume_and_report(tmp_path: Pa
     proc.communicate(timeout=30)
     record = json.loads((out / "t" / "run.json").read_text())
     assert record["status"] == "running"  # what a killed process leaves
-    assert wait_until(lambda: _gone(record["pids"]), 10)
+    assert wait_until(lambda: all_gone(record["pids"]), 10)
 
     report = run_cli("report", str(out))
     assert report.returncode == 0, report.stderr[-2000:]
