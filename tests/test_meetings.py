@@ -32,7 +32,7 @@ from parsgd.engine.control import (
 )
 from parsgd.engine.rundir import read_trace
 from parsgd.engine.worker import FAULT_ENV
-from parsgd.problems.steps import DENSE_LINEAR, pack
+from parsgd.problems.steps import DenseLinear
 from tests.helpers import numbers
 
 
@@ -73,7 +73,7 @@ def _block(M: int, barrier: bool, control: np.ndarray, levels: list[int], W0: np
     inputs = np.full((len(ranks), steps, 1), 0.5)
     state, pending = np.zeros(2, np.int64), np.zeros(len(ranks), np.int64)
     result = meetings.run_block(
-        DENSE_LINEAR, pack(X, y, floats=(0.0,), scalars=(0,)), W, np.zeros((len(ranks), d)),
+        DenseLinear(X, y, 0.0, 0), W, np.zeros((len(ranks), d)),
         np.zeros(d), np.zeros((2, M * PAD), np.int64), np.zeros(M * PAD, np.int64), control,
         np.zeros(M, np.int64), ranks, np.arange(M, dtype=np.int64), 2 if M % 2 == 0 else M,
         2 if M % 2 == 0 else M, inputs, np.full(steps, 0.1), 0,

@@ -29,7 +29,7 @@ from parsgd.engine import meetings
 from parsgd.engine.barrier import wait
 from parsgd.engine.control import GLOBAL, OK
 from parsgd.engine.team import TeamState
-from parsgd.problems.steps import DENSE_LINEAR, pack
+from parsgd.problems.steps import DenseLinear
 
 M = 2
 _JOIN_S = 120.0
@@ -47,7 +47,7 @@ class _Rank:
     def __init__(self, state: TeamState, rank: int) -> None:
         self.state, self.rank = state, rank
         d = state.W.shape[2]
-        self.data = pack(np.zeros((1, 1)), np.zeros(1), floats=(0.0,), scalars=(0,))
+        self.data = DenseLinear(np.zeros((1, 1)), np.zeros(1), 0.0, 0)  # no local steps
         self.scratch, self.tmp = np.zeros((1, d)), np.zeros(min(d, 512))
         self.carry = np.zeros(2, dtype=np.int64)
         self.pending = np.zeros(1, dtype=np.int64)
@@ -57,7 +57,7 @@ class _Rank:
         """``rounds`` global averaging meetings in one compiled call."""
         st = self.state
         status, _, _ = meetings.run_block(
-            DENSE_LINEAR, self.data, st.W, self.scratch, self.tmp, st.flags, st.arrive,
+            self.data, st.W, self.scratch, self.tmp, st.flags, st.arrive,
             st.control, st.position, np.array([self.rank], dtype=np.int64),
             np.arange(M, dtype=np.int64), M, M, np.zeros((1, 0, 1)), np.zeros(0), 0,
             np.zeros(rounds, dtype=np.int64), np.full(rounds, GLOBAL, dtype=np.int64),

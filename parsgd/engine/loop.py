@@ -112,7 +112,7 @@ class _Ranks:
         tic = time.perf_counter()
         for k, r in enumerate(self.ranks):
             w = st.W[team.buffer_before(trial, index), team.rows[r]]
-            step(kernel.kind, kernel.pack, w, inputs[k], etas)
+            step(kernel.data, w, inputs[k], etas)
         team.timers[self.ranks, COMPUTE_S] += time.perf_counter() - tic
 
     def block(self, trial: int, index: int, end: int, start: int) -> tuple[int, int]:
@@ -125,7 +125,7 @@ class _Ranks:
         self.cycles[:] = 0.0
         drawn = time.perf_counter()
         status, count, decision = meetings.run_block(
-            team.kernel.kind, team.kernel.pack, st.W, self.scratch, self.tmp, st.flags,
+            team.kernel.data, st.W, self.scratch, self.tmp, st.flags,
             st.arrive, st.control, st.position, self.ranks, team.rows, team.group,
             team.row_group, inputs, etas, start, plan.steps[index:end], plan.level[index:end],
             plan.average[index:end], trial * len(plan.steps) + index, self.barrier,

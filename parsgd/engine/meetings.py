@@ -89,7 +89,6 @@ def average_rows(
 
 @njit(cache=True, nogil=True)
 def run_block(
-    kind: int,
     data: Pack,
     W: np.ndarray,
     scratch: np.ndarray,
@@ -139,13 +138,7 @@ def run_block(
         if at > done:
             for k in range(ranks.shape[0]):
                 w = W[cur, rows[ranks[k]]]
-                step(
-                    kind,
-                    data,
-                    w,
-                    inputs[k, done - start : at - start],
-                    etas[done - start : at - start],
-                )
+                step(data, w, inputs[k, done - start : at - start], etas[done - start : at - start])
         done = at
         toc = ticks()
         cycles[0] += toc - tic

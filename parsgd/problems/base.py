@@ -38,7 +38,7 @@ class Problem(ABC):
         The same compiled call the meetings make, so tests of a kernel test the run's code.
         """
         kernel = self.step_kernel()
-        step(kernel.kind, kernel.pack, w, kernel.prepare(uniforms), etas)
+        step(kernel.data, w, kernel.prepare(uniforms), etas)
 
     @abstractmethod
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:

@@ -53,13 +53,11 @@ class LinearPool(Problem):
         return self.batch_size
 
     def step_kernel(self) -> StepKernel:
-        X, l2, code = self.X, (self.l2,), (self.code,)
+        X = self.X
         if isinstance(X, CSR):
-            data = steps.pack(
-                a=X.data, b=self.y, indices=X.indices, ints=X.indptr, floats=l2, scalars=code
-            )
-            return StepKernel(steps.CSR_LINEAR, data)
-        return StepKernel(steps.DENSE_LINEAR, steps.pack(X, self.y, floats=l2, scalars=code))
+            csr = steps.CsrLinear(X.data, X.indices, X.indptr, self.y, self.l2, self.code)
+            return StepKernel(csr)
+        return StepKernel(steps.DenseLinear(X, self.y, self.l2, self.code))
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         lo, hi = shard * self.n // shards, (shard + 1) * self.n // shards
@@ -108,8 +106,8 @@ class GaussianStream(Problem):
         return uniforms_per_step_for_normals(self._normals)
 
     def step_kernel(self) -> StepKernel:
-        data = steps.pack(a=self.w_true, floats=(self.noise, self.l2), scalars=(self.batch_size,))
-        return StepKernel(steps.GAUSSIAN_STREAM, data, self._normals_of)
+        data = steps.GaussianStream(self.w_true, self.noise, self.l2, self.batch_size)
+        return StepKernel(data, self._normals_of)
 
     def _normals_of(self, uniforms: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(normals_from_uniforms(uniforms, self._normals))

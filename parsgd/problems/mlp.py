@@ -39,10 +39,7 @@ class MlpPool(Problem):
         return self.batch_size
 
     def step_kernel(self) -> StepKernel:
-        data = steps.pack(
-            self.X, ints=self.y, floats=(self.l2,), scalars=(self.hidden, self.classes)
-        )
-        return StepKernel(steps.MLP, data)
+        return StepKernel(steps.Mlp(self.X, self.y, self.l2, self.hidden, self.classes))
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         lo, hi = shard * self.n // shards, (shard + 1) * self.n // shards

@@ -58,7 +58,7 @@ class PcaPool(_Pca):
         return self.batch_size
 
     def step_kernel(self) -> StepKernel:
-        return StepKernel(steps.PCA_POOL, steps.pack(self.X))
+        return StepKernel(steps.PcaPool(self.X))
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         lo, hi = shard * self.n // shards, (shard + 1) * self.n // shards
@@ -86,8 +86,7 @@ class PcaStream(_Pca):
         return uniforms_per_step_for_normals(self._normals)
 
     def step_kernel(self) -> StepKernel:
-        data = steps.pack(self.mix, scalars=(self.batch_size,))
-        return StepKernel(steps.PCA_STREAM, data, self._normals_of)
+        return StepKernel(steps.PcaStream(self.mix, self.batch_size), self._normals_of)
 
     def _normals_of(self, uniforms: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(normals_from_uniforms(uniforms, self._normals))

@@ -51,10 +51,8 @@ class PlantedStream(Problem):
         return self._normal_columns + self.batch_size  # normals for x, then one per label
 
     def step_kernel(self) -> StepKernel:
-        data = steps.pack(
-            a=self.w_true, floats=(self.l2,), scalars=(self.code, self.batch_size, self._normals)
-        )
-        return StepKernel(steps.PLANTED_STREAM, data, self._inputs_of)
+        data = steps.PlantedStream(self.w_true, self.l2, self.code, self.batch_size, self._normals)
+        return StepKernel(data, self._inputs_of)
 
     def _inputs_of(self, uniforms: np.ndarray) -> np.ndarray:
         """The normals of x, then the uniforms of the labels, one row per step."""

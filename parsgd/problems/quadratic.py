@@ -33,13 +33,10 @@ class Quadratic(Problem):
         return uniforms_per_step_for_normals(self._normals)
 
     def step_kernel(self) -> StepKernel:
-        data = steps.pack(
-            a=self.eigs,
-            b=self.center,
-            floats=(math.sqrt(self.beta), self.sigma),
-            scalars=(self.batch_size,),
+        data = steps.Quadratic(
+            self.eigs, self.center, math.sqrt(self.beta), self.sigma, self.batch_size
         )
-        return StepKernel(steps.QUADRATIC, data, self._normals_of)
+        return StepKernel(data, self._normals_of)
 
     def _normals_of(self, uniforms: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(normals_from_uniforms(uniforms, self._normals))

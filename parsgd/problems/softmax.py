@@ -51,15 +51,13 @@ class SoftmaxPool(Problem):
         return self.batch_size
 
     def step_kernel(self) -> StepKernel:
-        X, l2 = self.X, (self.l2,)
+        X = self.X
         if isinstance(X, CSR):
-            data = steps.pack(
-                a=X.data, indices=X.indices, ints=X.indptr, labels=self.y, floats=l2,
-                scalars=(self.classes, self.p),
-            )  # fmt: skip
-            return StepKernel(steps.SOFTMAX_CSR, data)
-        data = steps.pack(X, labels=self.y, floats=l2, scalars=(self.classes,))
-        return StepKernel(steps.SOFTMAX_DENSE, data)
+            csr = steps.SoftmaxCsr(
+                X.data, X.indices, X.indptr, self.p, self.y, self.l2, self.classes
+            )
+            return StepKernel(csr)
+        return StepKernel(steps.SoftmaxDense(X, self.y, self.l2, self.classes))
 
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:
         lo, hi = shard * self.n // shards, (shard + 1) * self.n // shards

@@ -1,61 +1,194 @@
 """The compiled step of every objective, behind one call the compiled meetings can make.
 
-A problem hands the engine a ``StepKernel``: which loop (``kind``), its arrays packed in one
-fixed shape (``Pack``), and how a block of uniforms becomes the loop's inputs. One
-dispatching function, ``step``, calls the problem's loop in ``parsgd.problems.kernels``; the
-meetings take it with the pack, so local steps and meetings alternate in compiled code for
-every objective.
+A problem hands the engine a ``StepKernel``: its arrays and constants as a small NamedTuple
+of its own type (one class per loop, below), and how a block of uniforms becomes the loop's
+inputs. ``step(data, w, x, etas)`` runs the loop that belongs to ``type(data)``; the meetings
+call it, so local steps and meetings alternate in compiled code for every objective.
 
-Why a dispatch on ``kind`` and not a function argument: numba can take an ``@njit`` function
-as an argument, but such a caller misses its on-disk cache in every new process (its type
-holds the function object), which would put seconds of compilation into every run's start.
-A fixed pack keeps one cached signature per data layout.
+Why the loop is chosen by the pack's type: numba compiles ``step`` (and every caller, the
+meetings included) once per argument type, and picks the loop while typing, so a run
+compiles, caches and loads only its own objective's loop. A dispatch on a runtime ``kind``
+integer would type and compile every loop into every caller: on a fresh checkout that was
+30 s and some hundreds of MiB before the first step. A loop passed as a function argument
+would miss numba's on-disk cache in every new process (its type holds the function object).
 
-Adding an objective: write its loop in ``kernels/``, give it a kind below, a branch in
-``step``, and a ``step_kernel`` on its Problem that packs its arrays.
+Adding an objective: write its loop in ``kernels/``, a NamedTuple here with the arrays and
+constants it needs, a branch in ``_LOOPS``, and a ``step_kernel`` on its Problem.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from parsgd.problems.kernels import least_squares, linear, mlp, pca, quadratic, softmax
 
-DENSE_LINEAR, CSR_LINEAR, GAUSSIAN_STREAM, PLANTED_STREAM = range(4)
-PCA_POOL, PCA_STREAM, MLP, QUADRATIC = range(4, 8)
-SOFTMAX_DENSE, SOFTMAX_CSR = range(8, 10)
 
-# (matrix, vector a, vector b, indices, int vector, labels, float scalars, int scalars)
-Pack = tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
-]
+class DenseLinear(NamedTuple):
+    """A linear model (``code``: least squares, logistic or hinge) on a dense pool."""
+
+    X: np.ndarray
+    y: np.ndarray
+    l2: float
+    code: int
 
 
-def pack(
-    matrix: np.ndarray | None = None,
-    a: np.ndarray | None = None,
-    b: np.ndarray | None = None,
-    indices: np.ndarray | None = None,
-    ints: np.ndarray | None = None,
-    labels: np.ndarray | None = None,
-    floats: tuple[float, ...] = (),
-    scalars: tuple[int, ...] = (),
-) -> Pack:
-    """A problem's arrays in the fixed shape ``step`` takes; absent ones are empty."""
-    return (
-        np.empty((0, 0)) if matrix is None else matrix,
-        np.empty(0) if a is None else a,
-        np.empty(0) if b is None else b,
-        np.empty(0, np.int64) if indices is None else indices,
-        np.empty(0, np.int64) if ints is None else ints,
-        np.empty(0, np.int64) if labels is None else labels,
-        np.array(floats, dtype=np.float64),
-        np.array(scalars, dtype=np.int64),
-    )
+class CsrLinear(NamedTuple):
+    """``DenseLinear`` on a CSR pool (values, indices, indptr)."""
+
+    values: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    y: np.ndarray
+    l2: float
+    code: int
+
+
+class GaussianStream(NamedTuple):
+    """Least squares on fresh Gaussian samples around ``w_true``."""
+
+    w_true: np.ndarray
+    noise: float
+    l2: float
+    batch: int
+
+
+class PlantedStream(NamedTuple):
+    """The planted logistic model; the first ``normals`` inputs of a step are x's normals."""
+
+    w_true: np.ndarray
+    l2: float
+    code: int
+    batch: int
+    normals: int
+
+
+class PcaPool(NamedTuple):
+    X: np.ndarray
+
+
+class PcaStream(NamedTuple):
+    mix: np.ndarray
+    batch: int
+
+
+class Mlp(NamedTuple):
+    X: np.ndarray
+    y: np.ndarray
+    l2: float
+    hidden: int
+    classes: int
+
+
+class Quadratic(NamedTuple):
+    eigs: np.ndarray
+    w_opt: np.ndarray
+    sqrt_beta: float
+    sigma: float
+    batch: int
+
+
+class SoftmaxDense(NamedTuple):
+    X: np.ndarray
+    y: np.ndarray
+    l2: float
+    classes: int
+
+
+class SoftmaxCsr(NamedTuple):
+    values: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    p: int
+    y: np.ndarray
+    l2: float
+    classes: int
+
+
+Pack = (
+    DenseLinear | CsrLinear | GaussianStream | PlantedStream | PcaPool | PcaStream | Mlp
+    | Quadratic | SoftmaxDense | SoftmaxCsr
+)  # fmt: skip
+
+
+# The loops, as numba compiles them into ``step``: plain functions, typed in the caller. Their
+# parameters are spelled exactly as ``_typed``'s, annotations too: numba checks they match.
+def _dense_linear(data: Any, w: Any, x: Any, etas: Any) -> None:
+    linear.sgd_dense(data.X, data.y, w, x, etas, data.l2, data.code)
+
+
+def _csr_linear(data: Any, w: Any, x: Any, etas: Any) -> None:
+    linear.sgd_csr(data.values, data.indices, data.indptr, data.y, w, x, etas, data.l2, data.code)
+
+
+def _gaussian_stream(data: Any, w: Any, x: Any, etas: Any) -> None:
+    least_squares.sgd_stream(data.w_true, data.noise, w, x, etas, data.l2, data.batch)
+
+
+def _planted_stream(data: Any, w: Any, x: Any, etas: Any) -> None:
+    z, u = x[:, : data.normals], x[:, data.normals :]
+    linear.sgd_planted_stream(data.w_true, w, z, u, etas, data.l2, data.code, data.batch)
+
+
+def _pca_pool(data: Any, w: Any, x: Any, etas: Any) -> None:
+    pca.sgd_dense(data.X, w, x, etas)
+
+
+def _pca_stream(data: Any, w: Any, x: Any, etas: Any) -> None:
+    pca.sgd_stream(data.mix, w, x, etas, data.batch)
+
+
+def _mlp(data: Any, w: Any, x: Any, etas: Any) -> None:
+    mlp.sgd(data.X, data.y, w, x, etas, data.l2, data.hidden, data.classes)
+
+
+def _quadratic(data: Any, w: Any, x: Any, etas: Any) -> None:
+    quadratic.sgd(data.eigs, data.w_opt, w, x, etas, data.sqrt_beta, data.sigma, data.batch)
+
+
+def _softmax_dense(data: Any, w: Any, x: Any, etas: Any) -> None:
+    softmax.sgd_dense(data.X, data.y, w, x, etas, data.l2, data.classes)
+
+
+def _softmax_csr(data: Any, w: Any, x: Any, etas: Any) -> None:
+    m = data
+    softmax.sgd_csr(m.values, m.indices, m.indptr, m.p, m.y, w, x, etas, m.l2, m.classes)
+
+
+_LOOPS: dict[type, Callable[..., None]] = {
+    DenseLinear: _dense_linear,
+    CsrLinear: _csr_linear,
+    GaussianStream: _gaussian_stream,
+    PlantedStream: _planted_stream,
+    PcaPool: _pca_pool,
+    PcaStream: _pca_stream,
+    Mlp: _mlp,
+    Quadratic: _quadratic,
+    SoftmaxDense: _softmax_dense,
+    SoftmaxCsr: _softmax_csr,
+}
+
+
+def _loop(data: Pack, w: np.ndarray, x: np.ndarray, etas: np.ndarray) -> None:
+    """Stands for the loop of ``type(data)``; only compiled code calls it (see ``_typed``)."""
+    raise NotImplementedError("compiled code only: call step()")
+
+
+@overload(_loop, jit_options={"nogil": True})
+def _typed(data: Any, w: Any, x: Any, etas: Any) -> Callable[..., None]:
+    """Pick the loop while typing: ``data`` is a numba NamedTuple type here."""
+    return _LOOPS[data.instance_class]
+
+
+@njit(cache=True, nogil=True)
+def step(data: Pack, w: np.ndarray, x: np.ndarray, etas: np.ndarray) -> None:
+    """Run ``len(etas)`` steps of ``type(data)``'s loop on ``w``; ``x`` holds the inputs."""
+    _loop(data, w, x, etas)
 
 
 def _identity(uniforms: np.ndarray) -> np.ndarray:
@@ -66,37 +199,7 @@ def _identity(uniforms: np.ndarray) -> np.ndarray:
 class StepKernel:
     """What the compiled meetings need from a problem to run its local steps."""
 
-    kind: int
-    pack: Pack
+    data: Pack
     # Uniforms of a block of steps (steps x uniforms_per_step) -> the loop's inputs, float64
     # C-contiguous, one row per step (vectorised numpy: Box-Muller for the streams).
     prepare: Callable[[np.ndarray], np.ndarray] = _identity
-
-
-@njit(cache=True, nogil=True)
-def step(kind: int, data: Pack, w: np.ndarray, x: np.ndarray, etas: np.ndarray) -> None:
-    """Run ``len(etas)`` steps of loop ``kind`` on ``w``; ``x`` holds the prepared inputs."""
-    matrix, a, b, indices, ints, labels, floats, scalars = data
-    if kind == DENSE_LINEAR:
-        linear.sgd_dense(matrix, a, w, x, etas, floats[0], scalars[0])
-    elif kind == CSR_LINEAR:
-        linear.sgd_csr(a, indices, ints, b, w, x, etas, floats[0], scalars[0])
-    elif kind == GAUSSIAN_STREAM:
-        least_squares.sgd_stream(a, floats[0], w, x, etas, floats[1], scalars[0])
-    elif kind == PLANTED_STREAM:
-        normals = scalars[2]
-        linear.sgd_planted_stream(
-            a, w, x[:, :normals], x[:, normals:], etas, floats[0], scalars[0], scalars[1]
-        )
-    elif kind == PCA_POOL:
-        pca.sgd_dense(matrix, w, x, etas)
-    elif kind == PCA_STREAM:
-        pca.sgd_stream(matrix, w, x, etas, scalars[0])
-    elif kind == MLP:
-        mlp.sgd(matrix, ints, w, x, etas, floats[0], scalars[0], scalars[1])
-    elif kind == QUADRATIC:
-        quadratic.sgd(a, b, w, x, etas, floats[0], floats[1], scalars[0])
-    elif kind == SOFTMAX_DENSE:
-        softmax.sgd_dense(matrix, labels, w, x, etas, floats[0], scalars[0])
-    elif kind == SOFTMAX_CSR:
-        softmax.sgd_csr(a, indices, ints, scalars[1], labels, w, x, etas, floats[0], scalars[0])
