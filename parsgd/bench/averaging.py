@@ -57,7 +57,7 @@ class _Rank:
         """``rounds`` global averaging meetings in one compiled call."""
         st = self.state
         status, _, _ = meetings.run_block(
-            self.data, st.W, self.scratch, self.tmp, st.flags, st.arrive,
+            self.data, st.table, self.scratch, self.tmp, st.flags, st.arrive,
             st.control, st.position, np.array([self.rank], dtype=np.int64),
             np.arange(M, dtype=np.int64), M, M, np.zeros((1, 0, 1)), np.zeros(0), 0,
             np.zeros(rounds, dtype=np.int64), np.full(rounds, GLOBAL, dtype=np.int64),

@@ -11,7 +11,7 @@ processes backend, every rank in turn for the serial backend). For each meeting:
                     its own row of buffer ``nxt`` (or into ``scratch`` if it does not adopt)
     decision        global: OR of every rank's flags and the average's finiteness
 
-The model table is double-buffered (``W[2, rows, d]``, meeting i reads buffer i % 2 and
+The model table is double-buffered (``W[2, rows, d + padding]``, meeting i reads buffer i % 2 and
 writes buffer (i + 1) % 2): a rank writes a buffer only after the next barrier, by which time
 every reader of that buffer's previous contents has arrived there. So one barrier per round
 suffices, and each rank computes the whole average itself, in the same order as every other
@@ -69,7 +69,7 @@ def average_rows(
 
     With one group this is numpy's ``(W[lo] + W[lo + 1] + ...) / n``, bit for bit.
     """
-    d = table.shape[1]
+    d = out.shape[0]  # table's rows may be padded past d
     count = hi - lo
     finite = True
     for b in range(0, d, _BLOCK):
@@ -124,6 +124,7 @@ def run_block(
     ``cycles[0] +=`` cycles of local steps, ``cycles[1] +=`` cycles at meetings.
     """
     M = position.shape[0]
+    d = scratch.shape[1]  # W's rows are padded to whole cache lines past d
     buffers = W.shape[0]
     n_rows = W.shape[1]
     done = start
@@ -137,7 +138,7 @@ def run_block(
         tic = ticks()
         if at > done:
             for k in range(ranks.shape[0]):
-                w = W[cur, rows[ranks[k]]]
+                w = W[cur, rows[ranks[k]], :d]
                 step(data, w, inputs[k, done - start : at - start], etas[done - start : at - start])
         done = at
         toc = ticks()
@@ -168,10 +169,10 @@ def run_block(
             finite = True
             if level != GROUP:
                 # The global average: adopted, or kept in scratch for statistics.
-                out = W[nxt, row] if adopt[m] and level == GLOBAL else scratch[k]
+                out = W[nxt, row, :d] if adopt[m] and level == GLOBAL else scratch[k]
                 finite = average_rows(W[cur], 0, n_rows, row_group, out, tmp)
             if level != GLOBAL:
-                finite_group = average_rows(W[cur], lo, hi, row_group, W[nxt, row], tmp)
+                finite_group = average_rows(W[cur], lo, hi, row_group, W[nxt, row, :d], tmp)
                 if level == GROUP:
                     finite = finite_group
             elif not adopt[m] and nxt != cur:

@@ -30,6 +30,9 @@ EXTRA_COLUMNS = ("test_loss", "test_accuracy", "alignment")
 WORKER_LOSS, AVG_LOSS_PARTIAL, SPREAD, COMPUTE_S, SYNC_S, EVAL_S = range(6)
 N_STATS = 6
 
+# Float64s per cache line: the model rows' alignment.
+ROW_ALIGN = 8
+
 
 class TeamState:
     """The arrays all workers share: the double-buffered model table, statistics, flags,
@@ -38,7 +41,11 @@ class TeamState:
     def __init__(self, arena: Arena, workers: int, d: int, shared_model: bool = False) -> None:
         # Hogwild!: one model, updated in place by every rank, so one buffer of one row.
         buffers, rows = (1, 1) if shared_model else (2, workers)
-        self.W = arena.zeros((buffers, rows, d))
+        # Each row starts on its own cache line: a worker writes its whole row every step, and
+        # two rows sharing a line would bounce it between the cores at every step (false
+        # sharing). The compiled meetings take ``table``; ``W`` is its unpadded view.
+        self.table = arena.zeros((buffers, rows, -(-d // ROW_ALIGN) * ROW_ALIGN))
+        self.W = self.table[:, :, :d]
         self.stats = arena.zeros((workers, N_STATS))
         self.flags = arena.zeros((2, workers * PAD), np.int64)
         self.arrive = arena.zeros((workers * PAD,), np.int64)
@@ -101,6 +108,7 @@ class Team:
     def adopted_after(self, table: np.ndarray, level: int) -> np.ndarray:
         """Every row after a meeting that adopted, rebuilt from the rows it read (``table``),
         as the meeting computed them: so no peer's row is read while it is stepping it."""
+        table = np.ascontiguousarray(table)  # W's rows are padded: one compiled layout
         out = np.empty_like(table)
         scratch = np.empty(table.shape[1])
         size = table.shape[0] if level == GLOBAL else self.row_group
@@ -199,6 +207,7 @@ class Team:
     def _node_spreads(self, models: np.ndarray, avg: np.ndarray) -> dict[str, float]:
         """Mean squared distance of workers to their node's average, and of the node averages
         to the global average."""
+        models = np.ascontiguousarray(models)  # W's rows are padded: one compiled layout
         within, between = [], []
         scratch = np.empty(models.shape[1])
         node_avg = np.empty(models.shape[1])

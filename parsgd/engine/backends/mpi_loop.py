@@ -47,7 +47,7 @@ class _Exchange:
 
     def rows(self, buffer: int) -> None:
         """Every node's rows of table ``buffer`` into every rank's table (rank order)."""
-        table = self.team.state.W[buffer]
+        table = self.team.state.table[buffer]  # contiguous, as MPI needs: padded rows
         mine = table[self.lo : self.hi].copy()  # not a view: MPI refuses aliased buffers
         self.link.gather_rows(mine, table)
 
