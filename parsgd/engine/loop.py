@@ -202,7 +202,7 @@ def run_ranks(
             at = index - 1
             done = int(plan.steps[at])
             if run.python[at]:
-                paused += _python_meeting(team, run, trial, at, origin, paused, leader, hooks)
+                paused += python_meeting(team, run, trial, at, origin, paused, leader, hooks)
             if decision & (NONFINITE | STOP):
                 status = "diverged" if decision & NONFINITE else "interrupted"
                 wall_s = time.perf_counter() - origin - paused
@@ -211,7 +211,7 @@ def run_ranks(
     return Outcome("completed", settings.trials - 1, plan.total_steps, plan.sync_count)
 
 
-def _python_meeting(
+def python_meeting(
     team: Team, run: _Ranks, trial: int, at: int, origin: float, paused: float, leader: bool,
     hooks: Hooks,
 ) -> float:  # fmt: skip
@@ -233,13 +233,28 @@ def _python_meeting(
     run.recording_barrier()
     if leader:
         k0 = int(np.flatnonzero(run.ranks == 0)[0])
-        avg = st.W[nxt, team.rows[0]] if adopt else run.scratch[k0]
-        step_at = int(plan.steps[at])
-        if plan.record[at]:
-            syncs = (int(plan.syncs[at]), int(plan.syncs_global[at]))
-            row = team.trace_row(trial, step_at, syncs, tic - origin - paused, avg, st.W[cur])
-            hooks.row(row)
-        if plan.checkpoint[at]:
-            models = team.adopted_after(st.W[cur], int(plan.level[at]))
-            hooks.checkpoint(trial, step_at, time.perf_counter() - origin - paused, models)
+        leader_meeting(
+            team, run.scratch[k0], trial, at, tic - origin - paused, origin + paused, hooks
+        )
     return time.perf_counter() - tic
+
+
+def leader_meeting(
+    team: Team, scratch: np.ndarray, trial: int, at: int, wall_s: float, zero: float,
+    hooks: Hooks,
+) -> None:  # fmt: skip
+    """Rank 0's part of recording meeting ``at``, once every rank's statistics are in: the
+    trace row (at trial time ``wall_s``) and the checkpoint (at the trial clock now, whose
+    zero is ``zero``: statistics excluded). ``scratch`` is rank 0's scratch row, where a
+    meeting that does not adopt leaves the global average."""
+    plan, st = team.plan, team.state
+    cur, nxt = team.buffer_before(trial, at), team.buffer_before(trial, at + 1)
+    adopt = bool(plan.average[at]) and int(plan.level[at]) == GLOBAL
+    avg = st.W[nxt, team.rows[0]] if adopt else scratch
+    step_at = int(plan.steps[at])
+    if plan.record[at]:
+        syncs = (int(plan.syncs[at]), int(plan.syncs_global[at]))
+        hooks.row(team.trace_row(trial, step_at, syncs, wall_s, avg, st.W[cur]))
+    if plan.checkpoint[at]:
+        models = team.adopted_after(st.W[cur], int(plan.level[at]))
+        hooks.checkpoint(trial, step_at, time.perf_counter() - zero, models)

@@ -27,8 +27,8 @@ import numpy as np
 
 from parsgd.engine.backends.mpi_link import MpiLink
 from parsgd.engine.barrier import PAD
-from parsgd.engine.control import GLOBAL, GROUP, NONFINITE, STOP, STOP_REQUEST
-from parsgd.engine.loop import Hooks, Outcome, Position, _python_meeting, _Ranks
+from parsgd.engine.control import GROUP, NONFINITE, STOP, STOP_REQUEST
+from parsgd.engine.loop import Hooks, Outcome, Position, _Ranks, leader_meeting, python_meeting
 from parsgd.engine.signals import signals_blocked
 from parsgd.engine.team import Team
 
@@ -128,10 +128,13 @@ def run_mpi(team: Team, start: Position, hooks: Hooks, link: MpiLink) -> Outcome
             at = index - 1
             done = int(plan.steps[at])
             if run.python[at]:
-                paused += _python_meeting(team, run, trial, at, origin, paused, False, hooks)
+                paused += python_meeting(team, run, trial, at, origin, paused, False, hooks)
                 exchange.stats()
-                if leader:
-                    paused += _leader_meeting(team, run, trial, at, origin, paused, hooks)
+                if leader:  # once every node's statistics are in
+                    tic = time.perf_counter()
+                    wall_s = tic - origin - paused
+                    leader_meeting(team, run.scratch[0], trial, at, wall_s, origin + paused, hooks)
+                    paused += time.perf_counter() - tic
             if decision & (NONFINITE | STOP):
                 exchange.rows(team.buffer_before(trial, at + 1))  # for the checkpoint
                 status = "diverged" if decision & NONFINITE else "interrupted"
@@ -139,26 +142,6 @@ def run_mpi(team: Team, start: Position, hooks: Hooks, link: MpiLink) -> Outcome
                 return Outcome(status, trial, done, int(plan.syncs[at]), wall_s)
         hooks.trial_done(trial)
     return Outcome("completed", settings.trials - 1, plan.total_steps, plan.sync_count)
-
-
-def _leader_meeting(
-    team: Team, run: _Ranks, trial: int, at: int, origin: float, paused: float, hooks: Hooks
-) -> float:
-    """Rank 0's part of a recording meeting (as ``loop._python_meeting``'s leader), once
-    every node's statistics are in."""
-    plan, st = team.plan, team.state
-    tic = time.perf_counter()
-    cur, nxt = team.buffer_before(trial, at), team.buffer_before(trial, at + 1)
-    adopt = bool(plan.average[at]) and int(plan.level[at]) == GLOBAL
-    avg = st.W[nxt, team.rows[0]] if adopt else run.scratch[0]
-    step_at = int(plan.steps[at])
-    if plan.record[at]:
-        syncs = (int(plan.syncs[at]), int(plan.syncs_global[at]))
-        hooks.row(team.trace_row(trial, step_at, syncs, tic - origin - paused, avg, st.W[cur]))
-    if plan.checkpoint[at]:
-        models = team.adopted_after(st.W[cur], int(plan.level[at]))
-        hooks.checkpoint(trial, step_at, time.perf_counter() - origin - paused, models)
-    return time.perf_counter() - tic
 
 
 def gather_timings(link: MpiLink, team: Team) -> list[dict[str, Any]]:
