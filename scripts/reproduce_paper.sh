@@ -117,5 +117,13 @@ for net in "latency_us=50,bandwidth_gbps=10,nodes=4:ethernet" "latency_us=2,band
 done
 report "$sm" --by averaging.every --target 'test_accuracy>=0.95'
 
+step "7. hierarchical averaging: in-node every step, global rarely, against flat"
+sweep 7-hierarchical.yaml "${jobs[@]}"
+hi="$out/hierarchical"
+plot "$hi" -o "$figures/7-hierarchical.png" --y dist_opt_sq --log \
+    --by averaging.every,averaging.global_every \
+    --title "Quadratic, beta = 1.5, 2 nodes x 2 workers: hierarchical against flat averaging"
+report "$hi" --by averaging.every,averaging.global_every
+
 echo
 echo "done in $((SECONDS - start)) s: figures in $figures, reports in $out/*/report.md"

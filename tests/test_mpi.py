@@ -272,8 +272,8 @@ def test_bad_mpi_set_ups_are_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_the_hierarchical_figure_sweep_expands() -> None:
-    """configs/sweeps/hierarchical.yaml (the README's figure): six points, both levels."""
-    done = run_cli("sweep", str(ROOT / "configs" / "sweeps" / "hierarchical.yaml"), "--list")
+    """configs/paper/7-hierarchical.yaml (the README's figure): six points, both levels."""
+    done = run_cli("sweep", str(ROOT / "configs" / "paper" / "7-hierarchical.yaml"), "--list")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("# sweep hierarchical: 6 points")
     assert "averaging.every=1, averaging.global_every=end" in done.stdout

@@ -29,11 +29,12 @@ FIGURES = {
     "2-least-squares-noiseless.png", "3-logistic-samples.png", "3-logistic-time-to-target.png",
     "4-pca.png", "5-mlp-accuracy.png", "5-mlp-loss.png", "6-softmax-accuracy.png",
     "6-softmax-network-ethernet.png", "6-softmax-network-infiniband.png",
+    "7-hierarchical.png",
 }  # fmt: skip
 
 
-def test_there_are_six_experiments_each_with_a_full_variant() -> None:
-    assert len(SWEEPS) == 6
+def test_there_are_seven_experiments_each_with_a_full_variant() -> None:
+    assert len(SWEEPS) == 7
     assert [p.name for p in FULL] == [p.name for p in SWEEPS]
 
 
@@ -47,7 +48,8 @@ def test_every_paper_sweep_expands_and_validates(path: Path) -> None:
 def test_the_full_variants_are_the_same_sweeps() -> None:
     for small, full in zip(SWEEPS, FULL, strict=True):
         a, b = yaml.safe_load(small.read_text()), yaml.safe_load(full.read_text())
-        assert (a["name"], a["grid"]) == (b["name"], b["grid"]), small.name
+        same = ("name", "grid", "zip")
+        assert [a.get(k) for k in same] == [b.get(k) for k in same], small.name
 
 
 def test_the_script_parses() -> None:
@@ -148,7 +150,7 @@ def test_the_script_runs_end_to_end_at_toy_sizes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert {p.name for p in (out / "figures").iterdir()} == FIGURES
     sweeps = ("quadratic-envelope", "least-squares", "logistic-real", "pca", "mlp-digits")
-    for sweep in (*sweeps, "softmax-digits"):
+    for sweep in (*sweeps, "softmax-digits", "hierarchical"):
         assert (out / sweep / "report.md").is_file(), sweep
     # The theory curves were drawn: no "no closed form" note for the convex synthetic figures.
     assert "no closed form" not in result.stderr
