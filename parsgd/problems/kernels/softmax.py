@@ -20,6 +20,8 @@ import math
 import numpy as np
 from numba import njit
 
+from parsgd.problems.kernels.vector import FAST, axpy, dot, scale_axpy, sparse_axpy, sparse_dot
+
 # Rescale v when the lazy scale gets this small, before it loses precision.
 _MIN_SCALE = 1e-9
 
@@ -40,17 +42,25 @@ def _probabilities(z: np.ndarray) -> float:
 
 
 @njit(cache=True, nogil=True)
+def _judge(z: np.ndarray, label: int) -> tuple[float, int]:
+    """(cross-entropy of scores ``z`` for ``label``, 1 if their argmax is ``label``);
+    ``z`` becomes the probabilities."""
+    best = 0
+    for c in range(1, z.shape[0]):
+        if z[c] > z[best]:
+            best = c
+    score = z[label]
+    return _probabilities(z) - score, 1 if best == label else 0
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _scores_dense(x: np.ndarray, w: np.ndarray, classes: int, z: np.ndarray) -> None:
     p = x.shape[0]
     for c in range(classes):
-        s = 0.0
-        base = c * p
-        for j in range(p):
-            s += w[base + j] * x[j]
-        z[c] = s
+        z[c] = dot(x, w[c * p : (c + 1) * p])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def _scores_csr(
     data: np.ndarray,
     indices: np.ndarray,
@@ -62,14 +72,10 @@ def _scores_csr(
     z: np.ndarray,
 ) -> None:
     for c in range(classes):
-        s = 0.0
-        base = c * p
-        for q in range(start, stop):
-            s += w[base + indices[q]] * data[q]
-        z[c] = s
+        z[c] = sparse_dot(data, indices, start, stop, w[c * p : (c + 1) * p])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd_dense(
     X: np.ndarray,
     y: np.ndarray,
@@ -93,17 +99,12 @@ def sgd_dense(
             _probabilities(z)
             z[y[i]] -= 1.0  # d loss / d scores
             for c in range(classes):
-                r = z[c] / batch
-                base = c * p
-                for j in range(p):
-                    grad[base + j] += r * x[j]
+                axpy(z[c] / batch, x, grad[c * p : (c + 1) * p])
         eta = etas[t]
-        decay = 1.0 - eta * l2
-        for j in range(w.shape[0]):
-            w[j] = decay * w[j] - eta * grad[j]
+        scale_axpy(1.0 - eta * l2, w, -eta, grad)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FAST)
 def sgd_csr(
     data: np.ndarray,
     indices: np.ndarray,
@@ -145,9 +146,7 @@ def sgd_csr(
             i = rows[k]
             for c in range(classes):
                 r = step * resid[k, c]
-                base = c * p
-                for q in range(indptr[i], indptr[i + 1]):
-                    w[base + indices[q]] -= r * data[q]
+                sparse_axpy(-r, data, indices, indptr[i], indptr[i + 1], w[c * p : (c + 1) * p])
         if l2 != 0.0 and abs(scale) < _MIN_SCALE:
             for j in range(w.shape[0]):
                 w[j] *= scale
@@ -168,15 +167,9 @@ def evaluate_dense(
     correct = 0
     for i in range(lo, hi):
         _scores_dense(X[i], w, classes, z)
-        best = 0
-        for c in range(1, classes):
-            if z[c] > z[best]:
-                best = c
-        label = y[i]
-        score = z[label]
-        total += _probabilities(z) - score
-        if best == label:
-            correct += 1
+        loss, hit = _judge(z, y[i])
+        total += loss
+        correct += hit
     return total, correct
 
 
@@ -198,13 +191,7 @@ def evaluate_csr(
     correct = 0
     for i in range(lo, hi):
         _scores_csr(data, indices, indptr[i], indptr[i + 1], w, p, classes, z)
-        best = 0
-        for c in range(1, classes):
-            if z[c] > z[best]:
-                best = c
-        label = y[i]
-        score = z[label]
-        total += _probabilities(z) - score
-        if best == label:
-            correct += 1
+        loss, hit = _judge(z, y[i])
+        total += loss
+        correct += hit
     return total, correct
