@@ -21,8 +21,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import expit, ndtr
 
 from parsgd.problems import steps
 from parsgd.problems.base import Problem
@@ -66,6 +64,8 @@ class PlantedStream(Problem):
         return total + 0.5 * self.l2 * float(w @ w)
 
     def _population_loss(self, w: np.ndarray) -> float:
+        from scipy.special import expit  # scipy's submodules load lazily: start-up
+
         norm_true_sq = float(self.w_true @ self.w_true)
         cross, norm_sq = float(w @ self.w_true), float(w @ w)
         rho = cross / norm_true_sq if norm_true_sq > 0 else 0.0
@@ -87,6 +87,8 @@ class PlantedStream(Problem):
         return float(self._weights @ (p * inner_pos + (1.0 - p) * inner_neg))
 
     def _scale_of_optimum(self) -> float:
+        from scipy.optimize import minimize_scalar
+
         if self.objective == "logistic" and self.l2 == 0.0:
             return 1.0
         norm_true_sq = float(self.w_true @ self.w_true)
@@ -106,6 +108,8 @@ class PlantedStream(Problem):
 
 def _gaussian_hinge(m: np.ndarray, s: float) -> np.ndarray:
     """``E max(0, m + s Z)`` for Z ~ N(0, 1): ``m Phi(m/s) + s phi(m/s)``."""
+    from scipy.special import ndtr
+
     if s == 0.0:
         return np.maximum(m, 0.0)
     t = m / s
