@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -56,10 +54,10 @@ from parsgd.config.schema import (
     Str,
     show,
 )
+from parsgd.config.spec import Config, RunSpec
+from parsgd.config.spec import config_hash as config_hash  # re-exported: the one hash
 from parsgd.engine import backends
 from parsgd.errors import ConfigError
-
-Config = dict[str, Any]
 
 
 class _Loader(yaml.SafeLoader):
@@ -198,9 +196,6 @@ SCHEMA: dict[str, Field | Section] = {
     "eval": Section(fields={"every": Field(Either((_POSITIVE_INT, Literal("auto"))), "auto")}),
     "checkpoint": Section(fields={"every": Field(Either((_POSITIVE_INT, Null())), None)}),
 }
-
-# Keys that do not change the numbers a run produces; left out of the config hash.
-_HASH_EXCLUDED = ("name", "backend")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -442,11 +437,15 @@ def usable_cpus() -> int:
     return max(1, count)
 
 
-def resolve(config: Config) -> Config:
-    """Fill in what depends on the machine or on other keys ("auto" values)."""
+def resolve(config: Config, auto_workers: int | None = None) -> Config:
+    """Fill in what depends on the machine or on other keys ("auto" values).
+
+    ``auto_workers``: what ``workers: auto`` means where the run will run (a sweep submitted
+    to SLURM: the CPUs each task gets); None: the cores of this machine.
+    """
     out = copy.deepcopy(config)
     if out["workers"] == "auto":
-        out["workers"] = usable_cpus()
+        out["workers"] = usable_cpus() if auto_workers is None else auto_workers
     if out["method"] == "single":
         # One worker; with the samples budget it runs workers x steps steps, so curves
         # compare at equal samples. The saved config shows what actually ran.
@@ -488,8 +487,9 @@ def anchor_data_path(raw: dict[str, Any], directory: Path) -> None:
             data["path"] = str(absolute_path(directory / path))
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Load, override, validate and resolve a config file (``None``: defaults only).
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunSpec:
+    """Load, override, validate and resolve a config file (``None``: defaults only) into
+    the run's spec.
 
     A relative ``data.path`` in the file is resolved against the file's directory (one given
     with ``--set`` against the working directory); the saved config holds the absolute path.
@@ -497,21 +497,28 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw = load_yaml(path) if path is not None else {}
     if path is not None:
         anchor_data_path(raw, Path(path).resolve().parent)
-    return resolve(validate(apply_overrides(raw, overrides or [])))
+    return RunSpec.from_resolved(resolve(validate(apply_overrides(raw, overrides or []))))
 
 
-def config_hash(config: Config) -> str:
-    """A stable hash of everything in the config that changes the numbers a run produces."""
-    relevant = {k: v for k, v in config.items() if k not in _HASH_EXCLUDED}
-    # Keys added later hash only when set, so earlier runs' checkpoints stay resumable.
-    if relevant.get("nodes") == 1:
-        del relevant["nodes"]
-    averaging = relevant.get("averaging")
-    if isinstance(averaging, dict) and averaging.get("global_every") is None:
-        relevant["averaging"] = {k: v for k, v in averaging.items() if k != "global_every"}
-    text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def spec_of_saved(config: Config) -> RunSpec:
+    """The spec of a run from the resolved config it saved (``config.yaml``, a sweep plan).
+
+    Validated and resolved again (both leave a resolved config as it is), so the sections
+    give keys added to the schema since the run was made their defaults, while the hash and
+    ``to_dict()`` stay those of the saved mapping (what its run.json recorded). Where it no
+    longer validates (``method: single`` rescales sgd.steps, so its phases no longer add up)
+    it is taken as written; ConfigError if it cannot be.
+    """
+    try:
+        filled = resolve(validate(copy.deepcopy(config)))
+    except ConfigError as exc:
+        try:
+            return RunSpec.from_resolved(config)
+        except (KeyError, TypeError, ValueError):
+            raise exc from None
+    return RunSpec.from_resolved(filled, saved=config)
 
 
 def dump_config(config: Config) -> str:
+    """The YAML text of a resolved config, as ``config.yaml`` holds it."""
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
