@@ -210,7 +210,7 @@ def _shown(steps: list[int]) -> str:
 
 
 def _print_dry_run(spec: RunSpec) -> None:
-    from parsgd.config.load import dump_config
+    from parsgd.config.files import dump_config
     from parsgd.engine.plan import global_rounds
 
     steps = spec.sgd.steps

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from parsgd.compact import compact_value
-from parsgd.config.load import load_yaml, spec_of_saved
+from parsgd.config.files import load_yaml
+from parsgd.config.load import spec_of_saved
 from parsgd.config.spec import RunSpec
 from parsgd.engine.rundir import TRACE_COLUMNS, lock_held, read_trace
 from parsgd.errors import ConfigError

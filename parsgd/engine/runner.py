@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from parsgd.config.advice import advisories
-from parsgd.config.load import dump_config
+from parsgd.config.files import dump_config
 from parsgd.config.spec import Config, RunSpec
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
 from parsgd.engine import backends

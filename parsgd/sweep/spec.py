@@ -26,12 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from parsgd.compact import compact_value
+from parsgd.config.files import absolute_path, anchor_data_path, load_yaml
 from parsgd.config.limits import sweep_size_error
 from parsgd.config.load import (
-    absolute_path,
-    anchor_data_path,
     apply_overrides,
-    load_yaml,
     resolve,
     set_dotted,
     spec_of_saved,
