@@ -15,11 +15,13 @@ from parsgd.version import __version__
 if TYPE_CHECKING:
     from parsgd.analysis.export import load
     from parsgd.config.load import load_config
+    from parsgd.config.spec import RunSpec
     from parsgd.engine.runner import RunResult, run_experiment
 
 _LAZY = {
     "load": "parsgd.analysis.export",
     "load_config": "parsgd.config.load",
+    "RunSpec": "parsgd.config.spec",
     "RunResult": "parsgd.engine.runner",
     "run_experiment": "parsgd.engine.runner",
 }
@@ -29,6 +31,7 @@ __all__ = [
     "DataError",
     "ParsgdError",
     "RunResult",
+    "RunSpec",
     "WorkerCrashed",
     "WorkerError",
     "__version__",

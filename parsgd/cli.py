@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from parsgd.errors import ParsgdError
 
 if TYPE_CHECKING:
-    from parsgd.config.load import Config
+    from parsgd.config.spec import RunSpec
 
 # Only argparse and the error types at import: ``parsgd --help`` and each subcommand's
 # ``--help`` pay for no numpy, yaml or engine; each action imports what it runs.
@@ -209,24 +209,23 @@ def _shown(steps: list[int]) -> str:
     return ", ".join(map(str, steps if len(steps) <= 10 else [*steps[:5], "...", *steps[-5:]]))
 
 
-def _print_dry_run(config: Config) -> None:
-    from parsgd.config.load import dump_config
+def _print_dry_run(spec: RunSpec) -> None:
+    from parsgd.config.files import dump_config
     from parsgd.engine.plan import global_rounds
-    from parsgd.schedules import AveragingSchedule
 
-    steps = config["sgd"]["steps"]
-    schedule = AveragingSchedule.from_config(config["averaging"])
+    steps = spec.sgd.steps
+    schedule = spec.averaging.schedule
     averaging = schedule.averaging_steps(steps)
-    print(dump_config(config), end="")
+    print(dump_config(spec.to_dict()), end="")
     print(f"# averaging: {schedule.describe()}")
     print(f"# averaging steps: {_shown(averaging.tolist())}")
-    global_every = config["averaging"]["global_every"]
-    if global_every is not None or config["nodes"] > 1:
+    global_every = spec.averaging.global_every
+    if global_every is not None or spec.nodes > 1:
         rounds = global_rounds(averaging, global_every, steps).tolist()
-        print(f"# nodes: {config['nodes']} x {config['workers']} workers")
+        print(f"# nodes: {spec.nodes} x {spec.workers} workers")
         print(f"# global averaging steps: {_shown(rounds)}")
         print(f"# global syncs per trial: {len(rounds)}")
-    print(f"# syncs per trial: {len(averaging)}; trials: {config['trials']}")
+    print(f"# syncs per trial: {len(averaging)}; trials: {spec.trials}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,13 +250,13 @@ def _main(argv: list[str] | None) -> int:
     try:
         from parsgd.config.load import load_config
 
-        config = load_config(args.config, args.overrides)
+        spec = load_config(args.config, args.overrides)
         if args.dry_run:
-            _print_dry_run(config)
+            _print_dry_run(spec)
             return 0
         from parsgd.engine.runner import run_experiment
 
-        result = run_experiment(config, args.out, resume=args.resume, force=args.force)
+        result = run_experiment(spec, args.out, resume=args.resume, force=args.force)
     except ParsgdError as exc:
         print(f"parsgd: error: {exc}", file=sys.stderr)
         return exc.exit_status

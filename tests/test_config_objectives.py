@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,19 +74,23 @@ def test_path_from_set_is_relative_to_the_working_directory(
     (tmp_path / "c.yaml").write_text("data: {kind: file, path: in_config.csv}\n")
     monkeypatch.chdir(tmp_path.parent)
     config = load_config(tmp_path / "c.yaml")
-    assert config["data"]["path"] == str(tmp_path / "in_config.csv")
+    assert config.data.options["path"] == str(tmp_path / "in_config.csv")
     config = load_config(tmp_path / "c.yaml", ["data.path=given.csv"])
-    assert config["data"]["path"] == str(tmp_path.parent / "given.csv")
+    assert config.data.options["path"] == str(tmp_path.parent / "given.csv")
 
 
 def test_advisories_for_the_new_objectives() -> None:
     from parsgd.config.advice import advisories
+    from parsgd.config.spec import RunSpec
+
+    def spec(raw: dict[str, Any]) -> RunSpec:
+        return RunSpec.from_resolved(resolve(validate(raw)))
 
     quadratic = {"data": {"kind": "none"}, "objective": {"kind": "quadratic", "beta": 5.0}}
-    notes = advisories(resolve(validate({**quadratic, "sgd": {"step_size": 0.5}})))
+    notes = advisories(spec({**quadratic, "sgd": {"step_size": 0.5}}))
     assert any("too large for this quadratic" in n for n in notes)
-    notes = advisories(resolve(validate({**quadratic, "sgd": {"step_size": 0.001}})))
+    notes = advisories(spec({**quadratic, "sgd": {"step_size": 0.001}}))
     assert not any("quadratic" in n for n in notes)
     pca = {"data": {"kind": "pca_spectrum"}, "objective": {"kind": "pca"}}
-    notes = advisories(resolve(validate({**pca, "sgd": {"init": "zeros"}})))
+    notes = advisories(spec({**pca, "sgd": {"init": "zeros"}}))
     assert any("stationary point of pca" in n for n in notes)

@@ -173,10 +173,11 @@ def test_several_by_keys_make_one_curve_per_combination(sweep: Path) -> None:
 
 def test_labels_read_as_words() -> None:
     from parsgd.analysis.runs import describe_value
+    from parsgd.schedules import AveragingSchedule
 
-    assert describe_value("averaging.every", 1, {}) == "mini-batch (every step)"
-    assert describe_value("averaging.every", "end", {}) == "one-shot"
-    assert describe_value("averaging.every", 100, {}) == "every 100 steps"
-    phases = {"averaging": {"phases": [{"steps": 50, "every": 1}, {"steps": 50, "every": "end"}]}}
+    assert describe_value("averaging.every", 1) == "mini-batch (every step)"
+    assert describe_value("averaging.every", "end") == "one-shot"
+    assert describe_value("averaging.every", 100) == "every 100 steps"
+    phases = AveragingSchedule(phases=((50, 1), (50, "end")))
     assert describe_value("averaging.every", None, phases).startswith("phases 50 steps every 1")
-    assert describe_value("sgd.step_size", 0.05, {}) == "sgd.step_size = 0.05"
+    assert describe_value("sgd.step_size", 0.05) == "sgd.step_size = 0.05"

@@ -17,6 +17,7 @@ from conftest import ROOT, run_cli
 
 from parsgd.analysis.theory_curves import theory_curve
 from parsgd.config.load import load_config
+from parsgd.config.spec import RunSpec
 from parsgd.data.synthetic import planted_weights, spectrum
 from parsgd.schedules import AveragingSchedule
 
@@ -98,9 +99,10 @@ def test_quadratic_theory_curve_matches_an_independent_derivation(tmp_path: Path
     raw = {**sweep["config"], "name": "q", "trials": 1, "averaging": {"every": 10}}
     raw["objective"] = {**raw["objective"], "beta": 1.5}
     config_path.write_text(yaml.safe_dump(raw))
-    config = load_config(config_path)
+    spec = load_config(config_path)
+    config = spec.to_dict()
     steps = np.array([0, 5, 10, 15, 400])
-    curve = theory_curve(config, "dist_opt_sq", steps)
+    curve = theory_curve(spec, "dist_opt_sq", steps)
     objective, sgd = config["objective"], config["sgd"]
     assert sgd["batch_size"] == 1 and sgd["init"] == "zeros"
     expected = _joint_second_moment(
@@ -120,8 +122,8 @@ def test_quadratic_theory_curve_matches_an_independent_derivation(tmp_path: Path
             AveragingSchedule.from_config({"every": 10}).averaging_steps(400), steps,
         )  # fmt: skip
         assert np.max(np.abs(wrong - curve) / curve) > 0.01
-    assert theory_curve(config, "loss", steps) is None  # only the distance has a closed form
-    random_start = {**config, "sgd": {**config["sgd"], "init": "shared"}}
+    assert theory_curve(spec, "loss", steps) is None  # only the distance has a closed form
+    random_start = RunSpec.from_resolved({**config, "sgd": {**config["sgd"], "init": "shared"}})
     assert theory_curve(random_start, "dist_opt_sq", steps) is None
 
 

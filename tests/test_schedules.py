@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from parsgd.config.load import resolve, validate
+from parsgd.config.spec import RunSpec
 from parsgd.engine.plan import Plan
 from parsgd.schedules import AveragingSchedule, eval_steps
 
@@ -49,7 +50,7 @@ def test_plan_meets_at_union_and_counts_syncs() -> None:
             }
         )
     )
-    plan = Plan.from_config(config)
+    plan = Plan.from_spec(RunSpec.from_resolved(config))
     assert plan.steps.tolist() == [0, 4, 5, 8, 10]
     assert plan.average.tolist() == [False, True, False, True, True]
     assert plan.record.tolist() == [True, False, True, False, True]

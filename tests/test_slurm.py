@@ -26,8 +26,9 @@ import yaml
 from conftest import ROOT, run_cli, skip_unless_available, wait_until, write_config
 from slurm_cluster import LocalSlurm, unavailable_reason
 
+from parsgd.config.load import resolve, validate
+from parsgd.config.spec import RunSpec
 from parsgd.engine.rundir import read_trace
-from parsgd.errors import ConfigError
 from parsgd.sweep.multinode import step_command
 from parsgd.sweep.sbatch import SbatchOptions, make_sbatch_script
 from parsgd.sweep.slurm import group_by_nodes, script_name
@@ -244,16 +245,18 @@ def test_dry_run_hint_is_quoted(tmp_path: Path) -> None:
     assert shlex.split(hint) == ["sbatch", str(out.resolve() / "avg" / "sweep.sbatch")]
 
 
+def _spec(name: str, nodes: int) -> RunSpec:
+    return RunSpec.from_resolved(resolve(validate({"name": name, "nodes": nodes, "workers": 1})))
+
+
 def test_points_group_into_one_array_per_node_count(tmp_path: Path) -> None:
     """A sweep mixing node counts: one array per count, points in sweep order; the srun step."""
-    points = [Point(i, {}, {"name": f"p{i}", "nodes": n}) for i, n in enumerate([1, 2, 1, 4, 2])]
+    points = [Point(i, {}, _spec(f"p{i}", nodes=n)) for i, n in enumerate([1, 2, 1, 4, 2])]
     groups = group_by_nodes(points)
     assert {n: [p.index for p in g] for n, g in groups.items()} == {1: [0, 2], 2: [1, 4], 4: [3]}
     assert [script_name(n) for n in groups] == [
         "sweep.sbatch", "sweep-nodes2.sbatch", "sweep-nodes4.sbatch"
     ]  # fmt: skip
-    with pytest.raises(ConfigError, match='sweep point 1: nodes "auto" cannot size'):
-        group_by_nodes([Point(0, {}, {"name": "a", "nodes": "auto"})])
     frozen = {"mpi": "pmix", "nodes": 2, "cpus_per_task": 3}
     command = step_command(frozen, tmp_path / "p.yaml", tmp_path)
     assert command[:5] == [

@@ -364,11 +364,11 @@ def test_expansion_is_pure_and_run_ids_are_stable(tmp_path: Path) -> None:
     assert [p.index for p in first] == list(range(24))
     assert first[0].values == {"averaging.every": 1, "sgd.step_size": 0.01, "seed": 0}
     assert first[0].run_id.startswith("every1_step_size0.01_seed0-")
-    assert first[0].config["name"] == first[0].run_id
-    assert first[0].config["workers"] == 1  # explicit workers are kept
+    assert first[0].spec.name == first[0].run_id == first[0].spec.to_dict()["name"]
+    assert first[0].spec.workers == 1  # explicit workers are kept
 
     auto = tmp_path / "auto.yaml"
     auto.write_text(yaml.safe_dump({"config": {"workers": "auto"}, "grid": {"seed": [0]}}))
     points = {w: expand_sweep(load_sweep(auto), workers=w)[0] for w in (1, 2)}
-    assert points[1].config["workers"] == 1 and points[2].config["workers"] == 2
+    assert points[1].spec.workers == 1 and points[2].spec.workers == 2
     assert points[1].run_id != points[2].run_id  # "auto" resolved for where the runs run

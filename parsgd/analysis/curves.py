@@ -150,9 +150,11 @@ def _theory_for(
     """The closed form at the curve's points, or a note saying why there is none."""
     if x == "wall_s":
         return None, f"{group.label}: no theory curve against wall-clock time (only steps)"
-    config = group.runs[0].config
-    per_step = 1 if x == "step" else config["workers"] * config["sgd"]["batch_size"]
-    curves = [theory_curve(run.config, y, grid // per_step) for run in group.runs]
+    spec = group.runs[0].spec
+    if spec is None:
+        return None, f"{group.label}: no theory curve (its config.yaml no longer validates)"
+    per_step = 1 if x == "step" else spec.workers * spec.sgd.batch_size
+    curves = [theory_curve(run.spec, y, grid // per_step) for run in group.runs]
     if any(c is None for c in curves):
         return None, (
             f"{group.label}: no closed form for {y} of this problem (PAPER.md (i)-(iii) cover "

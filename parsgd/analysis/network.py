@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from parsgd.analysis.runs import Run
+from parsgd.config.spec import RunSpec
 from parsgd.errors import ConfigError
 
 _KEYS = ("latency_us", "bandwidth_gbps", "nodes", "local_latency_us", "local_bandwidth_gbps", "d")
@@ -157,8 +158,7 @@ def project_runs(
     out = []
     for run in runs:
         d = network.model_size or (sizes or {}).get(run.directory) or model_size(run)
-        config = run.config
-        ranks = int(config.get("nodes", 1) or 1) * int(config["workers"])
+        ranks = _spec(run).ranks
         trace = dict(run.trace)
         syncs = trace["syncs"]
         global_syncs = trace.get("syncs_global", syncs)
@@ -181,18 +181,25 @@ def model_size(run: Run) -> int:
     recorded = run.record.get("model_size")
     if isinstance(recorded, int):
         return recorded
-    data, objective = run.config.get("data", {}), run.config.get("objective", {})
-    if objective.get("kind") == "quadratic":
-        return int(objective["d"])
+    spec = _spec(run)
+    data, objective = spec.data, spec.objective
+    if objective.kind == "quadratic":
+        return int(objective.options["d"])
     linear = ("least_squares", "logistic", "hinge", "pca")
-    if objective.get("kind") in linear and data.get("kind") != "file" and "d" in data:
-        return int(data["d"])  # synthetic data: the model has one weight per feature
-    key = repr((run.config.get("data"), run.config.get("objective"), run.config.get("seed")))
+    if objective.kind in linear and data.kind != "file" and data.d is not None:
+        return data.d  # synthetic data: the model has one weight per feature
+    key = repr((data.options, objective.options, spec.seed))
     if key not in _SIZES:
         from parsgd.data.shared import LocalArena
         from parsgd.problems.registry import build_problem
 
-        # The saved config is the resolved one the run was built from.
-        problem = build_problem(run.config, LocalArena())
-        _SIZES[key] = int(problem.d)
+        _SIZES[key] = int(build_problem(spec, LocalArena()).d)
     return _SIZES[key]
+
+
+def _spec(run: Run) -> RunSpec:
+    if run.spec is None:
+        raise ConfigError(
+            f"{run.directory}/config.yaml no longer validates: cannot project its wall time"
+        )
+    return run.spec

@@ -54,7 +54,7 @@ from parsgd.analysis.paired import parse_reference
 from parsgd.analysis.runs import (
     Run,
     check_column,
-    describe_value,
+    describe_values,
     find_runs,
     group_runs,
     parse_by,
@@ -270,7 +270,7 @@ def _faceted(
             styles.setdefault(curve.label, len(styles))
         draw_curves(ax, curves, x=x, y=y, band=band, log=log, logx=logx, styles=styles,
                     legend=False)  # fmt: skip
-        ax.set_title(describe_value(facet, panel.values[0], panel.runs[0].config), fontsize=9)
+        ax.set_title(describe_values([facet], panel.values[:1], panel.runs[0].spec), fontsize=9)
         _set_ylim(ax, limits)
         drawn.append(ax)
     for ax in list(axes.flat)[len(panels) :]:

@@ -12,13 +12,16 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from parsgd.compact import compact_value
-from parsgd.config.load import load_yaml
+from parsgd.config.files import load_yaml
+from parsgd.config.load import spec_of_saved
+from parsgd.config.spec import RunSpec
 from parsgd.engine.rundir import TRACE_COLUMNS, lock_held, read_trace
 from parsgd.errors import ConfigError
 from parsgd.schedules import AveragingSchedule
@@ -30,12 +33,24 @@ _REPLICATE_KEYS = frozenset({"name", "seed", "data.seed", "trials", "backend"})
 
 @dataclass
 class Run:
-    """One run directory: its resolved config, run.json and trace (one array per column)."""
+    """One run directory: its resolved config, run.json and trace (one array per column).
+
+    ``config`` is the saved mapping, for the dotted keys a user names (``--by``, ``--facet``,
+    export columns); what the analysis itself needs it reads from ``spec``.
+    """
 
     directory: Path
     config: dict[str, Any]
     record: dict[str, Any]
     trace: dict[str, np.ndarray]
+
+    @cached_property
+    def spec(self) -> RunSpec | None:
+        """The run's spec; None where its config no longer validates (another version's)."""
+        try:
+            return spec_of_saved(self.config)
+        except ConfigError:
+            return None
 
     @property
     def trials(self) -> list[dict[str, np.ndarray]]:
@@ -61,7 +76,7 @@ class Group:
         if not self.keys:  # nothing to tell the runs apart: name them
             names = sorted({run.directory.name for run in self.runs})
             return ", ".join(names) if len(names) <= 3 else f"{len(names)} runs pooled"
-        return describe_values(self.keys, self.values, self.runs[0].config)
+        return describe_values(self.keys, self.values, self.runs[0].spec)
 
     @property
     def trials(self) -> list[dict[str, np.ndarray]]:
@@ -216,19 +231,21 @@ def sort_runs(runs: Sequence[Run], keys: Sequence[str]) -> list[Run]:
     return sorted(runs, key=key)
 
 
-def describe_values(keys: Sequence[str], values: Sequence[Any], config: dict[str, Any]) -> str:
+def describe_values(keys: Sequence[str], values: Sequence[Any], spec: RunSpec | None) -> str:
     """Legend text for a group: "every 10 steps", "one-shot", "workers = 4", ..."""
-    return ", ".join(describe_value(k, v, config) for k, v in zip(keys, values, strict=True))
+    schedule = None if spec is None else spec.averaging.schedule
+    return ", ".join(describe_value(k, v, schedule) for k, v in zip(keys, values, strict=True))
 
 
-def describe_value(key: str, value: Any, config: dict[str, Any]) -> str:
+def describe_value(key: str, value: Any, schedule: AveragingSchedule | None = None) -> str:
+    """Legend text for one value; ``schedule`` (the run's) names an ``every: null`` one."""
     if key == "averaging.every":
         if value == 1:
             return "mini-batch (every step)"
         if value == "end":
             return "one-shot"
-        if value is None:
-            return AveragingSchedule.from_config(config.get("averaging", {})).describe()
+        if value is None and schedule is not None:
+            return schedule.describe()
         return f"every {value} steps"
     if key == "method":
         return {"single": "single worker", "hogwild": "Hogwild!", "local_sgd": "local SGD"}.get(

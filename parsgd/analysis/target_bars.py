@@ -99,4 +99,4 @@ def draw_target_times(
 def _tick(keys: Sequence[str], values: tuple[object, ...]) -> str:
     if list(keys) == ["averaging.every"]:
         return describe_interval(values[0])
-    return "\n".join(describe_value(k, v, {}) for k, v in zip(keys, values, strict=True))
+    return "\n".join(describe_value(k, v) for k, v in zip(keys, values, strict=True))

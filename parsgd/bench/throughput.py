@@ -80,8 +80,8 @@ def run_rate(
         f"averaging.every={every}",
         f"eval.every={steps}",
     ]
-    config = load_config(None, overrides)
-    result = run_experiment(config, out, force=True)  # its own scratch runs, remeasured
+    spec = load_config(None, overrides)
+    result = run_experiment(spec, out, force=True)  # its own scratch runs, remeasured
     if result.status != "completed":
         raise RuntimeError(f"benchmark run {name} ended {result.status}: {result.reason}")
     with (result.directory / "trace.csv").open() as handle:

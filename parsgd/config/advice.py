@@ -4,58 +4,58 @@ from __future__ import annotations
 
 from parsgd.analysis.theory import quadratic_second_moment_rate
 from parsgd.config.kinds import RANDOM_START_OBJECTIVES
-from parsgd.config.load import Config, usable_cpus
+from parsgd.config.load import usable_cpus
+from parsgd.config.spec import RunSpec
 from parsgd.data.synthetic import spectrum
 from parsgd.engine import backends
-from parsgd.schedules import AveragingSchedule, StepSize
 
 
-def advisories(config: Config) -> list[str]:
-    """Warnings for a resolved config, in plain words."""
+def advisories(spec: RunSpec) -> list[str]:
+    """Warnings for a run's spec, in plain words."""
     notes = []
-    workers, steps = config["workers"], config["sgd"]["steps"]
-    averaging = config["averaging"]
-    if workers == 1 and config["method"] == "local_sgd":
+    workers, steps = spec.workers, spec.sgd.steps
+    schedule = spec.averaging.schedule
+    if workers == 1 and spec.method == "local_sgd":
         notes.append("averaging with one worker changes nothing: this is plain SGD")
-    every = averaging["every"]
+    every = schedule.every
     if isinstance(every, int) and every > steps:
         notes.append(
             f"averaging.every ({every}) is larger than sgd.steps ({steps}): "
             "this is one-shot averaging"
         )
-    if backends.info(config["backend"]).process_per_worker and workers > usable_cpus():
+    if backends.info(spec.backend).process_per_worker and workers > usable_cpus():
         notes.append(
             f"{workers} workers on {usable_cpus()} usable cores: every worker shares a core, "
             "the run will be slow and wall times are not representative"
         )
-    data, objective, sgd = config["data"], config["objective"], config["sgd"]
-    largest = StepSize.from_config(config).largest
-    if data["kind"] == "gaussian_linear" and objective["kind"] == "least_squares":
+    data, objective, sgd = spec.data, spec.objective, spec.sgd
+    largest = sgd.step_size.largest
+    if data.kind == "gaussian_linear" and objective.kind == "least_squares":
         # PAPER.md (iii): E||e||^2 contracts iff (1-a)^2 + a^2 (d+1)/b < 1.
-        batch, d = sgd["batch_size"], data["d"]
+        batch, d = sgd.batch_size, data.options["d"]
         bound = 2 * batch / (batch + d + 1)
         if largest >= bound:
             notes.append(
                 f"sgd.step_size {largest:g} is at or above the stability bound "
                 f"2b/(b+d+1) = {bound:.4g} for Gaussian least squares: the run will diverge"
             )
-    if objective["kind"] == "quadratic":
+    if objective.kind == "quadratic":
+        quadratic = objective.options
         eigs = spectrum(
-            objective["d"], objective["eig_max"], objective["eig_min"], objective["eigenvalues"]
+            quadratic["d"], quadratic["eig_max"], quadratic["eig_min"], quadratic["eigenvalues"]
         )
-        rate = quadratic_second_moment_rate(eigs, objective["beta"], largest, sgd["batch_size"])
+        rate = quadratic_second_moment_rate(eigs, quadratic["beta"], largest, sgd.batch_size)
         if rate >= 1.0:
             notes.append(
                 f"sgd.step_size {largest:g} is too large for this quadratic: one "
                 f"worker's E||w - w*||^2 grows by a factor {rate:.6f} per step (theory."
                 "quadratic_second_moment_rate); the run will diverge"
             )
-    if objective["kind"] in RANDOM_START_OBJECTIVES and sgd["init"] == "zeros":
+    if objective.kind in RANDOM_START_OBJECTIVES and sgd.init == "zeros":
         notes.append(
-            f"sgd.init zeros is a stationary point of {objective['kind']} (pca: the saddle "
+            f"sgd.init zeros is a stationary point of {objective.kind} (pca: the saddle "
             "w = 0 never moves; mlp: hidden units stay identical): use shared or independent"
         )
-    schedule = AveragingSchedule.from_config(averaging)
     if len(schedule.averaging_steps(steps)) > 100_000 and workers > 1:
         notes.append("more than 100,000 averaging rounds: the run is dominated by meetings")
     return notes

@@ -1,7 +1,9 @@
-"""The config: its declared schema, loading, ``--set`` overrides, validation and hash.
+"""The config: its declared schema, ``--set`` overrides, validation and resolution.
 
-Validation happens once, here, at the boundary; the engine trusts what it gets. Every error
-found in one pass is reported in one line, each naming its dotted key.
+Validation happens once, here, at the boundary, and ``load_config`` hands the result on as
+a ``RunSpec`` (``parsgd.config.spec``, which also holds the hash); the engine trusts what it
+gets. Every error found in one pass is reported in one line, each naming its dotted key.
+Reading the YAML itself is ``parsgd.config.files``.
 
 ``data`` makes the samples and ``objective`` the loss (``parsgd.config.kinds`` declares both
 sections and ``DATA_FOR_OBJECTIVE``, which go together). The ``quadratic`` objective is
@@ -14,15 +16,19 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
-import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from parsgd.config.files import (
+    absolute_path,
+    anchor_data_path,
+    load_yaml,
+    parse_yaml,
+)
+from parsgd.config.files import dump_config as dump_config  # re-exported
 from parsgd.config.kinds import (
     DATA_FOR_OBJECTIVE,
     DATA_SECTION,
@@ -30,14 +36,7 @@ from parsgd.config.kinds import (
     POOL_ONLY_OBJECTIVES,
     RANDOM_START_OBJECTIVES,
 )
-from parsgd.config.limits import (
-    MAX_CONFIG_BYTES,
-    MAX_YAML_DEPTH,
-    MAX_YAML_VALUES,
-    count_values,
-    size_errors,
-    with_data_default,
-)
+from parsgd.config.limits import size_errors, with_data_default
 from parsgd.config.schema import (
     REQUIRED,
     Choice,
@@ -56,63 +55,10 @@ from parsgd.config.schema import (
     Str,
     show,
 )
+from parsgd.config.spec import Config, RunSpec
+from parsgd.config.spec import config_hash as config_hash  # re-exported: the one hash
 from parsgd.engine import backends
 from parsgd.errors import ConfigError
-
-Config = dict[str, Any]
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` as a string; users mean a number, as in YAML 1.2.
-
-    Nesting is bounded while composing (5000 ``[`` would otherwise exhaust the stack).
-    """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None,
-                    None,
-                    f"nested deeper than {MAX_YAML_DEPTH} levels",
-                    self.peek_event().start_mark,
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-_Loader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml(text: str) -> Any:
-    """YAML text to Python values; a document that expands (aliases) past the bound is a
-    ``yaml.YAMLError`` like any other bad YAML."""
-    value = yaml.load(text, Loader=_Loader)
-    if count_values(value) > MAX_YAML_VALUES:
-        raise yaml.YAMLError(f"more than {MAX_YAML_VALUES} values once aliases are expanded")
-    return value
-
 
 _POSITIVE_INT = Int(low=1)
 _EVERY = Either((Int(low=1), Literal("end")))
@@ -198,42 +144,6 @@ SCHEMA: dict[str, Field | Section] = {
     "eval": Section(fields={"every": Field(Either((_POSITIVE_INT, Literal("auto"))), "auto")}),
     "checkpoint": Section(fields={"every": Field(Either((_POSITIVE_INT, Null())), None)}),
 }
-
-# Keys that do not change the numbers a run produces; left out of the config hash.
-_HASH_EXCLUDED = ("name", "backend")
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning every failure into a one-line ConfigError."""
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config")
-    try:
-        text = data.decode()
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from None
-    try:
-        raw = parse_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or (str(exc) if exc.args else "invalid YAML")
-        raise ConfigError(f"{where}: {problem}") from None
-    if raw is None:
-        raise ConfigError(f"{path}: config file is empty")
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}"
-        )
-    return raw
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -442,11 +352,15 @@ def usable_cpus() -> int:
     return max(1, count)
 
 
-def resolve(config: Config) -> Config:
-    """Fill in what depends on the machine or on other keys ("auto" values)."""
+def resolve(config: Config, auto_workers: int | None = None) -> Config:
+    """Fill in what depends on the machine or on other keys ("auto" values).
+
+    ``auto_workers``: what ``workers: auto`` means where the run will run (a sweep submitted
+    to SLURM: the CPUs each task gets); None: the cores of this machine.
+    """
     out = copy.deepcopy(config)
     if out["workers"] == "auto":
-        out["workers"] = usable_cpus()
+        out["workers"] = usable_cpus() if auto_workers is None else auto_workers
     if out["method"] == "single":
         # One worker; with the samples budget it runs workers x steps steps, so curves
         # compare at equal samples. The saved config shows what actually ran.
@@ -470,26 +384,9 @@ def resolve(config: Config) -> Config:
     return out
 
 
-def absolute_path(path: Path) -> Path:
-    """``path`` made absolute, symlinks resolved where they can be (a loop is left as is:
-    reading the file then names the problem)."""
-    try:
-        return path.expanduser().resolve()
-    except (RuntimeError, OSError):  # a symlink loop
-        return Path(os.path.abspath(path.expanduser()))
-
-
-def anchor_data_path(raw: dict[str, Any], directory: Path) -> None:
-    """Make a relative ``data.path`` written in a file relative to that file's ``directory``."""
-    data = raw.get("data")
-    if isinstance(data, dict) and isinstance(data.get("path"), str):
-        path = Path(data["path"]).expanduser()
-        if not path.is_absolute():
-            data["path"] = str(absolute_path(directory / path))
-
-
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Load, override, validate and resolve a config file (``None``: defaults only).
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunSpec:
+    """Load, override, validate and resolve a config file (``None``: defaults only) into
+    the run's spec.
 
     A relative ``data.path`` in the file is resolved against the file's directory (one given
     with ``--set`` against the working directory); the saved config holds the absolute path.
@@ -497,21 +394,23 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw = load_yaml(path) if path is not None else {}
     if path is not None:
         anchor_data_path(raw, Path(path).resolve().parent)
-    return resolve(validate(apply_overrides(raw, overrides or [])))
+    return RunSpec.from_resolved(resolve(validate(apply_overrides(raw, overrides or []))))
 
 
-def config_hash(config: Config) -> str:
-    """A stable hash of everything in the config that changes the numbers a run produces."""
-    relevant = {k: v for k, v in config.items() if k not in _HASH_EXCLUDED}
-    # Keys added later hash only when set, so earlier runs' checkpoints stay resumable.
-    if relevant.get("nodes") == 1:
-        del relevant["nodes"]
-    averaging = relevant.get("averaging")
-    if isinstance(averaging, dict) and averaging.get("global_every") is None:
-        relevant["averaging"] = {k: v for k, v in averaging.items() if k != "global_every"}
-    text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def spec_of_saved(config: Config) -> RunSpec:
+    """The spec of a run from the resolved config it saved (``config.yaml``, a sweep plan).
 
-
-def dump_config(config: Config) -> str:
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+    Validated and resolved again (both leave a resolved config as it is), so the sections
+    give keys added to the schema since the run was made their defaults, while the hash and
+    ``to_dict()`` stay those of the saved mapping (what its run.json recorded). Where it no
+    longer validates (``method: single`` rescales sgd.steps, so its phases no longer add up)
+    it is taken as written; ConfigError if it cannot be.
+    """
+    try:
+        filled = resolve(validate(copy.deepcopy(config)))
+    except ConfigError as exc:
+        try:
+            return RunSpec.from_resolved(config)
+        except (KeyError, TypeError, ValueError):
+            raise exc from None
+    return RunSpec.from_resolved(filled, saved=config)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from parsgd.config.load import Config
+from parsgd.config.spec import RunSpec
 from parsgd.engine.control import STOP_REQUEST
 from parsgd.engine.coordinator import Sink
 from parsgd.engine.plan import Plan
@@ -28,11 +28,9 @@ log = logging.getLogger("parsgd")
 class Collector(Sink):
     """Receives rank 0's rows and checkpoints; keeps the last row of every trial."""
 
-    def __init__(
-        self, run_dir: RunDirectory, trace: TraceWriter, plan: Plan, config: Config, digest: str
-    ):
+    def __init__(self, run_dir: RunDirectory, trace: TraceWriter, plan: Plan, spec: RunSpec):
         self.run_dir, self.trace, self.plan = run_dir, trace, plan
-        self.config_hash = digest  # the run's hash, computed once by the runner
+        self.config_hash = spec.config_hash
         # The last row of every trial, for run.json's final figures; a resumed run starts
         # from the rows it kept.
         self.last_rows: dict[int, dict[str, Any]] = (
@@ -41,7 +39,7 @@ class Collector(Sink):
             else {}
         )
         self.pids: list[int] = []
-        self.progress = ProgressBar(config["trials"] * plan.total_steps, config["name"])
+        self.progress = ProgressBar(spec.trials * plan.total_steps, spec.name)
         self.on_started: Any = None
         self.signals: StopSignals | None = None
         self.control: np.ndarray | None = None  # the team's, to stop a diverged run

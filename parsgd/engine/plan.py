@@ -5,7 +5,7 @@ two meetings each worker runs its local steps alone. Each meeting has a level: a
 (node) averaging round, or a global meeting where every worker meets (global averaging
 rounds, and every recording or checkpoint meeting: the trace reports the global average and
 a stop or a divergence is decided there, the same on every worker). The plan is computed once
-per run from the config, so both backends walk exactly the same sequence of meetings. It is
+per run from the run spec, so both backends walk exactly the same sequence of meetings. It is
 held as arrays, not objects: averaging every step over a million steps is a million meetings.
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from parsgd.config.load import Config
+from parsgd.config.spec import RunSpec
 from parsgd.engine.control import GLOBAL, GROUP, GROUP_RECORDED
-from parsgd.schedules import AveragingSchedule, eval_steps
+from parsgd.schedules import eval_steps
 
 
 @dataclass(frozen=True)
@@ -32,18 +32,18 @@ class Plan:
     syncs_global: np.ndarray  # int64, cumulative global averaging rounds
 
     @classmethod
-    def from_config(cls, config: Config) -> Plan:
-        total = config["sgd"]["steps"]
-        if config["method"] in ("hogwild", "single"):  # one model: nothing to average
+    def from_spec(cls, spec: RunSpec) -> Plan:
+        total = spec.sgd.steps
+        if spec.method in ("hogwild", "single"):  # one model: nothing to average
             averaging = np.empty(0, dtype=np.int64)
         else:
-            averaging = AveragingSchedule.from_config(config["averaging"]).averaging_steps(total)
-        global_steps = global_rounds(averaging, config["averaging"].get("global_every"), total)
-        recording = eval_steps(config["eval"]["every"], total)
+            averaging = spec.averaging.schedule.averaging_steps(total)
+        global_steps = global_rounds(averaging, spec.averaging.global_every, total)
+        recording = eval_steps(spec.eval.every, total)
         steps = np.union1d(averaging, recording)
         average = np.isin(steps, averaging)
         syncs = np.cumsum(average, dtype=np.int64)
-        every = config["checkpoint"]["every"]
+        every = spec.checkpoint.every
         checkpoint = (
             average & (syncs % every == 0) & (steps < total) if every else np.zeros_like(average)
         )

@@ -1,4 +1,4 @@
-"""``run_experiment``: one run from a resolved config to a finished results directory.
+"""``run_experiment``: one run from its spec to a finished results directory.
 
 Order matters: everything that can be wrong with the input (config, output directory, data)
 is found before the results directory is touched or a process started; from the moment the
@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from parsgd.config.advice import advisories
-from parsgd.config.load import Config, config_hash, dump_config
+from parsgd.config.files import dump_config
+from parsgd.config.spec import Config, RunSpec
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
 from parsgd.engine import backends
 from parsgd.engine.collector import Collector
@@ -36,7 +37,6 @@ from parsgd.engine.team import Settings, Team, TeamState
 from parsgd.engine.warmup import warm_up
 from parsgd.errors import ConfigError, ParsgdError, WorkerError
 from parsgd.problems.registry import build_problem
-from parsgd.schedules import StepSize
 from parsgd.version import __version__
 
 log = logging.getLogger("parsgd")
@@ -73,22 +73,26 @@ def _slurm_ids() -> dict[str, str]:
 
 
 def run_experiment(
-    config: Config, out: Path, resume: bool = False, force: bool = False
+    spec: RunSpec | Config, out: Path, resume: bool = False, force: bool = False
 ) -> RunResult:
     """Run one experiment (all its trials) and write ``<out>/<name>/``.
+
+    ``spec`` comes from ``load_config``; a resolved config mapping
+    (``resolve(validate(raw))``) is taken too and made a spec here.
 
     Results already in ``<out>/<name>/`` are never destroyed unless asked: ``resume``
     continues the same config from its checkpoint, ``force`` replaces whatever is there,
     and without either a directory holding a run is refused (``engine.resume.find_start``).
     """
-    backend = backends.info(config["backend"])
+    if not isinstance(spec, RunSpec):
+        spec = RunSpec.from_resolved(spec)
+    backend = backends.info(spec.backend)
     if backend.across_nodes:  # one line, exit 2, before anything starts
         across: Any = backends.load(backend.name)
-        across.check_setup(config["nodes"])
-    run_dir = RunDirectory(Path(out) / config["name"])
+        across.check_setup(spec.nodes)
+    run_dir = RunDirectory(Path(out) / spec.name)
     check_writable(run_dir.root)
-    digest = config_hash(config)
-    begin = find_start(run_dir, digest, resume, force)
+    begin = find_start(run_dir, spec.config_hash, resume, force)
     if begin.done is not None:
         return RunResult("completed", run_dir.root, begin.done)
     stale = remove_stale_segments()  # logged once log.txt exists
@@ -96,24 +100,23 @@ def run_experiment(
     # Stop signals are ours from here to the end, so that none finds Python's default
     # handler in between (before the run: abort the start-up; after: nothing to stop).
     with StopSignals() as signals:
-        return _run_with_signals(config, run_dir, begin, digest, stale, signals)
+        return _run_with_signals(spec, run_dir, begin, stale, signals)
 
 
 def _run_with_signals(
-    config: Config,
+    spec: RunSpec,
     run_dir: RunDirectory,
     begin: Start,
-    digest: str,
     stale: list[str],
     signals: StopSignals,
 ) -> RunResult:
     start, W0 = begin.position, begin.W
-    M = config["workers"] * config["nodes"]
-    arena = SharedArena() if backends.info(config["backend"]).shared_memory else LocalArena()
+    M = spec.ranks
+    arena = SharedArena() if backends.info(spec.backend).shared_memory else LocalArena()
     try:
-        problem = build_problem(config, arena)  # DataError here: nothing written yet
-        plan = Plan.from_config(config)
-        shared_model = config["method"] == "hogwild"
+        problem = build_problem(spec, arena)  # DataError here: nothing written yet
+        plan = Plan.from_spec(spec)
+        shared_model = spec.method == "hogwild"
         state = TeamState(arena, M, problem.d, shared_model)
         if W0 is not None and W0.shape != state.W.shape[1:]:
             raise ConfigError(
@@ -122,20 +125,20 @@ def _run_with_signals(
             )
         settings = Settings(
             workers=M,
-            trials=config["trials"],
-            seed=config["seed"],
-            batch_size=config["sgd"]["batch_size"],
-            init=config["sgd"]["init"],
-            init_scale=config["sgd"]["init_scale"],
-            step_size=StepSize.from_config(config),
+            trials=spec.trials,
+            seed=spec.seed,
+            batch_size=spec.sgd.batch_size,
+            init=spec.sgd.init,
+            init_scale=spec.sgd.init_scale,
+            step_size=spec.sgd.step_size,
             shared_model=shared_model,
-            nodes=config["nodes"],
+            nodes=spec.nodes,
         )
         team = Team(problem, plan, state, settings)
         warm_up(team)  # here, before the workers fork, not inside a trial's clock
         if W0 is not None:
             team.load_models(start.trial, start.step, W0)
-        backend = backends.info(config["backend"])
+        backend = backends.info(spec.backend)
         if backend.across_nodes:
             across: Any = backends.load(backend.name)
             if not across.join():  # rank 0 writes the results; the others only run their node
@@ -144,7 +147,7 @@ def _run_with_signals(
         run_dir.claim(fresh=start.step < 0)
         signals.control = state.control
         try:
-            return _run_claimed(config, run_dir, team, begin, digest, stale, signals)
+            return _run_claimed(spec, run_dir, team, begin, stale, signals)
         finally:
             run_dir.release()
     finally:
@@ -153,29 +156,28 @@ def _run_with_signals(
 
 
 def _run_claimed(
-    config: Config,
+    spec: RunSpec,
     run_dir: RunDirectory,
     team: Team,
     begin: Start,
-    digest: str,
     stale: list[str],
     signals: StopSignals,
     link: Any = None,
 ) -> RunResult:
     start, keep_rows = begin.position, begin.keep_rows
-    run_dir.write_text(run_dir.config_path, dump_config(config))
+    run_dir.write_text(run_dir.config_path, dump_config(spec.to_dict()))
     record: dict[str, Any] = {
         "status": "running",
         "reason": "",
-        "name": config["name"],
+        "name": spec.name,
         "host": socket.gethostname(),
         "coordinator_pid": os.getpid(),
         "pids": [],
-        "backend": config["backend"],
-        "workers": config["workers"],
-        "nodes": config["nodes"],
-        "seed": config["seed"],
-        "config_hash": digest,
+        "backend": spec.backend,
+        "workers": spec.workers,
+        "nodes": spec.nodes,
+        "seed": spec.seed,
+        "config_hash": spec.config_hash,
         "versions": _versions(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "resumed_from": None if start.step < 0 else {"trial": start.trial, "step": start.step},
@@ -183,14 +185,14 @@ def _run_claimed(
     record.update(_slurm_ids())
     run_dir.write_json(record)
     trace = TraceWriter(run_dir.trace_path, keep_rows)
-    collector = Collector(run_dir, trace, team.plan, config, digest)
+    collector = Collector(run_dir, trace, team.plan, spec)
 
     def started(pids: list[int]) -> None:
         record["pids"] = pids
         run_dir.write_json(record)
 
     collector.on_started = started
-    backend = backends.info(config["backend"])
+    backend = backends.info(spec.backend)
     run_log = RunLog(run_dir.log_path, multiprocess=backend.process_per_worker)
     tic = time.perf_counter()
     outcome: Outcome | None = None
@@ -202,14 +204,14 @@ def _run_claimed(
             log.info("removed %s, left by a run that was killed", name)
         for note in begin.notes:
             log.info(note)
-        for note in advisories(config):
+        for note in advisories(spec):
             log.warning(note)
         log.info(
             "run %s: %d workers, backend %s, config hash %s",
-            config["name"],
-            config["workers"],
-            config["backend"],
-            digest,
+            spec.name,
+            spec.workers,
+            spec.backend,
+            spec.config_hash,
         )
         collector.signals = signals
         collector.control = team.state.control
@@ -253,7 +255,7 @@ def _run_claimed(
             collector.progress.close()
             trace.close()
             total_s = time.perf_counter() - tic
-            record.update(_summary(config, team, start, outcome, timings, total_s, collector))
+            record.update(_summary(spec, team, start, outcome, timings, total_s, collector))
             record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             run_dir.free_reserve()
             run_dir.write_json(record)
@@ -262,7 +264,7 @@ def _run_claimed(
 
 
 def _summary(
-    config: Config,
+    spec: RunSpec,
     team: Team,
     start: Position,
     outcome: Outcome | None,
@@ -277,7 +279,7 @@ def _summary(
     done = 0
     if outcome is not None:
         done = outcome.trial * steps + outcome.step - (start.trial * steps + max(start.step, 0))
-    samples = done * team.settings.workers * config["sgd"]["batch_size"]
+    samples = done * team.settings.workers * spec.sgd.batch_size
     compute_s = mean("compute_s")
     finals = list(collector.last_rows.values())
     final: dict[str, float | str | None] = {}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from parsgd.config.load import Config
+from parsgd.config.spec import RunSpec
 from parsgd.data.sources import Split, load_split
 from parsgd.data.sparse import publish_csr, publish_dense
 from parsgd.data.synthetic import (
@@ -36,87 +36,88 @@ from parsgd.problems.softmax import SoftmaxPool
 _LABELS = {"least_squares": "real", "logistic": "binary", "hinge": "binary"}
 
 
-def build_problem(config: Config, arena: Arena) -> Problem:
-    """Generate or load the data into ``arena`` and pair it with the objective."""
-    return _BUILDERS[config["objective"]["kind"]](config, arena)
+def build_problem(spec: RunSpec, arena: Arena) -> Problem:
+    """Generate or load the data into ``arena`` and pair it with the objective.
+
+    Each builder reads its data and objective kind's own keys (``options``).
+    """
+    return _BUILDERS[spec.objective.kind](spec, arena)
 
 
-def _build_linear(config: Config, arena: Arena) -> Problem:
-    data, objective = config["data"], config["objective"]
-    kind, l2, batch = objective["kind"], objective["l2"], config["sgd"]["batch_size"]
-    if data["kind"] == "gaussian_linear":
-        if data["stream"]:
+def _build_linear(spec: RunSpec, arena: Arena) -> Problem:
+    data = spec.data.options
+    kind, l2, batch = spec.objective.kind, spec.objective.l2, spec.sgd.batch_size
+    if spec.data.kind == "gaussian_linear":
+        if spec.data.stream:
             w_true = planted_weights(data["d"], data["seed"])
             return GaussianStream(w_true, data["noise"], l2, batch)
         _check_memory(data["n"] * (data["d"] + 1) * 8)
         X, y, _ = gaussian_linear(data["n"], data["d"], data["noise"], data["seed"], arena)
         return LinearPool(X, y, kind, l2, batch)
-    if data["kind"] == "logistic_planted":
-        if data["stream"]:
+    if spec.data.kind == "logistic_planted":
+        if spec.data.stream:
             w_true = data["scale"] * planted_weights(data["d"], data["seed"])
             return PlantedStream(w_true, kind, l2, batch)
         _check_memory(data["n"] * (data["d"] + 1) * 8)
         X, y, _ = logistic_planted(data["n"], data["d"], data["scale"], data["seed"], arena)
         return LinearPool(X, y, kind, l2, batch)
-    loaded = _load(config, _LABELS[kind])
+    loaded = _load(spec, _LABELS[kind])
     X = _publish(loaded.train.X, arena)
     y = publish_dense(np.asarray(loaded.train.y, dtype=np.float64), arena)
     return LinearPool(X, y, kind, l2, batch, _held_out(loaded))
 
 
-def _build_quadratic(config: Config, arena: Arena) -> Problem:
-    objective = config["objective"]
+def _build_quadratic(spec: RunSpec, arena: Arena) -> Problem:
+    objective = spec.objective.options
     d = objective["d"]
     eigs = spectrum(d, objective["eig_max"], objective["eig_min"], objective["eigenvalues"])
-    w_opt = planted_weights(d, config["seed"])
-    return Quadratic(
-        eigs, w_opt, objective["sigma"], objective["beta"], config["sgd"]["batch_size"]
-    )
+    w_opt = planted_weights(d, spec.seed)
+    return Quadratic(eigs, w_opt, objective["sigma"], objective["beta"], spec.sgd.batch_size)
 
 
-def _build_pca(config: Config, arena: Arena) -> Problem:
-    data, batch = config["data"], config["sgd"]["batch_size"]
-    if data["kind"] == "pca_spectrum":
+def _build_pca(spec: RunSpec, arena: Arena) -> Problem:
+    data, batch = spec.data.options, spec.sgd.batch_size
+    if spec.data.kind == "pca_spectrum":
         eigs = spectrum(data["d"], data["eig_max"], data["eig_min"], data["eigenvalues"])
-        if data["stream"]:
+        if spec.data.stream:
             return PcaStream(eigs, random_rotation(data["d"], data["seed"]), batch)
         _check_memory(data["n"] * data["d"] * 8)
         X, _ = pca_spectrum(data["n"], eigs, data["seed"], arena)
         return PcaPool(X, batch)
-    loaded = _load(config, None)
-    test = None if loaded.test is None else _dense(loaded.test.X, config, None)
-    return PcaPool(_dense(loaded.train.X, config, arena), batch, test)
+    loaded = _load(spec, None)
+    test = None if loaded.test is None else _dense(loaded.test.X, spec, None)
+    return PcaPool(_dense(loaded.train.X, spec, arena), batch, test)
 
 
-def _build_mlp(config: Config, arena: Arena) -> Problem:
-    data, objective = config["data"], config["objective"]
-    batch = config["sgd"]["batch_size"]
-    if data["kind"] == "logistic_planted":
+def _build_mlp(spec: RunSpec, arena: Arena) -> Problem:
+    data, objective = spec.data.options, spec.objective.options
+    batch = spec.sgd.batch_size
+    if spec.data.kind == "logistic_planted":
         _check_memory(data["n"] * (data["d"] + 1) * 8)
         X, y, _ = logistic_planted(data["n"], data["d"], data["scale"], data["seed"], arena)
         labels = arena.empty((data["n"],), np.int64)
         labels[:] = (y > 0).astype(np.int64)
         return MlpPool(X, labels, 2, objective["hidden"], objective["l2"], batch)
-    loaded = _load(config, "classes")
-    X = _dense(loaded.train.X, config, arena)
+    loaded = _load(spec, "classes")
+    X = _dense(loaded.train.X, spec, arena)
     labels = arena.empty((loaded.train.n,), np.int64)
     labels[:] = loaded.train.y
     test = None
     if loaded.test is not None:
-        test = (_dense(loaded.test.X, config, None), np.asarray(loaded.test.y, np.int64))
+        test = (_dense(loaded.test.X, spec, None), np.asarray(loaded.test.y, np.int64))
     return MlpPool(X, labels, loaded.classes, objective["hidden"], objective["l2"], batch, test)
 
 
-def _build_softmax(config: Config, arena: Arena) -> Problem:
-    data, objective = config["data"], config["objective"]
-    batch, l2 = config["sgd"]["batch_size"], objective["l2"]
-    if data["kind"] == "logistic_planted":  # two classes, 0/1
+def _build_softmax(spec: RunSpec, arena: Arena) -> Problem:
+    data = spec.data.options
+    batch, l2 = spec.sgd.batch_size, spec.objective.l2
+    if spec.data.kind == "logistic_planted":  # two classes, 0/1
         _check_memory(data["n"] * (data["d"] + 1) * 8)
         X, y, _ = logistic_planted(data["n"], data["d"], data["scale"], data["seed"], arena)
         labels = arena.empty((data["n"],), np.int64)
         labels[:] = (y > 0).astype(np.int64)
         return SoftmaxPool(X, labels, 2, l2, batch)
-    loaded = _load(config, "classes")
+    loaded = _load(spec, "classes")
     labels = arena.empty((loaded.train.n,), np.int64)
     labels[:] = loaded.train.y
     held_out = _held_out(loaded)
@@ -124,7 +125,7 @@ def _build_softmax(config: Config, arena: Arena) -> Problem:
     return SoftmaxPool(_publish(loaded.train.X, arena), labels, loaded.classes, l2, batch, test)
 
 
-_BUILDERS: dict[str, Callable[[Config, Arena], Problem]] = {
+_BUILDERS: dict[str, Callable[[RunSpec, Arena], Problem]] = {
     "least_squares": _build_linear,
     "logistic": _build_linear,
     "hinge": _build_linear,
@@ -135,11 +136,11 @@ _BUILDERS: dict[str, Callable[[Config, Arena], Problem]] = {
 }
 
 
-def _load(config: Config, labels: str | None) -> Split:
-    loaded = load_split(config["data"], config["objective"]["kind"], labels)
-    if loaded.train.n < config["sgd"]["batch_size"]:
+def _load(spec: RunSpec, labels: str | None) -> Split:
+    loaded = load_split(spec.data.as_dict(), spec.objective.kind, labels)
+    if loaded.train.n < spec.sgd.batch_size:
         raise DataError(
-            f"{loaded.train.source}: sgd.batch_size ({config['sgd']['batch_size']}) is larger "
+            f"{loaded.train.source}: sgd.batch_size ({spec.sgd.batch_size}) is larger "
             f"than the {loaded.train.n} training rows"
         )
     return loaded
@@ -149,10 +150,10 @@ def _publish(X: Any, arena: Arena) -> Any:
     return publish_csr(X, arena) if sp.issparse(X) else publish_dense(X, arena)
 
 
-def _dense(X: Any, config: Config, arena: Arena | None) -> np.ndarray:
+def _dense(X: Any, spec: RunSpec, arena: Arena | None) -> np.ndarray:
     """Dense features for objectives without a sparse kernel (pca, mlp), if they fit."""
     if sp.issparse(X):
-        what = f"objective {config['objective']['kind']} has no sparse kernel: the dense copy"
+        what = f"objective {spec.objective.kind} has no sparse kernel: the dense copy"
         _check_memory(X.shape[0] * X.shape[1] * 8, what=what)
         X = X.toarray()
     return np.ascontiguousarray(X, dtype=np.float64) if arena is None else publish_dense(X, arena)

@@ -30,7 +30,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from parsgd.config.load import Config, usable_cpus
+from parsgd.config.load import usable_cpus
+from parsgd.config.spec import RunSpec
 from parsgd.engine.progress import bar
 from parsgd.engine.signals import STOP_SIGNALS
 from parsgd.errors import ParsgdError
@@ -104,22 +105,20 @@ class RunsProgress:
             self.stream.flush()
 
 
-def _warm_up_kernels(config: Config) -> None:
+def _warm_up_kernels(spec: RunSpec) -> None:
     """Compile the kernels here, once, so that every forked run inherits them compiled."""
     from parsgd.data.shared import LocalArena
     from parsgd.engine.warmup import warm_up_problem
     from parsgd.problems.registry import build_problem
 
-    small = {**config, "data": dict(config["data"])}
-    if "n" in small["data"]:
-        small["data"]["n"] = min(int(small["data"]["n"]), 64)
+    small = spec.with_samples_at_most(64)
     # On failure each run process compiles (or reports the problem) itself.
     with contextlib.suppress(ParsgdError, ValueError, MemoryError):
         warm_up_problem(build_problem(small, LocalArena()))
 
 
 def _run_process_main(
-    config: Config, sweep_dir: Path, resume: bool, parent: int, other_claims: list[int]
+    spec: RunSpec, sweep_dir: Path, resume: bool, parent: int, other_claims: list[int]
 ) -> None:
     """Entry point of a forked run process (exit status: RunResult.exit_status)."""
     # First, before the inherited handler of the sweep process can run here.
@@ -138,9 +137,9 @@ def _run_process_main(
     from parsgd.engine.runner import run_experiment
 
     try:
-        result = run_experiment(config, sweep_dir, resume=resume, force=not resume)
+        result = run_experiment(spec, sweep_dir, resume=resume, force=not resume)
     except ParsgdError as exc:
-        print(f"parsgd: error: {config['name']}: {exc}", file=sys.stderr)
+        print(f"parsgd: error: {spec.name}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_status)
     sys.exit(result.exit_status)
 
@@ -183,8 +182,8 @@ class LocalSweep:
             return True
         if self.jobs is not None:
             return len(self._running) < self.jobs
-        used = sum(entry[1].config["workers"] for entry in self._running.values())
-        return used + point.config["workers"] <= self.cores
+        used = sum(entry[1].spec.workers for entry in self._running.values())
+        return used + point.spec.workers <= self.cores
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         if self._stop is None:
@@ -205,7 +204,7 @@ class LocalSweep:
             return
         proc = context.Process(
             target=_run_process_main,
-            args=(point.config, self.sweep_dir, not self.force, os.getpid(), self._claim_fds()),
+            args=(point.spec, self.sweep_dir, not self.force, os.getpid(), self._claim_fds()),
             name=f"run-{point.run_id}",
         )
         proc.start()
@@ -224,7 +223,7 @@ class LocalSweep:
         indexed = time.monotonic()
         progress = RunsProgress(len(todo), self.label)
         if todo:
-            _warm_up_kernels(todo[0].config)
+            _warm_up_kernels(todo[0].spec)
             # Shared memory registers with a resource tracker process; started here, every
             # run process inherits it instead of spawning its own (a fresh interpreter each).
             resource_tracker.ensure_running()

@@ -89,7 +89,9 @@ class MultiNodeTask:
                 return
             config_path = self.sweep_dir / "slurm" / "points" / f"{point.run_id}.yaml"
             config_path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(config_path, yaml.safe_dump(point.config, sort_keys=False).encode())
+            write_atomic(
+                config_path, yaml.safe_dump(point.spec.to_dict(), sort_keys=False).encode()
+            )
             command = step_command(self.frozen, config_path, self.sweep_dir)
             if not self.force:
                 command.append("--resume")

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from parsgd.config.load import usable_cpus
-from parsgd.config.schema import show
 from parsgd.engine.rundir import write_atomic
 from parsgd.errors import ConfigError, ParsgdError
 from parsgd.sweep.local import LocalSweep
@@ -66,21 +65,11 @@ def slurm_settings(sweep: Sweep, args: argparse.Namespace) -> SlurmSettings:
     return replace(from_file, **{key: getattr(from_cli, key) for key in given})
 
 
-def _nodes(point: Point) -> int:
-    nodes = point.config.get("nodes", 1)
-    if not isinstance(nodes, int) or isinstance(nodes, bool):
-        raise ConfigError(
-            f"sweep point {point.index + 1}: nodes {show(nodes)} cannot size a SLURM array "
-            "task; give nodes a number"
-        )
-    return nodes
-
-
 def group_by_nodes(points: list[Point]) -> dict[int, list[Point]]:
     """The points grouped by node count, in first-seen order: one job array per shape."""
     groups: dict[int, list[Point]] = {}
     for point in points:
-        groups.setdefault(_nodes(point), []).append(point)
+        groups.setdefault(point.spec.nodes, []).append(point)
     return groups
 
 
@@ -98,19 +87,17 @@ def submit_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
     check_path("the Python interpreter's path", Path(sys.executable))
     points = expand_sweep(sweep, workers=settings.cpus_per_task or usable_cpus())
     shapes = group_by_nodes(points)
-    cpus = {
-        n: settings.cpus_per_task or max(p.config["workers"] for p in g) for n, g in shapes.items()
-    }
+    cpus = {n: settings.cpus_per_task or max(p.spec.workers for p in g) for n, g in shapes.items()}
     for point in points:
-        if _nodes(point) > 1 and point.config.get("backend") != "mpi":
+        if point.spec.nodes > 1 and point.spec.backend != "mpi":
             raise ConfigError(
-                f"sweep point {point.index + 1}: nodes {_nodes(point)} on SLURM runs one MPI "
+                f"sweep point {point.index + 1}: nodes {point.spec.nodes} on SLURM runs one MPI "
                 "rank per node; set backend: mpi"
             )
-        limit = cpus[_nodes(point)]
-        if point.config["workers"] > limit:
+        limit = cpus[point.spec.nodes]
+        if point.spec.workers > limit:
             raise ConfigError(
-                f"sweep point {point.index + 1}: workers {point.config['workers']} is more than "
+                f"sweep point {point.index + 1}: workers {point.spec.workers} is more than "
                 f"--cpus-per-task {limit}; raise --cpus-per-task or lower workers"
             )
     if not args.dry_run and shutil.which("sbatch") is None:
@@ -240,9 +227,9 @@ def run_array_task(tasks_path: Path) -> int:
 def _warn_cpus(mine: list[Point]) -> None:
     cpus = usable_cpus()
     for point in mine:
-        if point.config["workers"] != cpus:
+        if point.spec.workers != cpus:
             print(
-                f"parsgd: warning: {point.run_id} has {point.config['workers']} workers "
+                f"parsgd: warning: {point.run_id} has {point.spec.workers} workers "
                 f"but SLURM gave this task {cpus} CPUs",
                 file=sys.stderr,
             )

@@ -26,20 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from parsgd.compact import compact_value
+from parsgd.config.files import absolute_path, anchor_data_path, load_yaml
 from parsgd.config.limits import sweep_size_error
 from parsgd.config.load import (
-    Config,
-    absolute_path,
-    anchor_data_path,
     apply_overrides,
-    config_hash,
-    load_yaml,
     resolve,
     set_dotted,
+    spec_of_saved,
     unknown_key,
     validate,
 )
 from parsgd.config.schema import show
+from parsgd.config.spec import RunSpec
 from parsgd.errors import ConfigError
 from parsgd.sweep.sbatch import check_settings
 
@@ -68,22 +66,24 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Point:
-    """One run of a sweep: its swept values and its resolved config (``name`` = run id)."""
+    """One run of a sweep: its swept values and its spec (whose ``name`` is the run id)."""
 
     index: int
     values: dict[str, Any]
-    config: Config
+    spec: RunSpec
 
     @property
     def run_id(self) -> str:
-        return str(self.config["name"])
+        return self.spec.name
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "values": self.values, "config": self.config}
+        """The point as the sweep plan and SLURM task files hold it: the resolved config."""
+        return {"index": self.index, "values": self.values, "config": self.spec.to_dict()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Point:
-        return cls(data["index"], data["values"], data["config"])
+        """A point read back from a plan a sweep wrote (perhaps an earlier parsgd)."""
+        return cls(data["index"], data["values"], spec_of_saved(data["config"]))
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -216,7 +216,7 @@ def value_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def make_run_id(values: dict[str, Any], config: Config) -> str:
+def make_run_id(values: dict[str, Any], spec: RunSpec) -> str:
     """``every10-step_size0.05-1a2b3c4d``: readable, and unique through the config hash."""
     # Dicts and lists read as inverse(eta0=0.002,t0=1000); scalars as before (stable ids).
     parts = [
@@ -228,7 +228,7 @@ def make_run_id(values: dict[str, Any], config: Config) -> str:
     if len(label) > _LABEL_MAX:  # cut between words, never inside a number (t0_1000, not t0_10)
         cut = max(label.rfind(c, 0, _LABEL_MAX + 1) for c in "_-")
         label = label[: cut if cut > 0 else _LABEL_MAX].strip("_.-")
-    digest = config_hash(config)[:8]
+    digest = spec.config_hash[:8]
     return f"{label}-{digest}" if label else digest
 
 
@@ -252,11 +252,8 @@ def expand_sweep(sweep: Sweep, workers: int | None = None) -> list[Point]:
                 f"sweep point {index + 1} of {len(combos)} ({describe_values(values)}): {exc}"
             )
             continue
-        if workers is not None and config["workers"] == "auto":
-            config["workers"] = workers
-        config = resolve(config)
-        config["name"] = make_run_id(values, config)
-        points.append(Point(index, values, config))
+        spec = RunSpec.from_resolved(resolve(config, auto_workers=workers))
+        points.append(Point(index, values, spec.renamed(make_run_id(values, spec))))
     if failures:
         more = f" (and {len(failures) - 1} more bad points)" if len(failures) > 1 else ""
         raise ConfigError(failures[0] + more)

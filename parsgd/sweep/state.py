@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parsgd.config.load import config_hash
 from parsgd.engine.rundir import (
     cell,
     create_run_file,
@@ -134,7 +133,7 @@ def run_state(sweep_dir: Path, point: Point) -> RunState:
         record = None
     if not isinstance(record, dict):
         return RunState(point, "running" if _lock_held(run_dir) else "pending", {})
-    if record.get("config_hash") != config_hash(point.config):
+    if record.get("config_hash") != point.spec.config_hash:
         return RunState(point, "pending", {})
     status = str(record.get("status", "pending"))
     if status == "running" and not _lock_held(run_dir):

@@ -1,0 +1,232 @@
+"""The run spec: a resolved config as frozen, typed sections, built once at the boundary.
+
+``parsgd.config.load`` validates and resolves a YAML config into a plain mapping and hands it
+to ``RunSpec.from_resolved``, the one place a mapping becomes a spec: the step size and the
+averaging schedule are parsed there, and the config hash is computed there. Everything
+downstream (engine, sweeps, analysis, bench, cli) reads attributes of the spec, never keys
+of the mapping. The spec keeps the resolved mapping it came from, unchanged, so the files a
+run writes (``config.yaml``, the sweep plan) hold exactly what they held before the spec.
+
+Top-level fields mirror the YAML's top-level keys, and each section its YAML section, so
+``spec.sgd.batch_size`` is the ``sgd.batch_size`` of the file. ``data`` and ``objective``
+hold keys that depend on their ``kind`` (``parsgd.config.kinds``): they carry the kind, typed
+accessors for the keys the engine shares across kinds, and the kind's keys read-only.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from parsgd.schedules import AveragingSchedule, StepSize
+
+Config = dict[str, Any]
+
+# Keys that do not change the numbers a run produces; left out of the config hash.
+_HASH_EXCLUDED = ("name", "backend")
+
+
+def config_hash(config: Config) -> str:
+    """A stable hash of everything in a resolved config that changes the numbers a run
+    produces: what ``run.json``, checkpoints and sweep run ids record (``RunSpec.config_hash``
+    is this of the spec's resolved mapping)."""
+    relevant = {k: v for k, v in config.items() if k not in _HASH_EXCLUDED}
+    # Keys added later hash only when set, so earlier runs' checkpoints stay resumable.
+    if relevant.get("nodes") == 1:
+        del relevant["nodes"]
+    averaging = relevant.get("averaging")
+    if isinstance(averaging, dict) and averaging.get("global_every") is None:
+        relevant["averaging"] = {k: v for k, v in averaging.items() if k != "global_every"}
+    text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _frozen(value: Any) -> Any:
+    """A read-only copy: mappings become mapping proxies, lists tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    """The plain (mutable) copy of a ``_frozen`` value, for code that takes dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _thawed(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thawed(v) for v in value]
+    return value
+
+
+_Section = TypeVar("_Section", bound="KindSection")
+
+
+@dataclass(frozen=True, slots=True)
+class KindSection:
+    """A section whose keys depend on its ``kind``: the kind and all its keys, read-only."""
+
+    kind: str
+    options: Mapping[str, Any]  # every key of the section, ``kind`` included
+
+    @classmethod
+    def parse(cls: type[_Section], section: Mapping[str, Any]) -> _Section:
+        return cls(str(section["kind"]), _frozen(dict(section)))
+
+    def as_dict(self) -> Config:
+        """The section as a plain mapping (for the data loaders, which take one)."""
+        out: Config = _thawed(self.options)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DataSpec(KindSection):
+    """``data``: where the samples come from (``parsgd.config.kinds.DATA_SECTION``)."""
+
+    @property
+    def stream(self) -> bool:
+        """A fresh sample every step (a pool of ``n`` samples otherwise)."""
+        return bool(self.options.get("stream", False))
+
+    @property
+    def n(self) -> int | None:
+        """Samples in a synthetic pool; None where the kind has no ``n`` (files, none)."""
+        n = self.options.get("n")
+        return None if n is None else int(n)
+
+    @property
+    def d(self) -> int | None:
+        """Features of synthetic data; None where the data decides (files) or there is none."""
+        d = self.options.get("d")
+        return None if d is None else int(d)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectiveSpec(KindSection):
+    """``objective``: the loss (``parsgd.config.kinds.OBJECTIVE_SECTION``)."""
+
+    @property
+    def l2(self) -> float:
+        """The L2 penalty l2/2 ||w||^2; 0 for objectives without one."""
+        return float(self.options.get("l2", 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class SgdSpec:
+    """``sgd``: the local steps of every worker."""
+
+    steps: int
+    step_size: StepSize
+    batch_size: int
+    init: str  # zeros | shared | independent (resolved: never null)
+    init_scale: float
+
+
+@dataclass(frozen=True, slots=True)
+class AveragingSpec:
+    """``averaging``: when workers average (the schedule) and when across nodes."""
+
+    schedule: AveragingSchedule
+    global_every: int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EvalSpec:
+    """``eval``: a trace row every ``every`` steps (resolved: never auto)."""
+
+    every: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSpec:
+    """``checkpoint``: a checkpoint every ``every`` averaging rounds; None: only on a stop."""
+
+    every: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """One run, validated and resolved: what the engine, sweeps and reports read."""
+
+    name: str
+    seed: int
+    trials: int
+    workers: int  # per node (resolved: never auto)
+    nodes: int
+    backend: str
+    method: str  # local_sgd | single | hogwild
+    single_budget: str
+    data: DataSpec
+    objective: ObjectiveSpec
+    sgd: SgdSpec
+    averaging: AveragingSpec
+    eval: EvalSpec
+    checkpoint: CheckpointSpec
+    config_hash: str  # ``config_hash`` of the resolved mapping
+    _resolved: Config = field(repr=False, compare=False)
+
+    @classmethod
+    def from_resolved(
+        cls, config: Mapping[str, Any], saved: Mapping[str, Any] | None = None
+    ) -> RunSpec:
+        """The spec of a validated, resolved config (``load.resolve(load.validate(raw))``).
+
+        Trusts its input: validation happened before, with its messages. ``saved``: the
+        mapping a run wrote, if ``config`` is it with defaults filled in (``spec_of_saved``);
+        the hash and ``to_dict()`` are then the saved mapping's.
+        """
+        resolved: Config = copy.deepcopy(dict(config))
+        kept: Config = resolved if saved is None else copy.deepcopy(dict(saved))
+        sgd, averaging = resolved["sgd"], resolved["averaging"]
+        return cls(
+            name=resolved["name"],
+            seed=resolved["seed"],
+            trials=resolved["trials"],
+            workers=resolved["workers"],
+            nodes=resolved["nodes"],
+            backend=resolved["backend"],
+            method=resolved["method"],
+            single_budget=resolved["single_budget"],
+            data=DataSpec.parse(resolved["data"]),
+            objective=ObjectiveSpec.parse(resolved["objective"]),
+            sgd=SgdSpec(
+                steps=sgd["steps"],
+                step_size=StepSize.from_config(resolved),
+                batch_size=sgd["batch_size"],
+                init=sgd["init"],
+                init_scale=sgd["init_scale"],
+            ),
+            averaging=AveragingSpec(
+                schedule=AveragingSchedule.from_config(averaging),
+                global_every=averaging["global_every"],
+            ),
+            eval=EvalSpec(every=resolved["eval"]["every"]),
+            checkpoint=CheckpointSpec(every=resolved["checkpoint"]["every"]),
+            config_hash=config_hash(kept),
+            _resolved=kept,
+        )
+
+    def to_dict(self) -> Config:
+        """The resolved config as written to ``config.yaml`` and sweep plans (a copy)."""
+        return copy.deepcopy(self._resolved)
+
+    def renamed(self, name: str) -> RunSpec:
+        """The same run under another name (the name is not in the hash)."""
+        return replace(self, name=name, _resolved={**self._resolved, "name": name})
+
+    def with_samples_at_most(self, n: int) -> RunSpec:
+        """The same run on a synthetic pool of at most ``n`` samples (to compile kernels on)."""
+        if self.data.n is None or self.data.n <= n:
+            return self
+        data = {**self._resolved["data"], "n": n}
+        return RunSpec.from_resolved({**self._resolved, "data": data})
+
+    @property
+    def ranks(self) -> int:
+        """Every worker of the run, over all nodes (M)."""
+        return self.workers * self.nodes
