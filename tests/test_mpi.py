@@ -20,8 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT, run_cli, wait_until, write_config
 
+from parsgd.engine.backends import auto_nodes
 from parsgd.engine.backends.mpi_setup import check_mpi_setup, launched
 from parsgd.errors import ConfigError
 
@@ -121,12 +123,13 @@ def test_launcher_is_recognised_from_its_environment(monkeypatch: pytest.MonkeyP
         monkeypatch.delenv(name, raising=False)
     assert launched() is None
     with pytest.raises(ConfigError, match="runs under an MPI launcher, one rank per node"):
-        check_mpi_setup("auto")
+        check_mpi_setup(1)
+    assert auto_nodes("mpi") == 1 and auto_nodes("processes") == 1
     monkeypatch.setenv("PMI_RANK", "1")
     monkeypatch.setenv("PMI_SIZE", "2")
     launch = launched()
     assert launch is not None and (launch.rank, launch.size) == (1, 2)
-    assert check_mpi_setup("auto").size == 2
+    assert auto_nodes("mpi") == 2 and auto_nodes("processes") == 1  # nodes: auto
     assert check_mpi_setup(2).rank == 1
     with pytest.raises(ConfigError, match="nodes is 3 but the MPI world has 2 ranks"):
         check_mpi_setup(3)
@@ -277,3 +280,19 @@ def test_the_hierarchical_figure_sweep_expands() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("# sweep hierarchical: 6 points")
     assert "averaging.every=1, averaging.global_every=end" in done.stdout
+
+
+@pytest.mark.usefixtures("mpi")
+def test_nodes_auto_is_the_world_size_under_mpi_and_one_elsewhere(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", nodes="auto", workers=2, averaging={"every": 5})
+    done = _mpi_cli(2, "run", str(config), "--set", "backend=mpi", "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = yaml.safe_load((tmp_path / "m" / "t" / "config.yaml").read_text())
+    assert saved["nodes"] == 2  # what ran: the world size
+    reference = run_cli("run", str(config), "--set", "backend=serial", "--set", "nodes=2",
+                        "--out", str(tmp_path / "s"))  # fmt: skip
+    assert reference.returncode == 0, reference.stderr
+    assert _trace(tmp_path / "m" / "t") == _trace(tmp_path / "s" / "t")
+    local = run_cli("run", str(config), "--dry-run", "--set", "backend=processes")
+    assert local.returncode == 0, local.stderr
+    assert re.search(r"^nodes: 1$", local.stdout, re.M), local.stdout

@@ -89,10 +89,11 @@ SCHEMA: dict[str, Field | Section] = {
     "trials": Field(_POSITIVE_INT, 1, "independent repetitions"),
     "workers": Field(Either((Int(low=1, high=4096), Literal("auto"))), "auto"),
     "nodes": Field(
-        Int(low=1, high=4096),
+        Either((Int(low=1, high=4096), Literal("auto"))),
         1,
         "nodes (groups of `workers` workers that average among themselves); serial and "
-        "processes emulate them on one machine",
+        "processes emulate them on one machine; auto: the MPI world size under backend mpi, "
+        "else 1",
     ),
     "backend": Field(Registered(names=backends.names), "processes"),
     "method": Field(
@@ -361,6 +362,8 @@ def resolve(config: Config, auto_workers: int | None = None) -> Config:
     out = copy.deepcopy(config)
     if out["workers"] == "auto":
         out["workers"] = usable_cpus() if auto_workers is None else auto_workers
+    if out["nodes"] == "auto":
+        out["nodes"] = backends.auto_nodes(out["backend"])
     if out["method"] == "single":
         # One worker; with the samples budget it runs workers x steps steps, so curves
         # compare at equal samples. The saved config shows what actually ran.

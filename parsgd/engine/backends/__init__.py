@@ -91,6 +91,18 @@ def info(name: str) -> BackendInfo:
     return _REGISTRY[name]
 
 
+def auto_nodes(name: str) -> int:
+    """What ``nodes: auto`` resolves to under backend ``name``: for a backend across nodes,
+    the world size its launcher gives this process (one rank per node); else, or outside a
+    launcher, 1: this machine (the set-up check then says what is missing)."""
+    if not info(name).across_nodes:
+        return 1
+    from parsgd.engine.backends.mpi_setup import launched  # light: reads the environment
+
+    launch = launched()
+    return 1 if launch is None else launch.size
+
+
 def load(name: str) -> Backend:
     """The backend object itself (imports its module)."""
     backend: Backend = import_module(_REGISTRY[name].module).BACKEND

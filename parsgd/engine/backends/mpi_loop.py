@@ -265,7 +265,7 @@ class _MpiBackend:
         self.link: MpiLink | None = None
         self.record: dict[str, Any] = {}
 
-    def check_setup(self, nodes: int | str) -> None:
+    def check_setup(self, nodes: int) -> None:
         from parsgd.engine.backends.mpi_setup import check_mpi_setup
 
         check_mpi_setup(nodes)

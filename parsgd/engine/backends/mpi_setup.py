@@ -45,10 +45,11 @@ def launched() -> Launch | None:
     return None
 
 
-def check_mpi_setup(nodes: int | str) -> Launch:
+def check_mpi_setup(nodes: int) -> Launch:
     """Refuse a bad set-up with one line (exit 2), before anything starts; else the launch.
 
-    ``nodes`` is the config's value: ``auto`` takes the world size, a number must equal it.
+    ``nodes`` is the resolved config's (``nodes: auto`` has become the world size already,
+    ``backends.auto_nodes``): it must equal the world size.
     """
     try:
         import mpi4py  # noqa: F401 -- the package only: MPI itself starts in init_mpi
@@ -62,7 +63,7 @@ def check_mpi_setup(nodes: int | str) -> Launch:
             "backend: mpi runs under an MPI launcher, one rank per node: "
             "mpiexec -n N parsgd run ... or srun --mpi=pmi2 -N N --ntasks-per-node=1 parsgd run ..."
         )
-    if nodes != "auto" and nodes != launch.size:
+    if nodes != launch.size:
         raise ConfigError(
             f"nodes is {nodes} but the MPI world has {launch.size} ranks; with backend: mpi "
             "there is one rank per node (set nodes: auto, or launch nodes ranks)"
