@@ -1,8 +1,15 @@
-"""The quadratic with a controlled envelope (``objective.kind: quadratic``); no data set."""
+"""The quadratic with a controlled envelope (``objective.kind: quadratic``); no data set.
+
+Heterogeneous workers (``objective.zeta``, ``objective.curvature_spread``): worker m
+minimises ``f_m(w) = 1/2 (w - c_m)^T A_m (w - c_m)``, the run minimises their mean
+(``worker_quadratics``, ``global_optimum``). With both keys 0 (the default) every worker
+has the one quadratic, ``c_m = w*`` and ``A_m = diag(eigs)``.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -10,7 +17,66 @@ from parsgd.problems import steps
 from parsgd.problems.base import Problem
 from parsgd.problems.kernels import quadratic
 from parsgd.problems.steps import StepKernel
-from parsgd.rng import normals_from_uniforms, uniforms_per_step_for_normals
+from parsgd.rng import (
+    WORKER_OBJECTIVE_STREAM,
+    generator,
+    normals_from_uniforms,
+    uniforms_per_step_for_normals,
+)
+
+
+@dataclass(frozen=True)
+class WorkerQuadratics:
+    """Worker m's curvatures ``curvatures[m]`` (``A_m = diag``) and optimum ``centers[m]``,
+    (M, d) each, and the optimum ``w_opt`` and value ``f_opt`` of their mean."""
+
+    curvatures: np.ndarray
+    centers: np.ndarray
+    w_opt: np.ndarray
+    f_opt: float
+
+
+def worker_quadratics(
+    eigs: np.ndarray, center: np.ndarray, zeta: float, spread: float, workers: int, seed: int
+) -> WorkerQuadratics:
+    """Every worker's quadratic, and the optimum of their mean.
+
+    Worker m (numbered globally, 0..M-1 over all nodes) draws from its own generator,
+    ``parsgd.rng.generator(seed, WORKER_OBJECTIVE_STREAM, m)``: first d standard normals
+    ``v``, then d uniforms ``U`` in [0, 1), and takes
+
+        c_m = center + zeta * v / sqrt(d)          (so E||c_m - center||^2 = zeta^2)
+        a_m = eigs * (1 + spread * (2 U - 1))       (each curvature within a factor 1 +- spread)
+
+    So the draws are a pure function of (seed, m): a worker's problem does not depend on the
+    backend, on how many workers there are, on zeta or spread (a sweep over zeta moves the
+    same directions) or on where a run resumed. With zeta = spread = 0 the rows are exact
+    copies of ``center`` and ``eigs`` (x + 0 * v is x, eigs * 1 is eigs), and the optimum is
+    ``center`` itself with ``f* = 0``, bit for bit the homogeneous problem.
+    """
+    d = eigs.shape[0]
+    curvatures = np.empty((workers, d))
+    centers = np.empty((workers, d))
+    for m in range(workers):
+        rng = generator(seed, WORKER_OBJECTIVE_STREAM, m)
+        offsets = rng.standard_normal(d) / math.sqrt(d)
+        uniforms = rng.random(d)
+        centers[m] = center + zeta * offsets
+        curvatures[m] = eigs * (1.0 + spread * (2.0 * uniforms - 1.0))
+    if zeta == 0.0 and spread == 0.0:
+        return WorkerQuadratics(curvatures, centers, center.copy(), 0.0)
+    w_opt, f_opt = global_optimum(curvatures, centers)
+    return WorkerQuadratics(curvatures, centers, w_opt, f_opt)
+
+
+def global_optimum(curvatures: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(w*, f*)`` of the mean objective ``f = mean_m f_m``: ``w* = (mean A_m)^-1
+    mean(A_m c_m)`` (coordinate by coordinate: every A_m is diagonal) and
+    ``f* = mean_m f_m(w*)``."""
+    w_opt = (curvatures * centers).mean(axis=0) / curvatures.mean(axis=0)
+    e = w_opt - centers
+    f_opt = 0.5 * float((curvatures * e * e).sum(axis=1).mean())
+    return w_opt, f_opt
 
 
 class Quadratic(Problem):
