@@ -82,26 +82,47 @@ def global_optimum(curvatures: np.ndarray, centers: np.ndarray) -> tuple[np.ndar
 class Quadratic(Problem):
     """``f(w) = 1/2 (w - w*)^T diag(eigs) (w - w*)``, ``f* = 0``; noise as in
     ``parsgd.problems.kernels.quadratic`` (closed-form expectations in
-    ``parsgd.analysis.theory``)."""
+    ``parsgd.analysis.theory`` and ``theory_hetero``).
+
+    With ``workers`` (``worker_quadratics``), rank m steps on its own ``f_m`` and the loss is
+    their mean, ``f(w) = 1/2 (w - w*)^T mean(A_m) (w - w*) + f*`` (a quadratic's exact
+    expansion about its minimum, so ``f - f*`` keeps its digits near w*).
+    """
 
     def __init__(
-        self, eigs: np.ndarray, w_opt: np.ndarray, sigma: float, beta: float, batch_size: int
+        self,
+        eigs: np.ndarray,
+        w_opt: np.ndarray,
+        sigma: float,
+        beta: float,
+        batch_size: int,
+        workers: WorkerQuadratics | None = None,
     ) -> None:
         self.eigs, self.sigma, self.beta = eigs, sigma, beta
         self.d = eigs.shape[0]
         self.batch_size = batch_size
         self._normals = batch_size * quadratic.normals_per_sample(self.d, beta)
-        self.w_opt, self.f_opt = w_opt, 0.0
-        self.center = w_opt  # the kernel's w* (w_opt is typed Optional on Problem)
+        if workers is None:  # one quadratic: a single row every rank steps on
+            workers = WorkerQuadratics(eigs[None, :], w_opt[None, :], w_opt, 0.0)
+        self.workers = workers
+        self.w_opt, self.f_opt = workers.w_opt, workers.f_opt
+        self.center = workers.w_opt  # the loss's w* (w_opt is typed Optional on Problem)
+        one = workers.curvatures.shape[0] == 1 or np.all(workers.curvatures == eigs)
+        # Equal rows: the mean is eigs itself, bit for bit (a computed mean may round).
+        self.mean_curvature = eigs if one else workers.curvatures.mean(axis=0)
 
     @property
     def uniforms_per_step(self) -> int:
         return uniforms_per_step_for_normals(self._normals)
 
     def step_kernel(self) -> StepKernel:
+        curvatures, centers = self.workers.curvatures, self.workers.centers
+        if np.all(curvatures == curvatures[0]) and np.all(centers == centers[0]):
+            curvatures, centers = curvatures[:1], centers[:1]  # one quadratic: one row
         data = steps.Quadratic(
-            self.eigs, self.center, math.sqrt(self.beta), self.sigma, self.batch_size
-        )
+            np.ascontiguousarray(curvatures), np.ascontiguousarray(centers),
+            math.sqrt(self.beta), self.sigma, self.batch_size,
+        )  # fmt: skip
         return StepKernel(data, self._normals_of)
 
     def _normals_of(self, uniforms: np.ndarray) -> np.ndarray:
@@ -111,7 +132,7 @@ class Quadratic(Problem):
         if shard != 0:
             return 0.0
         e = w - self.center
-        return 0.5 * float(e @ (self.eigs * e))
+        return 0.5 * float(e @ (self.mean_curvature * e)) + self.workers.f_opt
 
     def finish_loss(self, total: float, w: np.ndarray) -> float:
         return total
