@@ -448,3 +448,17 @@ def test_plot_final_draws_h_against_the_final_distance_with_its_theory(
                           "final", *bad)  # fmt: skip
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "x.png").exists()
+
+
+def test_stiffest_worker_sets_the_stability_warning_and_single_is_warned(tmp_path: Path) -> None:
+    """Step 1.2 is stable for the spectrum 1 .. 0.25 but not for a worker whose curvature
+    spread lifts an eigenvalue to 1.7; method single runs only worker 0's quadratic."""
+    config = _config(tmp_path / "c.yaml", trials=1, sgd={"steps": 10}, eval={"every": 10})
+    steep = run_cli("run", str(config), "--out", str(tmp_path / "a"), "--set",
+                    "sgd.step_size=1.2")  # fmt: skip
+    assert steep.returncode == 0 and "too large for this quadratic" in steep.stderr
+    alone = run_cli("run", str(config), "--out", str(tmp_path / "b"), "--set",
+                    "sgd.step_size=1.2", "--set", "objective.curvature_spread=0.0",
+                    "--set", "method=single")  # fmt: skip
+    assert alone.returncode == 0 and "too large" not in alone.stderr
+    assert "minimises worker 0's quadratic" in alone.stderr
