@@ -116,7 +116,7 @@ def hetero_quadratic_moments(
         P = maps.get(step)
         if P is not None:
             mu = P @ mu
-            K = np.einsum("mk,kli,nl->mni", P, K, P)
+            K = np.einsum("mli,nl->mni", np.einsum("mk,kli->mli", P, K), P)  # P K P^T
         if step in index:
             j = index[step]
             means[j] = mu.mean(axis=0)
