@@ -57,14 +57,21 @@ def _add_plot_command(commands: argparse._SubParsersAction) -> None:
         help="figures of finished runs (PNG, PDF or SVG)",
         description="One curve per --by value (default: the config keys that differ between "
         "runs), mean over trials with a shaded band. --kind time-to-target: wall seconds to "
-        "reach --target per averaging interval; --kind wallclock: both side by side.",
+        "reach --target per averaging interval; --kind wallclock: both side by side; --kind "
+        "final: each trial's last value against a swept key (--x, default averaging.every).",
     )
     plot.add_argument("paths", type=Path, nargs="+", metavar="RUN_OR_SWEEP_DIR")
     plot.add_argument("-o", "--output", type=Path, required=True, help="fig.png|.pdf|.svg")
     plot.add_argument(
-        "--kind", default="curves", help="curves (default) | time-to-target | wallclock"
+        "--kind",
+        default="curves",
+        help="curves (default) | time-to-target | wallclock | final (last value against --x)",
     )
-    plot.add_argument("--x", default="step", help="step (default) | samples | wall_s")
+    plot.add_argument(
+        "--x",
+        help="step (default) | samples | wall_s; --kind final: a swept config key "
+        "(default averaging.every)",
+    )
     plot.add_argument(
         "--y", help="a trace column: loss (default), subopt, dist_opt_sq, test_accuracy, ..."
     )

@@ -15,6 +15,7 @@ import numpy as np
 SGD_STREAM = 0
 INIT_STREAM = 1
 DATA_STREAM = 2
+WORKER_OBJECTIVE_STREAM = 3  # per-worker objectives: the heterogeneous quadratic
 
 
 class StepStream:

@@ -125,5 +125,12 @@ plot "$hi" -o "$figures/7-hierarchical.png" --y dist_opt_sq --log \
     --title "Quadratic, beta = 1.5, 2 nodes x 2 workers: hierarchical against flat averaging"
 report "$hi" --by averaging.every,averaging.global_every
 
+step "8. heterogeneous quadratic: workers with different optima and curvatures"
+sweep 8-hetero-quadratic.yaml "${jobs[@]}"
+hq="$out/hetero-quadratic"
+plot "$hq" -o "$figures/8-hetero-quadratic.png" --kind final --y dist_opt_sq --theory --log \
+    --by objective.curvature_spread --title "Heterogeneous quadratic: final distance to the global optimum against H"
+report "$hq" --by objective.curvature_spread,averaging.every
+
 echo
 echo "done in $((SECONDS - start)) s: figures in $figures, reports in $out/*/report.md"

@@ -12,6 +12,9 @@ Three kinds of figure:
   means over the trials that got there, dots single trials; a group whose trials did not all
   get there says how many did, and one where none did says "never reached".
 - ``wallclock``: both side by side, the left panel against wall seconds with the target drawn.
+- ``final``: the final value of ``--y`` (mean over trials, standard-error bars) against a
+  swept config key ``--x`` (default ``averaging.every``, one-shot at H = steps), one line per
+  ``--by`` value, the closed form dashed with ``--theory`` (``parsgd.analysis.finals``).
 
 ``--facet KEY`` draws one panel per value of KEY; styles, legends and titles follow
 ``parsgd.analysis.figure_style``. The numbers come from ``parsgd.analysis.curves``; this
@@ -49,6 +52,8 @@ from parsgd.analysis.figure_style import (
     legend_outside,
     short_title,
 )
+from parsgd.analysis.final_lines import draw_finals
+from parsgd.analysis.finals import compute_finals
 from parsgd.analysis.network import Network, parse_network, project_runs
 from parsgd.analysis.paired import parse_reference
 from parsgd.analysis.runs import (
@@ -65,7 +70,7 @@ from parsgd.analysis.targets import parse_target
 from parsgd.engine.rundir import write_atomic
 from parsgd.errors import ConfigError
 
-KINDS = ("curves", "time-to-target", "wallclock")
+KINDS = ("curves", "time-to-target", "wallclock", "final")
 FORMATS = (".png", ".pdf", ".svg")
 
 X_LABELS = {
@@ -103,7 +108,7 @@ def plot_command(
     output: Path,
     *,
     kind: str = "curves",
-    x: str = "step",
+    x: str | None = None,
     y: str | None = None,
     by: Sequence[str] | None = None,
     band: str = "stderr",
@@ -123,6 +128,15 @@ def plot_command(
         raise ConfigError(f"-o {output}: the file must end in {', '.join(FORMATS)}")
     if kind not in KINDS:
         raise ConfigError(f"--kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    if kind == "final":
+        others = {"--target": target, "--facet": facet, "--paired-with": paired_with,
+                  "--network": network}  # fmt: skip
+        given = [flag for flag, value in others.items() if value is not None]
+        if given:
+            raise ConfigError(f"--kind final takes no {given[0]}")
+        return _final_figure(paths, output, x or "averaging.every", y or "loss", by, log, logx,
+                             theory, title, limits=_parse_ylim(ylim))  # fmt: skip
+    x = x or "step"
     if x not in X_COLUMNS:
         raise ConfigError(f"--x must be one of {', '.join(X_COLUMNS)}; got {x!r}")
     if band not in BANDS:
@@ -190,9 +204,34 @@ def plot_command(
         fig.suptitle(title or short_title(paths, f"time to {goal.text}", keys), fontsize=11)
         notes += [f"{t.label}: no trial reached {goal.text}" for t in times if not t.reached]
     if theory and kind != "curves":
-        notes.append("--theory draws only on --kind curves")
+        notes.append("--theory draws only on --kind curves and final")
     if projection is not None:
         _label_projection(fig, projection)
+    fig.tight_layout()
+    _save(fig, output)
+    for note in notes:
+        print(f"parsgd: warning: {note}", file=sys.stderr)
+    print(f"wrote {output}")
+    return 0
+
+
+def _final_figure(
+    paths: Sequence[Path], output: Path, x_key: str, y: str, by: Sequence[str] | None,
+    log: bool, logx: bool, theory: bool, title: str | None,
+    limits: tuple[float | None, float | None] | None,
+) -> int:  # fmt: skip
+    """``--kind final``: the last recorded ``y`` of every trial against config key ``x_key``."""
+    runs = find_runs(paths)
+    check_column(runs, y)
+    keys = [k for k in (parse_by(by) or varying_keys(runs)) if k != x_key]
+    series, notes = compute_finals(runs, x_key=x_key, y=y, by=keys, theory=theory)
+    fig, ax = plt.subplots(figsize=(9.0, 4.8))
+    xlabel = "averaging interval H (steps)" if x_key == "averaging.every" else x_key
+    draw_finals(ax, series, xlabel=xlabel, ylabel=f"final {Y_LABELS.get(y, y)}", log=log,
+                logx=logx)  # fmt: skip
+    _set_ylim(ax, limits)
+    what = f"final {y} against {x_key}"
+    ax.set_title(title or short_title(paths, what, keys), fontsize=10)
     fig.tight_layout()
     _save(fig, output)
     for note in notes:

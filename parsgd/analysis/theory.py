@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from parsgd.analysis.theory_hetero import hetero_quadratic_moments
+
 
 def _after(h: np.ndarray, S: float, a: float, q: float, noise: float, M: int) -> np.ndarray:
     a2h = a ** (2 * h)
@@ -92,28 +94,25 @@ def quadratic_dist_sq(
     coordinates gives E||w_avg - w*||^2. For d = 1 this is PAPER.md (ii) with
     ``q = a^2 + alpha^2 beta``. The envelope is ``Var g = d (beta ||e||^2 + sigma^2) / b``.
     Exact (no approximation) for a constant step size.
+
+    The same recursion as ``theory_hetero.hetero_quadratic_moments`` with M identical
+    workers, in error coordinates (every c_m = w* = 0), which is how it is computed.
     """
     lam = np.asarray(eigenvalues, dtype=np.float64)
-    shrink = (1.0 - step_size * lam) ** 2
-    growth = step_size**2 * beta / batch_size
-    floor = step_size**2 * sigma**2 / batch_size
-    M = workers
-    s = np.asarray(initial_error, dtype=np.float64) ** 2
-    c = s.copy()
-    syncs = set(np.asarray(averaging_steps).tolist())
-    wanted = {int(t): i for i, t in enumerate(np.asarray(at_steps).tolist())}
-    out = np.empty(len(wanted))
-    last = max(wanted) if wanted else 0
-    for step in range(last + 1):
-        if step > 0:
-            s = shrink * s + growth * s.sum() + floor
-            c = shrink * c
-        average = s / M + (1.0 - 1.0 / M) * c
-        if step in syncs:
-            s, c = average.copy(), average.copy()
-        if step in wanted:
-            out[wanted[step]] = average.sum()
-    return out
+    M, at = workers, np.asarray(at_steps, dtype=np.int64)
+    moments = hetero_quadratic_moments(
+        curvatures=np.tile(lam, (M, 1)),
+        centers=np.zeros((M, lam.size)),
+        w_opt=np.zeros(lam.size),
+        start=np.asarray(initial_error, dtype=np.float64),
+        etas=np.full(int(at.max()) if at.size else 0, step_size),
+        beta=beta,
+        sigma=sigma,
+        batch_size=batch_size,
+        averaging_steps=averaging_steps,
+        at_steps=at,
+    )
+    return moments.dist_opt_sq
 
 
 def quadratic_second_moment_rate(

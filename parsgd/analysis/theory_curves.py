@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from parsgd.analysis.theory import gaussian_least_squares_dist_sq, quadratic_dist_sq
+from parsgd.analysis.theory import gaussian_least_squares_dist_sq
+from parsgd.analysis.theory_hetero import HeteroMoments, hetero_quadratic_moments
 from parsgd.config.spec import RunSpec
 
 TheoryCurve = Callable[[RunSpec, str, np.ndarray], "np.ndarray | None"]
@@ -85,31 +86,45 @@ def _gaussian_least_squares(spec: RunSpec, column: str, steps: np.ndarray) -> np
 
 @_closed_form("quadratic")
 def _quadratic(spec: RunSpec, column: str, steps: np.ndarray) -> np.ndarray | None:
-    """PAPER.md (i)-(ii) in d dimensions: constant step, shared zero start, local SGD."""
+    """PAPER.md (i)-(ii) in d dimensions, and the heterogeneous quadratic (per-worker c_m,
+    A_m: ``theory_hetero``): shared zero start, local SGD, any step-size schedule."""
+    moments = quadratic_moments(spec, steps)
+    if moments is None or column not in ("dist_opt_sq", "subopt"):
+        return None
+    return moments.dist_opt_sq if column == "dist_opt_sq" else moments.subopt
+
+
+def quadratic_moments(spec: RunSpec, steps: np.ndarray) -> HeteroMoments | None:
+    """The exact moments of the averaged model of a quadratic run at ``steps`` (per-worker
+    steps), built from the same worker quadratics and schedule as the run; None where the
+    recursion does not apply (another objective or method, a random start)."""
     sgd = spec.sgd
-    alpha = _constant_step_size(spec)
-    if (
-        spec.objective.kind != "quadratic"
-        or spec.method != "local_sgd"
-        or sgd.init != "zeros"
-        or alpha is None
-        or column not in ("dist_opt_sq",)
-    ):
+    if spec.objective.kind != "quadratic" or spec.method != "local_sgd" or sgd.init != "zeros":
         return None
     from parsgd.data.synthetic import planted_weights, spectrum
+    from parsgd.engine.plan import global_rounds
+    from parsgd.problems.quadratic import worker_quadratics
 
     objective = spec.objective.options
-    d = objective["d"]
+    d, total, workers = objective["d"], sgd.steps, spec.ranks
     eigs = spectrum(d, objective["eig_max"], objective["eig_min"], objective["eigenvalues"])
-    w_opt = planted_weights(d, spec.seed)  # as parsgd.problems.registry builds the quadratic
-    return quadratic_dist_sq(
-        eigenvalues=eigs,
-        initial_error=-w_opt,
+    center = planted_weights(d, spec.seed)  # as parsgd.problems.registry builds the quadratic
+    zeta, spread = objective.get("zeta", 0.0), objective.get("curvature_spread", 0.0)
+    problem = worker_quadratics(eigs, center, zeta, spread, workers, spec.seed)
+    averaging = spec.averaging.schedule.averaging_steps(total)
+    # Rounds that are not global average within each node's workers (hierarchical runs).
+    is_global = np.isin(averaging, global_rounds(averaging, spec.averaging.global_every, total))
+    at = np.asarray(steps, dtype=np.int64)
+    return hetero_quadratic_moments(
+        curvatures=problem.curvatures,
+        centers=problem.centers,
+        w_opt=problem.w_opt,
+        start=np.zeros(d),
+        etas=sgd.step_size.values(0, max(total, int(at.max(initial=0)))),
         beta=objective["beta"],
         sigma=objective["sigma"],
-        step_size=alpha,
         batch_size=sgd.batch_size,
-        workers=spec.workers,
-        averaging_steps=spec.averaging.schedule.averaging_steps(sgd.steps),
-        at_steps=np.asarray(steps, dtype=np.int64),
+        averaging_steps=averaging,
+        at_steps=at,
+        group_sizes=np.where(is_global, workers, workers // spec.nodes),
     )

@@ -44,6 +44,12 @@ def advisories(spec: RunSpec) -> list[str]:
         eigs = spectrum(
             quadratic["d"], quadratic["eig_max"], quadratic["eig_min"], quadratic["eigenvalues"]
         )
+        if quadratic["curvature_spread"] > 0.0:  # the stiffest worker decides
+            from parsgd.problems.quadratic import worker_quadratics  # numba: only when needed
+
+            spread = quadratic["curvature_spread"]
+            problem = worker_quadratics(eigs, eigs, 0.0, spread, spec.ranks, spec.seed)
+            eigs = problem.curvatures.max(axis=0)
         rate = quadratic_second_moment_rate(eigs, quadratic["beta"], largest, sgd.batch_size)
         if rate >= 1.0:
             notes.append(
@@ -51,6 +57,13 @@ def advisories(spec: RunSpec) -> list[str]:
                 f"worker's E||w - w*||^2 grows by a factor {rate:.6f} per step (theory."
                 "quadratic_second_moment_rate); the run will diverge"
             )
+    options = objective.options
+    heterogeneous = options.get("zeta", 0.0) > 0.0 or options.get("curvature_spread", 0.0) > 0.0
+    if heterogeneous and spec.method == "single":
+        notes.append(
+            "method single runs one worker: with objective.zeta or curvature_spread it "
+            "minimises worker 0's quadratic, not the mean of the workers' quadratics"
+        )
     if objective.kind in RANDOM_START_OBJECTIVES and sgd.init == "zeros":
         notes.append(
             f"sgd.init zeros is a stationary point of {objective.kind} (pca: the saddle "

@@ -125,6 +125,16 @@ OBJECTIVE_SECTION = Section(
             **_SPECTRUM,
             "sigma": Field(Float(low=0.0), 1.0, "additive noise: sigma * xi"),
             "beta": Field(Float(low=0.0), 0.0, "multiplicative noise: sqrt(beta) * Z (w - w*)"),
+            # Heterogeneous workers (parsgd.problems.quadratic.worker_quadratics); both 0:
+            # every worker has the one quadratic.
+            "zeta": Field(
+                Float(low=0.0), 0.0, "offset scale: worker m's optimum c_m = w* + zeta v_m"
+            ),
+            "curvature_spread": Field(
+                Float(low=0.0, high=1.0, high_open=True),
+                0.0,
+                "worker m's curvatures: each eigenvalue times a uniform factor in 1 +- spread",
+            ),
         },
         "pca": {},
         "mlp": {

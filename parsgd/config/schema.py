@@ -48,12 +48,14 @@ class Rule:
         return Invalid(f"must be {self.describe()}; got {show(value)}")
 
 
-def _bounds_text(low: float | None, high: float | None, low_open: bool) -> str:
+def _bounds_text(
+    low: float | None, high: float | None, low_open: bool, high_open: bool = False
+) -> str:
     parts = []
     if low is not None:
         parts.append(f"{'>' if low_open else '>='} {low:g}")
     if high is not None:
-        parts.append(f"<= {high:g}")
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
     return " and ".join(parts)
 
 
@@ -86,6 +88,7 @@ class Float(Rule):
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    high_open: bool = False
 
     def parse(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -95,12 +98,12 @@ class Float(Rule):
             raise self.fail(value)
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             raise self.fail(value)
-        if self.high is not None and value > self.high:
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
             raise self.fail(value)
         return value
 
     def describe(self) -> str:
-        bounds = _bounds_text(self.low, self.high, self.low_open)
+        bounds = _bounds_text(self.low, self.high, self.low_open, self.high_open)
         return f"a finite number {bounds}".rstrip()
 
 

@@ -42,6 +42,10 @@ def config_hash(config: Config) -> str:
     averaging = relevant.get("averaging")
     if isinstance(averaging, dict) and averaging.get("global_every") is None:
         relevant["averaging"] = {k: v for k, v in averaging.items() if k != "global_every"}
+    objective = relevant.get("objective")
+    if isinstance(objective, dict) and objective.get("kind") == "quadratic":
+        later = ("zeta", "curvature_spread")  # the heterogeneous quadratic's keys
+        relevant["objective"] = {k: v for k, v in objective.items() if k not in later or v != 0.0}
     text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -112,7 +112,7 @@ class _Ranks:
         tic = time.perf_counter()
         for k, r in enumerate(self.ranks):
             w = st.W[team.buffer_before(trial, index), team.rows[r]]
-            step(kernel.data, w, inputs[k], etas)
+            step(kernel.data, int(r), w, inputs[k], etas)
         team.timers[self.ranks, COMPUTE_S] += time.perf_counter() - tic
 
     def block(self, trial: int, index: int, end: int, start: int) -> tuple[int, int]:

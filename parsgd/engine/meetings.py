@@ -139,7 +139,8 @@ def run_block(
         if at > done:
             for k in range(ranks.shape[0]):
                 w = W[cur, rows[ranks[k]], :d]
-                step(data, w, inputs[k, done - start : at - start], etas[done - start : at - start])
+                x = inputs[k, done - start : at - start]
+                step(data, ranks[k], w, x, etas[done - start : at - start])
         done = at
         toc = ticks()
         cycles[0] += toc - tic

@@ -32,13 +32,14 @@ class Problem(ABC):
     def step_kernel(self) -> StepKernel:
         """The compiled loop of this objective and its packed arrays (see ``steps``)."""
 
-    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray) -> None:
-        """Run ``len(etas)`` steps on ``w`` in place; ``uniforms`` has one row per step.
+    def sgd(self, w: np.ndarray, uniforms: np.ndarray, etas: np.ndarray, rank: int = 0) -> None:
+        """Run ``len(etas)`` steps of worker ``rank`` on ``w`` in place; ``uniforms`` has one
+        row per step.
 
         The same compiled call the meetings make, so tests of a kernel test the run's code.
         """
         kernel = self.step_kernel()
-        step(kernel.data, w, kernel.prepare(uniforms), etas)
+        step(kernel.data, rank, w, kernel.prepare(uniforms), etas)
 
     @abstractmethod
     def loss_partial(self, w: np.ndarray, shard: int, shards: int) -> float:

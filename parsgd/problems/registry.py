@@ -30,7 +30,7 @@ from parsgd.problems.linear import GaussianStream, LinearPool
 from parsgd.problems.mlp import MlpPool
 from parsgd.problems.pca import PcaPool, PcaStream
 from parsgd.problems.planted import PlantedStream
-from parsgd.problems.quadratic import Quadratic
+from parsgd.problems.quadratic import Quadratic, worker_quadratics
 from parsgd.problems.softmax import SoftmaxPool
 
 _LABELS = {"least_squares": "real", "logistic": "binary", "hinge": "binary"}
@@ -71,8 +71,13 @@ def _build_quadratic(spec: RunSpec, arena: Arena) -> Problem:
     objective = spec.objective.options
     d = objective["d"]
     eigs = spectrum(d, objective["eig_max"], objective["eig_min"], objective["eigenvalues"])
-    w_opt = planted_weights(d, spec.seed)
-    return Quadratic(eigs, w_opt, objective["sigma"], objective["beta"], spec.sgd.batch_size)
+    center = planted_weights(d, spec.seed)
+    # Every worker's own quadratic, numbered over all nodes (each node builds all of them).
+    workers = worker_quadratics(
+        eigs, center, objective["zeta"], objective["curvature_spread"], spec.ranks, spec.seed
+    )
+    sigma, beta, batch = objective["sigma"], objective["beta"], spec.sgd.batch_size
+    return Quadratic(eigs, center, sigma, beta, batch, workers)
 
 
 def _build_pca(spec: RunSpec, arena: Arena) -> Problem:

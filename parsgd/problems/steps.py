@@ -86,8 +86,11 @@ class Mlp(NamedTuple):
 
 
 class Quadratic(NamedTuple):
-    eigs: np.ndarray
-    w_opt: np.ndarray
+    """Row ``rank % rows`` of ``curvatures`` and ``centers`` is a worker's own quadratic (one
+    row: every worker has the same)."""
+
+    curvatures: np.ndarray
+    centers: np.ndarray
     sqrt_beta: float
     sigma: float
     batch: int
@@ -118,44 +121,46 @@ Pack = (
 
 # The loops, as numba compiles them into ``step``: plain functions, typed in the caller. Their
 # parameters are spelled exactly as ``_typed``'s, annotations too: numba checks they match.
-def _dense_linear(data: Any, w: Any, x: Any, etas: Any) -> None:
+def _dense_linear(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> None:
     linear.sgd_dense(data.X, data.y, w, x, etas, data.l2, data.code)
 
 
-def _csr_linear(data: Any, w: Any, x: Any, etas: Any) -> None:
+def _csr_linear(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> None:
     linear.sgd_csr(data.values, data.indices, data.indptr, data.y, w, x, etas, data.l2, data.code)
 
 
-def _gaussian_stream(data: Any, w: Any, x: Any, etas: Any) -> None:
+def _gaussian_stream(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> None:
     least_squares.sgd_stream(data.w_true, data.noise, w, x, etas, data.l2, data.batch)
 
 
-def _planted_stream(data: Any, w: Any, x: Any, etas: Any) -> None:
+def _planted_stream(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> None:
     z, u = x[:, : data.normals], x[:, data.normals :]
     linear.sgd_planted_stream(data.w_true, w, z, u, etas, data.l2, data.code, data.batch)
 
 
-def _pca_pool(data: Any, w: Any, x: Any, etas: Any) -> None:
+def _pca_pool(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> None:
     pca.sgd_dense(data.X, w, x, etas)
 
 
-def _pca_stream(data: Any, w: Any, x: Any, etas: Any) -> None:
+def _pca_stream(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> None:
     pca.sgd_stream(data.mix, w, x, etas, data.batch)
 
 
-def _mlp(data: Any, w: Any, x: Any, etas: Any) -> None:
+def _mlp(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> None:
     mlp.sgd(data.X, data.y, w, x, etas, data.l2, data.hidden, data.classes)
 
 
-def _quadratic(data: Any, w: Any, x: Any, etas: Any) -> None:
-    quadratic.sgd(data.eigs, data.w_opt, w, x, etas, data.sqrt_beta, data.sigma, data.batch)
+def _quadratic(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> None:
+    row = rank % data.curvatures.shape[0]
+    eigs, center = data.curvatures[row], data.centers[row]
+    quadratic.sgd(eigs, center, w, x, etas, data.sqrt_beta, data.sigma, data.batch)
 
 
-def _softmax_dense(data: Any, w: Any, x: Any, etas: Any) -> None:
+def _softmax_dense(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> None:
     softmax.sgd_dense(data.X, data.y, w, x, etas, data.l2, data.classes)
 
 
-def _softmax_csr(data: Any, w: Any, x: Any, etas: Any) -> None:
+def _softmax_csr(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> None:
     m = data
     softmax.sgd_csr(m.values, m.indices, m.indptr, m.p, m.y, w, x, etas, m.l2, m.classes)
 
@@ -174,21 +179,25 @@ _LOOPS: dict[type, Callable[..., None]] = {
 }
 
 
-def _loop(data: Pack, w: np.ndarray, x: np.ndarray, etas: np.ndarray) -> None:
+def _loop(data: Pack, rank: int, w: np.ndarray, x: np.ndarray, etas: np.ndarray) -> None:
     """Stands for the loop of ``type(data)``; only compiled code calls it (see ``_typed``)."""
     raise NotImplementedError("compiled code only: call step()")
 
 
 @overload(_loop, jit_options={"nogil": True})
-def _typed(data: Any, w: Any, x: Any, etas: Any) -> Callable[..., None]:
+def _typed(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> Callable[..., None]:
     """Pick the loop while typing: ``data`` is a numba NamedTuple type here."""
     return _LOOPS[data.instance_class]
 
 
 @njit(cache=True, nogil=True)
-def step(data: Pack, w: np.ndarray, x: np.ndarray, etas: np.ndarray) -> None:
-    """Run ``len(etas)`` steps of ``type(data)``'s loop on ``w``; ``x`` holds the inputs."""
-    _loop(data, w, x, etas)
+def step(data: Pack, rank: int, w: np.ndarray, x: np.ndarray, etas: np.ndarray) -> None:
+    """Run ``len(etas)`` steps of ``type(data)``'s loop on ``w``; ``x`` holds the inputs.
+
+    ``rank`` is the stepping worker's global number, for objectives whose workers differ
+    (the heterogeneous quadratic); the other loops ignore it.
+    """
+    _loop(data, rank, w, x, etas)
 
 
 def _identity(uniforms: np.ndarray) -> np.ndarray:
