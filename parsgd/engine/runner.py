@@ -143,7 +143,11 @@ def _run_with_signals(
             across: Any = backends.load(backend.name)
             # Forks this node's workers, then MPI_Init. Rank 0 writes the results; the others
             # only run their node.
-            if not across.join(team, start):
+            joined = across.join(team, start)
+            # The node's workers have every mapping: nothing opens a segment by name any
+            # more, so none is left behind if the launcher kills this rank.
+            arena.unlink_names()
+            if not joined:
                 signals.control = state.control
                 return RunResult(across.follow(team, start), run_dir.root)
         run_dir.claim(fresh=start.step < 0)
