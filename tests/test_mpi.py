@@ -331,3 +331,16 @@ def test_nodes_auto_is_the_world_size_under_mpi_and_one_elsewhere(tmp_path: Path
     local = run_cli("run", str(config), "--dry-run", "--set", "backend=processes")
     assert local.returncode == 0, local.stderr
     assert re.search(r"^nodes: 1$", local.stdout, re.M), local.stdout
+
+
+@pytest.mark.usefixtures("mpi")
+def test_the_bench_times_backend_mpi_on_one_node_against_processes() -> None:
+    """``parsgd bench``'s row: both backends run the same config to the end, through the
+    command line (``mpiexec -n 1`` for mpi), and the row compares their samples/s."""
+    from parsgd.bench.mpi_global import BACKEND_TARGET, _backend_row, backend_rates
+
+    rates = backend_rates(str(mpiexec()), quick=True)
+    assert "skipped" not in rates, rates
+    assert rates["mpi"] > 0 and rates["processes"] > 0
+    row = _backend_row(rates)
+    assert row.ratio == rates["mpi"] / rates["processes"] and row.target == BACKEND_TARGET
