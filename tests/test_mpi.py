@@ -169,9 +169,11 @@ def _trace(run_dir: Path) -> list[dict[str, str]]:
         ]
 
 
-def _mpi_cli(ranks: int, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _mpi_cli(
+    ranks: int, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [str(mpiexec()), "-n", str(ranks), sys.executable, "-m", "parsgd", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
     )
@@ -202,6 +204,10 @@ def test_mpi_trace_equals_serial_with_nodes(tmp_path: Path, schedule: str) -> No
     assert record["status"] == "completed" and record["backend"] == "mpi"
     assert [(n["node"], n["rank"]) for n in record["mpi_ranks"]] == [(0, 0), (1, 1)]
     assert all(n["host"] and n["pid"] > 0 for n in record["mpi_ranks"])
+    # Each node's rank forked its node's workers: processes of their own, two per node.
+    workers = [n["worker_pids"] for n in record["mpi_ranks"]]
+    assert [len(pids) for pids in workers] == [2, 2]
+    assert len({n["pid"] for n in record["mpi_ranks"]} | {p for ps in workers for p in ps}) == 6
     log = (tmp_path / "m" / "t" / "log.txt").read_text()
     for node in (0, 1):  # every rank's lines reach log.txt, tagged by node
         assert re.search(rf" node{node} parsgd.mpi INFO node {node}: rank {node} of 2 ", log), log
@@ -255,6 +261,35 @@ def test_stop_on_another_rank_stops_all_and_resume_is_bit_identical(tmp_path: Pa
 
 
 @pytest.mark.usefixtures("mpi")
+@pytest.mark.parametrize("node", [1, 0])
+def test_a_killed_worker_on_any_node_fails_the_run_naming_node_worker_and_cause(
+    tmp_path: Path, node: int
+) -> None:
+    """A worker SIGKILLs itself (the fault hook) on node 1 or 0: rank 0 records the run
+    failed, naming the node's host and rank, the worker and its pid, and the cause; no rank
+    or worker of any node is left running."""
+    config = write_config(
+        tmp_path / "c.yaml", nodes=2, workers=2, sgd={"steps": 3000},
+        averaging={"every": 5, "global_every": 20}, eval={"every": 100},
+    )  # fmt: skip
+    worker = 2 * node + 1
+    done = _mpi_cli(2, "run", str(config), "--set", "backend=mpi", "--out", str(tmp_path),
+                    env={"PARSGD_FAULT": f"{worker}:1200:sigkill"})  # fmt: skip
+    assert done.returncode != 0
+    record = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert record["status"] == "failed", record
+    host = record["mpi_ranks"][node]["host"]
+    pid = record["mpi_ranks"][node]["worker_pids"][1]
+    assert record["reason"].startswith(f"node {node} (host {host}, rank {node}): "), record
+    assert f"worker {worker} (pid {pid}) killed by SIGKILL" in record["reason"], record
+    rows = _trace(tmp_path / "t")
+    assert len(rows) > 0 and all(int(r["step"]) <= 1200 for r in rows)
+    pids = [n["pid"] for n in record["mpi_ranks"]]
+    pids += [p for n in record["mpi_ranks"] for p in n["worker_pids"]]
+    assert wait_until(lambda: not _left_running(pids), 10), _left_running(pids)
+
+
+@pytest.mark.usefixtures("mpi")
 def test_bad_mpi_set_ups_are_one_line_and_exit_2(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.yaml", nodes=2, workers=1)
     out = tmp_path / "out"
@@ -296,3 +331,16 @@ def test_nodes_auto_is_the_world_size_under_mpi_and_one_elsewhere(tmp_path: Path
     local = run_cli("run", str(config), "--dry-run", "--set", "backend=processes")
     assert local.returncode == 0, local.stderr
     assert re.search(r"^nodes: 1$", local.stdout, re.M), local.stdout
+
+
+@pytest.mark.usefixtures("mpi")
+def test_the_bench_times_backend_mpi_on_one_node_against_processes() -> None:
+    """``parsgd bench``'s row: both backends run the same config to the end, through the
+    command line (``mpiexec -n 1`` for mpi), and the row compares their samples/s."""
+    from parsgd.bench.mpi_global import BACKEND_TARGET, _backend_row, backend_rates
+
+    rates = backend_rates(str(mpiexec()), quick=True)
+    assert "skipped" not in rates, rates
+    assert rates["mpi"] > 0 and rates["processes"] > 0
+    row = _backend_row(rates)
+    assert row.ratio == rates["mpi"] / rates["processes"] and row.target == BACKEND_TARGET

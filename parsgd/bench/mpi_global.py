@@ -8,6 +8,9 @@ times, interleaved repetition by repetition so that a noisy neighbour slows both
     allreduce   comm.Allreduce(IN_PLACE, SUM) of the same buffer, then the divide
 
 Rank 0 prints one JSON line ``{"d": {"global": s, "allreduce": s}}`` (median s per round).
+
+``backend_rates`` times whole runs through the command line: ``backend: mpi`` on one node
+(``mpiexec -n 1``) against ``backend: processes``, same config, interleaved run by run.
 """
 
 from __future__ import annotations
@@ -86,7 +89,44 @@ def measure(quick: bool) -> dict[str, Any]:
         return {"skipped": "mpiexec timed out"}
     if done.returncode != 0:
         return {"skipped": f"mpiexec failed: {done.stderr.strip()[-300:]}"}
-    return {"sizes": json.loads(done.stdout.strip().splitlines()[-1])}
+    return {
+        "sizes": json.loads(done.stdout.strip().splitlines()[-1]),
+        "backend": backend_rates(mpiexec, quick),
+    }
+
+
+BACKEND_TARGET = 0.95  # backend: mpi on one node: at most 5% slower than processes
+
+
+def backend_rates(mpiexec: str, quick: bool) -> dict[str, Any]:
+    """Median samples/s (total run time) of ``backend: mpi`` under ``mpiexec -n 1`` and of
+    ``backend: processes`` on the same 2-worker config, runs interleaved."""
+    import tempfile
+
+    import yaml
+
+    config = {
+        "name": "b", "seed": 3, "trials": 1, "workers": 2,
+        "data": {"kind": "gaussian_linear", "n": 20_000, "d": 100, "noise": 0.3},
+        "sgd": {"steps": 300_000 if quick else 2_000_000, "step_size": 0.01},
+        "averaging": {"every": 10}, "eval": {"every": 1_000_000},
+    }  # fmt: skip
+    rates: dict[str, list[float]] = {"mpi": [], "processes": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "b.yaml"
+        path.write_text(yaml.safe_dump(config))
+        for rep in range(1 if quick else 3):
+            for backend in ("mpi", "processes") if rep % 2 == 0 else ("processes", "mpi"):
+                out = Path(tmp) / f"{backend}{rep}"
+                launcher = [mpiexec, "-n", "1"] if backend == "mpi" else []
+                command = [*launcher, sys.executable, "-m", "parsgd", "run", str(path),
+                           "--set", f"backend={backend}", "--out", str(out)]  # fmt: skip
+                done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+                if done.returncode != 0:
+                    return {"skipped": f"{backend} run failed: {done.stderr.strip()[-300:]}"}
+                record = json.loads((out / "b" / "run.json").read_text())
+                rates[backend].append(record["samples"] / record["timings"]["total_s"])
+    return {k: float(np.median(v)) for k, v in rates.items()}
 
 
 def rows(raw: dict[str, Any], averaging: dict[str, Any]) -> list[Row]:
@@ -94,7 +134,7 @@ def rows(raw: dict[str, Any], averaging: dict[str, Any]) -> list[Row]:
     if "skipped" in raw:
         label = "global round (MPI, 2 ranks)"
         return [Row(label, None, "us", "mpi4py Allreduce", None, None, 1 / TARGET, raw["skipped"])]
-    out = []
+    out = [_backend_row(raw.get("backend", {"skipped": "not measured"}))]
     for d, times in raw["sizes"].items():
         label = f"global round 2 ranks d={int(d):.0e}"
         mine, theirs = times["global"], times["allreduce"]
@@ -109,6 +149,17 @@ def rows(raw: dict[str, Any], averaging: dict[str, Any]) -> list[Row]:
                     "what crossing nodes costs over averaging in shared memory")
             )  # fmt: skip
     return out
+
+
+def _backend_row(rates: dict[str, Any]) -> Row:
+    label = "backend mpi, 1 node (mpiexec -n 1)"
+    if "skipped" in rates:
+        return Row(label, None, "samples/s", "backend processes", None, None, BACKEND_TARGET,
+                   rates["skipped"])  # fmt: skip
+    mine, theirs = rates["mpi"], rates["processes"]
+    note = "whole runs, same config; ratio >= 0.95: at most 5% slower"
+    return Row(label, mine, "samples/s", "backend processes", theirs, mine / theirs,
+               BACKEND_TARGET, note)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ class LocalArena:
     def close(self) -> None:
         pass
 
+    def unlink_names(self) -> None:
+        pass
+
 
 class SharedArena:
     """Allocates arrays in POSIX shared memory and unlinks them all on ``close``."""
@@ -83,6 +86,14 @@ class SharedArena:
         array = self.empty(shape, dtype)
         array.fill(0)
         return array
+
+    def unlink_names(self) -> None:
+        """Unlink every segment's name now, keeping the mappings (the processes that need
+        them have them: forked workers). Nothing can then be left in /dev/shm if this
+        process is killed; ``close`` still releases the rest."""
+        for segment in self._segments:
+            with contextlib.suppress(FileNotFoundError):
+                segment.unlink()
 
     def close(self) -> None:
         """Unlink every segment. Safe to call twice; never raises for a missing segment."""

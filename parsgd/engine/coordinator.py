@@ -79,50 +79,64 @@ def describe_exit(exitcode: int | None) -> str:
 
 
 class Coordinator:
-    def __init__(self, team: Team, start: Position, sink: Sink) -> None:
+    def __init__(self, team: Team, start: Position, sink: Sink, ranks: range | None = None) -> None:
+        """``ranks``: the ranks this coordinator forks (every rank, or one node's)."""
         self.team, self.start, self.sink = team, start, sink
-        self.workers = team.settings.workers
-        self._procs: list[Any] = []
+        self.ranks = ranks if ranks is not None else range(team.settings.workers)
+        self._procs: dict[int, Any] = {}
+        self._receivers: dict[int, Connection] = {}
 
     def run(self) -> tuple[Outcome, list[dict[str, float]]]:
         """Run every trial on M worker processes; return the outcome and each rank's timings."""
-        context = multiprocessing.get_context("fork")
-        receivers: list[Connection] = []
         try:
-            for rank in range(self.workers):
-                receiver, sender = context.Pipe(duplex=False)
-                proc = context.Process(
-                    target=worker_main,
-                    args=(self.team, rank, sender, os.getpid(), self.start),
-                    name=f"worker-{rank}",
-                    daemon=True,
-                )
-                with signals_blocked():
-                    proc.start()
-                sender.close()
-                receivers.append(receiver)
-                self._procs.append(proc)
-            self.sink.started([proc.pid for proc in self._procs])
-            log.info("started %d workers: pids %s", self.workers, [p.pid for p in self._procs])
-            return self._collect(receivers)
+            self.start_workers()
+            self.sink.started(self.pids())
+            return self.collect()
         finally:
-            self._stop_all()
-            for receiver in receivers:
-                receiver.close()
+            self.stop()
 
-    def _collect(self, receivers: list[Connection]) -> tuple[Outcome, list[dict[str, float]]]:
+    def start_workers(self) -> None:
+        """Fork one worker per rank (they start their steps at once)."""
+        context = multiprocessing.get_context("fork")
+        for rank in self.ranks:
+            receiver, sender = context.Pipe(duplex=False)
+            proc = context.Process(
+                target=worker_main,
+                args=(self.team, rank, sender, os.getpid(), self.start),
+                name=f"worker-{rank}",
+                daemon=True,
+            )
+            with signals_blocked():
+                proc.start()
+            sender.close()
+            self._receivers[rank] = receiver
+            self._procs[rank] = proc
+        log.info("started %d workers: pids %s", len(self.ranks), self.pids())
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self._procs.values()]
+
+    def stop(self) -> None:
+        """Every worker gone (see ``_stop_all``), every pipe closed; safe to call twice."""
+        self._stop_all()
+        for receiver in self._receivers.values():
+            receiver.close()
+
+    def collect(self) -> tuple[Outcome, list[dict[str, float]]]:
+        """Wait on the workers until each has reported how the run ended."""
+        receivers = self._receivers
         finished: dict[int, tuple[Outcome, dict[str, float]]] = {}
-        by_conn = {id(conn): rank for rank, conn in enumerate(receivers)}
-        by_sentinel = {proc.sentinel: rank for rank, proc in enumerate(self._procs)}
+        by_conn = {id(conn): rank for rank, conn in receivers.items()}
+        by_sentinel = {proc.sentinel: rank for rank, proc in self._procs.items()}
         stop_seen = 0.0
-        while len(finished) < self.workers:
+        while len(finished) < len(self.ranks):
             if self.team.state.control[STOP_REQUEST] and not stop_seen:
                 stop_seen = time.monotonic()
             if stop_seen and time.monotonic() - stop_seen > STOP_GRACE_S + 2 * _POLL_S:
                 self._unanswered_stop(finished)
-            waitables: list[Any] = [c for r, c in enumerate(receivers) if r not in finished]
-            waitables += [p.sentinel for r, p in enumerate(self._procs) if r not in finished]
-            for ready in wait(waitables, timeout=_POLL_S):
+            waitables: list[Any] = [c for r, c in receivers.items() if r not in finished]
+            waitables += [p.sentinel for r, p in self._procs.items() if r not in finished]
+            for ready in self.ready(waitables):
                 if isinstance(ready, Connection):
                     self._drain(by_conn[id(ready)], ready, finished)
                 else:
@@ -130,10 +144,15 @@ class Coordinator:
                     self._drain(rank, receivers[rank], finished)
                     if rank not in finished:
                         self._crashed(rank)
-        outcomes = [finished[r][0] for r in range(self.workers)]
+        outcomes = [finished[r][0] for r in self.ranks]
         if len({(o.status, o.trial, o.step) for o in outcomes}) != 1:
             raise WorkerError(f"workers disagree on how the run ended: {outcomes}")
-        return outcomes[0], [finished[r][1] for r in range(self.workers)]
+        return outcomes[0], [finished[r][1] for r in self.ranks]
+
+    def ready(self, waitables: list[Any]) -> list[Any]:
+        """The pipes and sentinels ready now; waits at most a poll interval (a subclass may
+        do other work between its own, shorter waits)."""
+        return wait(waitables, timeout=_POLL_S)
 
     def _drain(
         self, rank: int, conn: Connection, finished: dict[int, tuple[Outcome, dict[str, float]]]
@@ -170,7 +189,7 @@ class Coordinator:
     def _unanswered_stop(self, finished: dict[int, tuple[Outcome, dict[str, float]]]) -> None:
         """A stop request went unanswered: fail the run, naming the worker furthest behind
         (the fewest meetings announced at the barrier)."""
-        waiting = [r for r in range(self.workers) if r not in finished]
+        waiting = [r for r in self.ranks if r not in finished]
         rank = min(waiting, key=lambda r: int(self.team.state.arrive[r * PAD]))
         proc = self._procs[rank]
         state = _process_state(proc.pid)
@@ -192,9 +211,9 @@ class Coordinator:
         """Make every worker exit: abort flag, a grace period, then SIGKILL. Always joins."""
         self.team.state.control[ABORT] = 1
         deadline = time.monotonic() + _GRACE_S
-        for proc in self._procs:
+        for proc in self._procs.values():
             proc.join(max(0.0, deadline - time.monotonic()))
-        for proc in self._procs:
+        for proc in self._procs.values():
             if proc.is_alive():
                 proc.kill()
                 proc.join(_GRACE_S)

@@ -141,7 +141,13 @@ def _run_with_signals(
         backend = backends.info(spec.backend)
         if backend.across_nodes:
             across: Any = backends.load(backend.name)
-            if not across.join():  # rank 0 writes the results; the others only run their node
+            # Forks this node's workers, then MPI_Init. Rank 0 writes the results; the others
+            # only run their node.
+            joined = across.join(team, start)
+            # The node's workers have every mapping: nothing opens a segment by name any
+            # more, so none is left behind if the launcher kills this rank.
+            arena.unlink_names()
+            if not joined:
                 signals.control = state.control
                 return RunResult(across.follow(team, start), run_dir.root)
         run_dir.claim(fresh=start.step < 0)
@@ -187,8 +193,11 @@ def _run_claimed(
     trace = TraceWriter(run_dir.trace_path, keep_rows)
     collector = Collector(run_dir, trace, team.plan, spec)
 
+    runner: Any = None
+
     def started(pids: list[int]) -> None:
         record["pids"] = pids
+        record.update(getattr(runner, "record", {}))  # e.g. every node's host, rank, pids
         run_dir.write_json(record)
 
     collector.on_started = started
@@ -217,7 +226,6 @@ def _run_claimed(
         collector.control = team.state.control
         runner = backends.load(backend.name)
         outcome, timings = runner.run(team, start, collector)
-        record.update(getattr(runner, "record", {}))  # e.g. every node's host, rank, pids
         record["status"] = outcome.status
         if collector.nonfinite is not None:
             trial, step, column = collector.nonfinite
@@ -255,6 +263,7 @@ def _run_claimed(
             collector.progress.close()
             trace.close()
             total_s = time.perf_counter() - tic
+            record.update(getattr(runner, "record", {}))
             record.update(_summary(spec, team, start, outcome, timings, total_s, collector))
             record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             run_dir.free_reserve()

@@ -73,8 +73,8 @@ register(
     BackendInfo(
         "mpi",
         "parsgd.engine.backends.mpi_loop",
-        shared_memory=False,
-        process_per_worker=False,
+        shared_memory=True,
+        process_per_worker=True,
         summary="one MPI rank per node (mpirun or srun), meetings across nodes",
         across_nodes=True,
     )

@@ -46,6 +46,8 @@ _HOST_BYTES = 256
 _MPI_SHM = "/dev/shm/mpich_shm_"
 _BEAT_TAG = 7
 _LOG_TAG = 8
+_FAIL_TAG = 9
+_REPORT_S = 2.0  # longest wait for a failure report to leave
 _SPINS = 2000  # polls before yielding the core between polls
 _PUMP_EVERY = 64  # polls between heartbeat checks (a Test costs about a microsecond)
 
@@ -56,6 +58,19 @@ class PeerLost(ParsgdError):
     def __init__(self, rank: int | None, host: str, cause: str) -> None:
         where = f"node {rank} (host {host}, rank {rank})" if rank is not None else "a node"
         super().__init__(f"{where} lost: {cause}")
+        self.rank, self.host, self.cause = rank, host, cause
+
+
+def where(rank: int, host: str) -> str:
+    """How a failure names a node."""
+    return f"node {rank} (host {host}, rank {rank})"
+
+
+class NodeFailed(ParsgdError):
+    """Another node failed (a worker died, a peer was lost) and said why."""
+
+    def __init__(self, rank: int, host: str, cause: str) -> None:
+        super().__init__(f"{where(rank, host)}: {cause}")
         self.rank, self.host, self.cause = rank, host, cause
 
 
@@ -103,6 +118,7 @@ class MpiLink:
         now = time.monotonic()
         if self.rank == 0:  # so that no rank's log line waits on rank 0 for long
             self._take_logs()
+            self._take_failure()
         if now - self._sent_at >= self.heartbeat_s:
             self._outbox = [req for req in self._outbox if not req.Test()]
             self._outbox += [
@@ -216,6 +232,37 @@ class MpiLink:
             data = np.empty(status.Get_count(self.MPI.BYTE), dtype=np.uint8)
             self._logs.Recv(data, source=status.Get_source(), tag=_LOG_TAG)
             self._log_inbox.append((status.Get_source(), bytes(data).decode(errors="replace")))
+
+    # -- failures to rank 0 -------------------------------------------------------------
+    def report_failure(self, cause: str) -> None:
+        """Tell rank 0 why this node failed (it raises ``NodeFailed``); waits at most
+        ``_REPORT_S`` for the message to leave (rank 0 may be gone too)."""
+        if self.rank == 0 or self._closed:
+            return
+        data = np.frombuffer(cause.encode(errors="replace"), dtype=np.uint8).copy()
+        request = self._logs.Isend(data, dest=0, tag=_FAIL_TAG)
+        deadline = time.monotonic() + _REPORT_S
+        with contextlib.suppress(self.MPI.Exception):
+            while not request.Test() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    def linger(self, seconds: float) -> None:
+        """Keep heartbeats going for up to ``seconds``, or until a peer is lost (rank 0 has
+        recorded a failure and ended)."""
+        deadline = time.monotonic() + seconds
+        with contextlib.suppress(PeerLost, self.MPI.Exception):
+            while time.monotonic() < deadline:
+                self.pump()
+                time.sleep(0.05)
+
+    def _take_failure(self) -> None:
+        status = self.MPI.Status()
+        if self._logs.Iprobe(source=self.MPI.ANY_SOURCE, tag=_FAIL_TAG, status=status):
+            data = np.empty(status.Get_count(self.MPI.BYTE), dtype=np.uint8)
+            source = status.Get_source()
+            self._logs.Recv(data, source=source, tag=_FAIL_TAG)
+            cause = bytes(data).decode(errors="replace")
+            raise NodeFailed(source, self.hosts[source], cause)
 
     def flush_logs(self) -> None:
         """Wait (polled) until every queued log line has left this rank."""

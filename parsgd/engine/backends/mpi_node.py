@@ -1,0 +1,199 @@
+"""One node of ``backend: mpi``: its rank forks the node's workers, then stands in for the
+other nodes at every meeting that spans them.
+
+The node's workers are the processes backend's (``Coordinator``, forked before MPI_Init, so
+no worker inherits an initialised MPI): each runs ``loop.run_ranks`` for its rank behind the
+shared-memory barrier, over a model table that holds every node's rows. A meeting that spans
+nodes (every level but GROUP) and the recording barrier after it wait, in ``barrier.wait``,
+for every rank of the run, so also for the other nodes' ranks, whose counters no worker here
+ever sets. This rank sets them, as its coordinator: once its own workers have arrived at
+such a meeting (their rows and flags published), it exchanges through ``MpiLink`` -- every
+node's rows of the meeting's buffer and flag words (and any node's stop request), or at a
+recording barrier every node's statistics -- into the shared arrays, then releases the
+barrier by storing the generation into the other nodes' counters. The workers then run the
+meeting's compiled average over all rows in its fixed order: the bits of ``serial`` with
+``nodes: R``. Barriers that do not span nodes are released ahead, so only spanning meetings
+wait on the network.
+
+Which barrier generation is which meeting follows from the plan alone (one barrier per
+meeting, one more at each Python meeting, counted from 1 at the start), so the coordinator
+never needs to be told. On one node there is nothing to exchange: the node runs exactly
+as ``backend: processes`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+from numba import njit
+
+from parsgd.engine.atomics import load_acquire, monotonic_ns, sched_yield, store_release, usleep
+from parsgd.engine.backends.mpi_link import MpiLink
+from parsgd.engine.barrier import PAD
+from parsgd.engine.control import ABORT, GROUP, STOP, STOP_REQUEST
+from parsgd.engine.coordinator import Coordinator, Sink
+from parsgd.engine.loop import Outcome, Position
+from parsgd.engine.team import Team
+
+log = logging.getLogger("parsgd.mpi")
+
+ROWS, STATS = 0, 1  # what a spanning barrier exchanges
+_SPINS = 256
+_YIELD_NS = 200_000  # then sleep: the coordinator must not take the workers' cores
+_MAX_SLEEP_US = 200
+_WAIT_NS = 20_000_000  # longest compiled wait before pipes and heartbeats are looked at
+
+
+class Due(NamedTuple):
+    """A barrier the other nodes take part in."""
+
+    generation: int
+    kind: int  # ROWS (a meeting spanning nodes) or STATS (a recording barrier)
+    trial: int
+    meeting: int  # its index in the trial's plan
+
+
+def spanning_barriers(team: Team, start: Position) -> Iterator[Due]:
+    """Every barrier generation a worker waits on the other nodes at, in order, as
+    ``loop.run_ranks`` counts them (from 1 at ``start``)."""
+    plan = team.plan
+    python = plan.record | plan.checkpoint
+    generation = 0
+    for trial in range(start.trial, team.settings.trials):
+        resumed = trial == start.trial and start.step >= 0
+        first = int(np.searchsorted(plan.steps, start.step, side="right")) if resumed else 0
+        for index in range(first, len(plan.steps)):
+            generation += 1
+            if plan.level[index] != GROUP:
+                yield Due(generation, ROWS, trial, index)
+            if python[index]:
+                generation += 1
+                yield Due(generation, STATS, trial, index)
+
+
+@njit(cache=True, nogil=True)
+def _arrived(
+    arrive: np.ndarray, control: np.ndarray, generation: int, lo: int, hi: int, budget: int
+) -> bool:
+    """True once ranks lo..hi-1 have reached ``generation``; False after ``budget`` ns (or
+    on abort). Spins, yields, then sleeps, as ``barrier.wait`` does, without announcing."""
+    r = lo
+    spins = 0
+    started = 0
+    while r < hi:
+        if load_acquire(arrive, r * PAD) >= generation:
+            r += 1
+            continue
+        spins += 1
+        if spins < _SPINS:
+            continue
+        if load_acquire(control, ABORT) != 0:
+            return False
+        now = monotonic_ns()
+        if started == 0:
+            started = now
+        waited = now - started
+        if waited > budget:
+            return False
+        if waited < _YIELD_NS:
+            sched_yield()
+        else:
+            usleep(max(1, min(waited // 16_000, _MAX_SLEEP_US)))
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _release(arrive: np.ndarray, lo: int, hi: int, generation: int) -> None:
+    """Ranks lo..hi-1 (another node's) have reached ``generation``."""
+    for r in range(lo, hi):
+        store_release(arrive, r * PAD, generation)
+
+
+class NodeCoordinator(Coordinator):
+    """This node's workers, and its part in the meetings that span nodes."""
+
+    def __init__(self, team: Team, start: Position, sink: Sink, node: int) -> None:
+        per_node = team.group
+        self.lo, self.hi = node * per_node, (node + 1) * per_node
+        super().__init__(team, start, sink, range(self.lo, self.hi))
+        self.link: MpiLink | None = None
+        self._due = spanning_barriers(team, start)
+        self._next: Due | None = None
+        self.on_idle: Any = None  # called between waits (rank 0 relays log lines)
+        # Compiled (or loaded from numba's cache) now, before the fork and MPI_Init: once the
+        # workers run, this process shares the cores with them, and a slow first call would
+        # hold back the heartbeats the other nodes wait for.
+        counters = np.zeros(PAD, dtype=np.int64)
+        _release(counters, 0, 1, 1)
+        _arrived(counters, team.state.control, 1, 0, 1, 0)
+
+    def attach(self, link: MpiLink) -> None:
+        """MPI is up: from here the coordinator answers for the other nodes."""
+        self.link = link
+        if link.size > 1:
+            self._advance()
+
+    def _advance(self) -> None:
+        self._next = next(self._due, None)
+        if self._next is not None:  # barriers before it need nothing from the other nodes
+            self._release(self._next.generation - 1)
+
+    def _release(self, generation: int) -> None:
+        arrive, M = self.team.state.arrive, self.team.settings.workers
+        _release(arrive, 0, self.lo, generation)
+        _release(arrive, self.hi, M, generation)
+
+    def ready(self, waitables: list[Any]) -> list[Any]:
+        from multiprocessing.connection import wait
+
+        link = self.link
+        assert link is not None
+        ready: list[Any] = wait(waitables, timeout=0)
+        if ready:
+            return ready
+        link.pump()
+        if self.on_idle is not None:
+            self.on_idle()
+        due = self._next
+        if due is None:
+            return list(wait(waitables, timeout=link.heartbeat_s / 4))
+        st = self.team.state
+        if _arrived(st.arrive, st.control, due.generation, self.lo, self.hi, _WAIT_NS):
+            self._exchange(due)
+            self._release(due.generation)
+            self._advance()
+        return []
+
+    def _exchange(self, due: Due) -> None:
+        team, st = self.team, self.team.state
+        if due.kind == STATS:
+            self._gather(st.stats)
+            return
+        side = (due.trial * len(team.plan.steps) + due.meeting) % 2
+        requested = int(st.control[STOP_REQUEST] != 0)
+        words = st.flags[side, ::PAD]
+        mine = np.concatenate([[requested], words[self.lo : self.hi]]).astype(np.int64)
+        assert self.link is not None
+        every = np.zeros((self.link.size, mine.size), dtype=np.int64)
+        self.link.gather_rows(mine, every)
+        bits = every[:, 1:].reshape(-1)
+        if every[:, 0].any():  # a stop request on any node stops every node here
+            bits[0 if self.lo > 0 else self.hi] |= STOP
+        for rank in (*range(self.lo), *range(self.hi, bits.size)):
+            st.flags[side, rank * PAD] = bits[rank]
+        self._gather(st.table[team.buffer_before(due.trial, due.meeting)])
+
+    def _gather(self, array: np.ndarray) -> None:
+        """Every node's rows lo..hi of ``array`` into this node's copy, in rank order."""
+        assert self.link is not None
+        mine = array[self.lo : self.hi].copy()  # not a view: MPI refuses aliased buffers
+        self.link.gather_rows(mine, array)
+
+    def models_after(self, outcome: Outcome) -> None:
+        """Every node's rows after the last meeting (collective), for rank 0's checkpoint."""
+        team = self.team
+        index = int(np.searchsorted(team.plan.steps, outcome.step, side="left"))
+        self._gather(team.state.table[team.buffer_before(outcome.trial, index + 1)])
