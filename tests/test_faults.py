@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import (
+    SEGMENT_GRACE_S,
     all_gone,
     cli_output,
     leaked_segments,
@@ -172,7 +173,7 @@ def test_sigkilled_coordinator_leaves_no_workers_and_no_segments(tmp_path: Path)
     assert len(record["pids"]) == 2 and 2 <= trace_rows(tmp_path / "t") < LONG_ROWS
     assert wait_until(lambda: all_gone(record["pids"]), 5), "workers outlived their coordinator"
     # Python's resource tracker unlinks the dead coordinator's segments; a later run would too.
-    assert wait_until(lambda: not leaked_segments(before), 10)
+    assert wait_until(lambda: not leaked_segments(before), SEGMENT_GRACE_S)
 
 
 def test_more_workers_than_cores_with_every_step_averaging(tmp_path: Path) -> None:
