@@ -159,6 +159,23 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
     return bool(predicate())
 
 
+# The longest files (minutes of runs each), longest first: under `-n 2 --dist loadfile` a file
+# runs whole in one test process, in collection order, so starting the long ones first keeps
+# one process from running a long file alone at the end while the other sits idle.
+LONG_FILES = (
+    "test_meetings.py", "test_slurm.py", "test_reliability_results.py", "test_sweep.py",
+    "test_reproduce.py", "test_cli_features.py", "test_bench.py", "test_faults.py",
+    "test_mpi.py", "test_reliability_runs.py", "test_sparse.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run LONG_FILES first, in that order; each file's tests stay together and in order."""
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), order[id(item)]))
+
+
 @pytest.fixture(autouse=True)
 def private_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
