@@ -17,6 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import (
+    SEGMENT_GRACE_S,
+    _listed_processes,
     all_gone,
     cli_output,
     leaked_segments,
@@ -89,9 +91,22 @@ def _start(config: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
 LONG_ROWS = 42
 
 
+@pytest.fixture(scope="module")
+def whole_long_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run directory of ``_long_config`` run once uninterrupted: the reference that the
+    interrupted and crashed runs below must equal once resumed (they only read it)."""
+    root = tmp_path_factory.mktemp("whole")
+    whole = run_cli("run", str(_long_config(root)), "--out", str(root / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    assert trace_rows(root / "whole" / "t") == LONG_ROWS
+    # Made outside any one test's leak check (no_leaks), so checked here.
+    assert wait_until(lambda: not _listed_processes([root]), 5.0)
+    return root / "whole" / "t"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_at_a_meeting_and_resume_reproduces_the_trace(
-    tmp_path: Path, sig: signal.Signals
+    tmp_path: Path, sig: signal.Signals, whole_long_run: Path
 ) -> None:
     config = _long_config(tmp_path)
     proc = _start(config, tmp_path / "cut")
@@ -105,19 +120,18 @@ def test_signal_stops_at_a_meeting_and_resume_reproduces_the_trace(
 
     resumed = run_cli("run", str(config), "--out", str(tmp_path / "cut"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    whole = run_cli("run", str(config), "--out", str(tmp_path / "whole"))
-    assert whole.returncode == 0, whole.stderr
-    assert trace_rows(tmp_path / "whole" / "t") == LONG_ROWS
-    assert numbers(tmp_path / "cut" / "t") == numbers(tmp_path / "whole" / "t")
+    assert numbers(tmp_path / "cut" / "t") == numbers(whole_long_run)
     final = json.loads((tmp_path / "cut" / "t" / "run.json").read_text())
     assert final["status"] == "completed" and final["resumed_from"] is not None
-    reference = json.loads((tmp_path / "whole" / "t" / "run.json").read_text())
+    reference = json.loads((whole_long_run / "run.json").read_text())
     assert final["trials_completed"] == reference["trials_completed"] == 2
     assert final["final_mean_over_trials"] == reference["final_mean_over_trials"]
     assert not (tmp_path / "cut" / "t" / "checkpoint.npz").exists()
 
 
-def test_resume_after_a_crash_uses_the_periodic_checkpoint(tmp_path: Path) -> None:
+def test_resume_after_a_crash_uses_the_periodic_checkpoint(
+    tmp_path: Path, whole_long_run: Path
+) -> None:
     config = _long_config(tmp_path)
     crashed = run_cli(
         "run", str(config), "--out", str(tmp_path / "cut"), env={FAULT_ENV: "0:3000000:sigkill"}
@@ -126,9 +140,7 @@ def test_resume_after_a_crash_uses_the_periodic_checkpoint(tmp_path: Path) -> No
     assert (tmp_path / "cut" / "t" / "checkpoint.npz").exists()
     resumed = run_cli("run", str(config), "--out", str(tmp_path / "cut"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    whole = run_cli("run", str(config), "--out", str(tmp_path / "whole"))
-    assert whole.returncode == 0, whole.stderr
-    assert numbers(tmp_path / "cut" / "t") == numbers(tmp_path / "whole" / "t")
+    assert numbers(tmp_path / "cut" / "t") == numbers(whole_long_run)
 
 
 def test_second_signal_stops_at_once_and_frees_everything(tmp_path: Path) -> None:
@@ -172,7 +184,7 @@ def test_sigkilled_coordinator_leaves_no_workers_and_no_segments(tmp_path: Path)
     assert len(record["pids"]) == 2 and 2 <= trace_rows(tmp_path / "t") < LONG_ROWS
     assert wait_until(lambda: all_gone(record["pids"]), 5), "workers outlived their coordinator"
     # Python's resource tracker unlinks the dead coordinator's segments; a later run would too.
-    assert wait_until(lambda: not leaked_segments(before), 10)
+    assert wait_until(lambda: not leaked_segments(before), SEGMENT_GRACE_S)
 
 
 def test_more_workers_than_cores_with_every_step_averaging(tmp_path: Path) -> None:

@@ -241,6 +241,7 @@ def _expected(every: int, zeta: float, *, steps: int = STEPS, **objective: Any) 
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_mean_final_distance_matches_the_theory_and_rejects_a_wrong_h_or_zeta(
     tmp_path: Path,
 ) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, write_config
+from conftest import _listed_processes, run_cli, wait_until, write_config
 from reliability_helpers import leftovers, one_line_error, snapshot
 
 from parsgd.engine.rundir import TRACE_COLUMNS, read_trace
@@ -170,10 +170,13 @@ def test_a_completed_run_is_never_replaced_without_force(tmp_path: Path) -> None
     assert not leftovers(tmp_path)
 
 
-def _crashed(tmp_path: Path) -> tuple[Path, Path]:
-    """A run stopped by a worker fault after its periodic checkpoints: resumable."""
+@pytest.fixture(scope="module")
+def crashed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding ``c.yaml`` and ``out/t``: a run stopped by a worker fault after its
+    periodic checkpoints, resumable. Made once; each test damages its own copy (``_crashed``)."""
+    root = tmp_path_factory.mktemp("crashed")
     config = write_config(
-        tmp_path / "c.yaml",
+        root / "c.yaml",
         trials=1,
         sgd={"steps": 40_000},
         averaging={"every": 100},
@@ -181,16 +184,26 @@ def _crashed(tmp_path: Path) -> tuple[Path, Path]:
         checkpoint={"every": 50},
     )
     done = run_cli(
-        "run", str(config), "--out", str(tmp_path / "out"), env={"PARSGD_FAULT": "1:30000:raise"}
+        "run", str(config), "--out", str(root / "out"), env={"PARSGD_FAULT": "1:30000:raise"}
     )
     assert done.returncode == 1, done.stderr
-    run_dir = tmp_path / "out" / "t"
-    assert (run_dir / "checkpoint.npz").exists()
-    return config, run_dir
+    assert (root / "out" / "t" / "checkpoint.npz").exists()
+    # Made outside any one test's leak check (no_leaks), so checked here.
+    assert wait_until(lambda: not _listed_processes([root]), 5.0)
+    return root
 
 
-def test_torn_trace_is_reported_by_readers_and_cut_by_resume(tmp_path: Path) -> None:
-    config, run_dir = _crashed(tmp_path)
+def _crashed(tmp_path: Path, crashed_run: Path) -> tuple[Path, Path]:
+    """This test's own copy of ``crashed_run`` in ``tmp_path``: its config and run directory.
+    Nothing in a run directory names where it is, so the copy resumes as the original would."""
+    shutil.copytree(crashed_run, tmp_path, symlinks=True, dirs_exist_ok=True)
+    return tmp_path / "c.yaml", tmp_path / "out" / "t"
+
+
+def test_torn_trace_is_reported_by_readers_and_cut_by_resume(
+    tmp_path: Path, crashed_run: Path
+) -> None:
+    config, run_dir = _crashed(tmp_path, crashed_run)
     whole = len(read_trace(run_dir / "trace.csv"))
     with (run_dir / "trace.csv").open("a") as handle:
         handle.write("0,31000,62000,310,0.5,0.1")  # half a row: the disk filled here
@@ -252,8 +265,10 @@ def _damaged_checkpoints(good: bytes) -> dict[str, bytes]:
         "meta_missing_keys",
     ],
 )
-def test_a_damaged_checkpoint_is_one_line_and_keeps_the_results(tmp_path: Path, form: str) -> None:
-    config, run_dir = _crashed(tmp_path)
+def test_a_damaged_checkpoint_is_one_line_and_keeps_the_results(
+    tmp_path: Path, crashed_run: Path, form: str
+) -> None:
+    config, run_dir = _crashed(tmp_path, crashed_run)
     good = (run_dir / "checkpoint.npz").read_bytes()
     (run_dir / "checkpoint.npz").write_bytes(_damaged_checkpoints(good)[form])
     before = snapshot(tmp_path)
@@ -265,9 +280,9 @@ def test_a_damaged_checkpoint_is_one_line_and_keeps_the_results(tmp_path: Path, 
 
 @pytest.mark.parametrize("damage", ["garbage", "bytes", "directory"])
 def test_a_damaged_trace_is_one_line_for_resume_report_and_plot(
-    tmp_path: Path, damage: str
+    tmp_path: Path, crashed_run: Path, damage: str
 ) -> None:
-    config, run_dir = _crashed(tmp_path)
+    config, run_dir = _crashed(tmp_path, crashed_run)
     trace = run_dir / "trace.csv"
     if damage == "garbage":
         trace.write_text("this,is\nnot,a trace\n")

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from conftest import (
     ROOT,
+    _listed_processes,
     cli_output,
     run_cli,
     signal_in_steps,
@@ -146,15 +147,32 @@ def test_sweep_runs_then_reruns_nothing(tmp_path: Path) -> None:
     assert figures(sweep_dir / "index.csv") == figures_before
 
 
-@pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL])
-def test_killed_sweep_finishes_only_what_was_missing(tmp_path: Path, kill: signal.Signals) -> None:
-    """Kill a sweep midway; the rerun resumes the rest and matches an uninterrupted sweep."""
-    # Fast points first, so that the slow ones (averaging every step: a meeting per step)
-    # are under way when the sweep is killed.
-    grid = {"averaging.every": ["end", 100, 10, 1], "sgd.step_size": [0.01, 0.02, 0.05]}
-    sweep = write_sweep(tmp_path, grid=grid, steps=300_000)
+# Fast points first, so that the slow ones (averaging every step: a meeting per step) are
+# under way when the sweep is killed.
+KILLED_GRID = {"averaging.every": ["end", 100, 10, 1], "sgd.step_size": [0.01, 0.02, 0.05]}
+KILLED_STEPS = 300_000
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The killed sweep run once without interruption: the sweep directory both kills of
+    ``test_killed_sweep_finishes_only_what_was_missing`` are compared with (read only)."""
+    tmp_path = tmp_path_factory.mktemp("uninterrupted")
+    sweep = write_sweep(tmp_path, grid=KILLED_GRID, steps=KILLED_STEPS)
     reference = run_cli("sweep", str(sweep), "--out", str(tmp_path / "ref"))
     assert reference.returncode == 0, reference.stderr
+    assert "12 completed; ran 12, skipped 0" in reference.stdout
+    # Set up outside any one test's leak check (no_leaks), so checked here.
+    assert wait_until(lambda: not _listed_processes([tmp_path]), 5.0)
+    return tmp_path / "ref" / "avg"
+
+
+@pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_sweep_finishes_only_what_was_missing(
+    tmp_path: Path, kill: signal.Signals, uninterrupted: Path
+) -> None:
+    """Kill a sweep midway; the rerun resumes the rest and matches an uninterrupted sweep."""
+    sweep = write_sweep(tmp_path, grid=KILLED_GRID, steps=KILLED_STEPS)
     out = tmp_path / "out"
     sweep_dir = out / "avg"
     proc = subprocess.Popen(
@@ -192,11 +210,11 @@ def test_killed_sweep_finishes_only_what_was_missing(tmp_path: Path, kill: signa
     assert rerun.returncode == 0, rerun.stderr
     assert f"ran {missing}, skipped {12 - missing} already done" in rerun.stdout
     assert {run_id: files_of(sweep_dir, run_id) for run_id in done_ids} == kept
-    assert figures(sweep_dir / "index.csv") == figures(tmp_path / "ref" / "avg" / "index.csv")
+    assert figures(sweep_dir / "index.csv") == figures(uninterrupted / "index.csv")
     resumed = 0
     for row in read_index(sweep_dir / "index.csv"):
         ours = sweep_dir / row["run_id"] / "trace.csv"
-        assert numbers(ours) == numbers(tmp_path / "ref" / "avg" / row["run_id"] / "trace.csv")
+        assert numbers(ours) == numbers(uninterrupted / row["run_id"] / "trace.csv")
         resumed += _record(ours.parent).get("resumed_from") is not None
     assert resumed >= 1  # at least one run continued from a checkpoint
 
