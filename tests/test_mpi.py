@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, run_cli, wait_until, write_config
+from conftest import ROOT, run_cli, skip_unless_available, wait_until, write_config
 
 from parsgd.engine.backends import auto_nodes
 from parsgd.engine.backends.mpi_setup import check_mpi_setup, launched
@@ -62,9 +62,7 @@ def _mpi_segments() -> set[str]:
 def mpi() -> Iterator[None]:
     """Skip (saying why) where MPI cannot run; the one place that decides it. After the
     test: no MPI shared-memory segment is left behind (the transport unlinks MPICH's)."""
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    skip_unless_available("mpi", unavailable_reason())  # PARSGD_REQUIRE=mpi: a failure
     before = _mpi_segments()
     yield
     assert wait_until(lambda: not _mpi_segments() - before, 10), _mpi_segments() - before
