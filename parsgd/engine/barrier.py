@@ -51,6 +51,21 @@ _MAX_SLEEP_US = 1000  # then sleep waited/16 (from 125 us), capped at 1 ms
 _STOP_GRACE_NS = int(2 * STOP_GRACE_S * 1e9)
 
 
+# A coordinator that watches a barrier (``arrived``) shares the cores with the workers it
+# waits for: it yields for 200 us only, then sleeps at most 200 us.
+_WATCH_YIELD_NS = 200_000
+_WATCH_MAX_SLEEP_US = 200
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _back_off(waited: int, yield_ns: int, max_sleep_us: int) -> None:
+    """After ``waited`` ns of waiting: yield the core, then sleep waited/16, capped."""
+    if waited < yield_ns:
+        sched_yield()
+    else:
+        usleep(max(1, min(waited // 16_000, max_sleep_us)))
+
+
 def counters(arena_zeros: object, ranks: int) -> np.ndarray:
     """Zeroed counters for ``ranks`` ranks, from an arena's ``zeros`` (shared or local)."""
     return arena_zeros((ranks * PAD,), np.int64)  # type: ignore[operator]
@@ -95,10 +110,43 @@ def wait(
                 stop_seen = now
             elif now - stop_seen > _STOP_GRACE_NS:
                 return STALLED
-        if waited < _YIELD_NS:
-            sched_yield()
-            continue
-        if getppid() != parent:
+        if waited >= _YIELD_NS and getppid() != parent:  # checked only once sleeping
             return PARENT_GONE
-        usleep(max(1, min(waited // 16_000, _MAX_SLEEP_US)))
+        _back_off(waited, _YIELD_NS, _MAX_SLEEP_US)
     return OK
+
+
+@njit(cache=True, nogil=True)
+def arrived(
+    arrive: np.ndarray, control: np.ndarray, generation: int, lo: int, hi: int, budget: int
+) -> bool:
+    """True once ranks lo..hi-1 have reached ``generation``; False after ``budget`` ns (or on
+    abort). For a coordinator that stands in for other ranks at a barrier (``backend: mpi``):
+    it watches without announcing, backing off as ``wait`` does but sooner."""
+    r = lo
+    spins = 0
+    started = 0
+    while r < hi:
+        if load_acquire(arrive, r * PAD) >= generation:
+            r += 1
+            continue
+        spins += 1
+        if spins < _SPINS:
+            continue
+        if load_acquire(control, ABORT) != 0:
+            return False
+        now = monotonic_ns()
+        if started == 0:
+            started = now
+        waited = now - started
+        if waited > budget:
+            return False
+        _back_off(waited, _WATCH_YIELD_NS, _WATCH_MAX_SLEEP_US)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def release(arrive: np.ndarray, lo: int, hi: int, generation: int) -> None:
+    """Announce ``generation`` for ranks lo..hi-1 (ranks another process stands in for)."""
+    for r in range(lo, hi):
+        store_release(arrive, r * PAD, generation)

@@ -28,12 +28,10 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import njit
 
-from parsgd.engine.atomics import load_acquire, monotonic_ns, sched_yield, store_release, usleep
 from parsgd.engine.backends.mpi_link import MpiLink
-from parsgd.engine.barrier import PAD
-from parsgd.engine.control import ABORT, GROUP, STOP, STOP_REQUEST
+from parsgd.engine.barrier import PAD, arrived, release
+from parsgd.engine.control import GROUP, STOP, STOP_REQUEST
 from parsgd.engine.coordinator import Coordinator, Sink
 from parsgd.engine.loop import Outcome, Position
 from parsgd.engine.team import Team
@@ -41,9 +39,6 @@ from parsgd.engine.team import Team
 log = logging.getLogger("parsgd.mpi")
 
 ROWS, STATS = 0, 1  # what a spanning barrier exchanges
-_SPINS = 256
-_YIELD_NS = 200_000  # then sleep: the coordinator must not take the workers' cores
-_MAX_SLEEP_US = 200
 _WAIT_NS = 20_000_000  # longest compiled wait before pipes and heartbeats are looked at
 
 
@@ -74,44 +69,6 @@ def spanning_barriers(team: Team, start: Position) -> Iterator[Due]:
                 yield Due(generation, STATS, trial, index)
 
 
-@njit(cache=True, nogil=True)
-def _arrived(
-    arrive: np.ndarray, control: np.ndarray, generation: int, lo: int, hi: int, budget: int
-) -> bool:
-    """True once ranks lo..hi-1 have reached ``generation``; False after ``budget`` ns (or
-    on abort). Spins, yields, then sleeps, as ``barrier.wait`` does, without announcing."""
-    r = lo
-    spins = 0
-    started = 0
-    while r < hi:
-        if load_acquire(arrive, r * PAD) >= generation:
-            r += 1
-            continue
-        spins += 1
-        if spins < _SPINS:
-            continue
-        if load_acquire(control, ABORT) != 0:
-            return False
-        now = monotonic_ns()
-        if started == 0:
-            started = now
-        waited = now - started
-        if waited > budget:
-            return False
-        if waited < _YIELD_NS:
-            sched_yield()
-        else:
-            usleep(max(1, min(waited // 16_000, _MAX_SLEEP_US)))
-    return True
-
-
-@njit(cache=True, nogil=True)
-def _release(arrive: np.ndarray, lo: int, hi: int, generation: int) -> None:
-    """Ranks lo..hi-1 (another node's) have reached ``generation``."""
-    for r in range(lo, hi):
-        store_release(arrive, r * PAD, generation)
-
-
 class NodeCoordinator(Coordinator):
     """This node's workers, and its part in the meetings that span nodes."""
 
@@ -127,8 +84,8 @@ class NodeCoordinator(Coordinator):
         # workers run, this process shares the cores with them, and a slow first call would
         # hold back the heartbeats the other nodes wait for.
         counters = np.zeros(PAD, dtype=np.int64)
-        _release(counters, 0, 1, 1)
-        _arrived(counters, team.state.control, 1, 0, 1, 0)
+        release(counters, 0, 1, 1)
+        arrived(counters, team.state.control, 1, 0, 1, 0)
 
     def attach(self, link: MpiLink) -> None:
         """MPI is up: from here the coordinator answers for the other nodes."""
@@ -143,8 +100,8 @@ class NodeCoordinator(Coordinator):
 
     def _release(self, generation: int) -> None:
         arrive, M = self.team.state.arrive, self.team.settings.workers
-        _release(arrive, 0, self.lo, generation)
-        _release(arrive, self.hi, M, generation)
+        release(arrive, 0, self.lo, generation)
+        release(arrive, self.hi, M, generation)
 
     def ready(self, waitables: list[Any]) -> list[Any]:
         from multiprocessing.connection import wait
@@ -161,7 +118,7 @@ class NodeCoordinator(Coordinator):
         if due is None:
             return list(wait(waitables, timeout=link.heartbeat_s / 4))
         st = self.team.state
-        if _arrived(st.arrive, st.control, due.generation, self.lo, self.hi, _WAIT_NS):
+        if arrived(st.arrive, st.control, due.generation, self.lo, self.hi, _WAIT_NS):
             self._exchange(due)
             self._release(due.generation)
             self._advance()
