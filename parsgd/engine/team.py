@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.data.partition import Partition
+from parsgd.data.sampling import RowSampler, SampledStream
 from parsgd.data.synthetic import Arena
 from parsgd.engine.barrier import PAD
 from parsgd.engine.control import GLOBAL, N_CONTROL
@@ -26,9 +28,9 @@ from parsgd.schedules import StepSize
 # Optional trace columns a problem may fill through Problem.extra_metrics.
 EXTRA_COLUMNS = ("test_loss", "test_accuracy", "alignment")
 
-# Columns of the per-rank statistics block.
-WORKER_LOSS, AVG_LOSS_PARTIAL, SPREAD, COMPUTE_S, SYNC_S, EVAL_S = range(6)
-N_STATS = 6
+# Columns of the per-rank statistics block (OWN_LOSS: the model's loss on its own rows).
+WORKER_LOSS, AVG_LOSS_PARTIAL, SPREAD, COMPUTE_S, SYNC_S, EVAL_S, OWN_LOSS = range(7)
+N_STATS = 7
 
 # Float64s per cache line: the model rows' alignment.
 ROW_ALIGN = 8
@@ -66,13 +68,24 @@ class Settings:
     step_size: StepSize
     shared_model: bool = False  # Hogwild!: every rank updates row 0, without locks
     nodes: int = 1  # groups of ``workers // nodes`` ranks that average among themselves
+    shuffle: bool = False  # sgd.sampling shuffle: each epoch a permutation of a rank's rows
 
 
 class Team:
     """All of one run's algorithm except how ranks are scheduled."""
 
-    def __init__(self, problem: Problem, plan: Plan, state: TeamState, settings: Settings):
+    def __init__(
+        self,
+        problem: Problem,
+        plan: Plan,
+        state: TeamState,
+        settings: Settings,
+        partition: Partition | None = None,
+    ) -> None:
         self.problem = problem
+        # Which rows each rank samples (data.partition); None: every rank samples all.
+        self.partition = partition
+        self.sampled = settings.shuffle or (partition is not None and not partition.shared)
         self.plan = plan
         self.state = state
         self.settings = settings
@@ -81,7 +94,7 @@ class Team:
         self.rows = np.array([0 if settings.shared_model else r for r in range(M)], np.int64)
         self.group = M // settings.nodes  # ranks per group
         self.row_group = 1 if settings.shared_model else self.group
-        self._streams: dict[tuple[int, int], StepStream] = {}
+        self._streams: dict[tuple[int, int], StepStream | SampledStream] = {}
         # Per rank and private to the process that runs it: this trial's, and earlier trials'.
         self.timers = np.zeros((M, N_STATS))
         self.totals = np.zeros((M, N_STATS))
@@ -131,16 +144,22 @@ class Team:
             normals = generator(s.seed, INIT_STREAM, *key).standard_normal(w.size)
             w[:] = (s.init_scale * self.problem.init_std) * normals
 
-    def stream(self, trial: int, rank: int) -> StepStream:
+    def stream(self, trial: int, rank: int) -> StepStream | SampledStream:
         """This rank's random stream for this trial (kept for the trial, then dropped)."""
         key = (trial, rank)
-        stream = self._streams.get(key)
-        if stream is None:
-            if any(k[0] != trial for k in self._streams):
-                self._streams.clear()  # one trial at a time: drop the previous trial's streams
-            stream = self._streams[key] = StepStream(
-                self.settings.seed, trial, rank, self.problem.uniforms_per_step
-            )
+        found = self._streams.get(key)
+        if found is not None:
+            return found
+        if any(k[0] != trial for k in self._streams):
+            self._streams.clear()  # one trial at a time: drop the previous trial's streams
+        s = self.settings
+        draws = StepStream(s.seed, trial, rank, self.problem.uniforms_per_step)
+        stream: StepStream | SampledStream = draws
+        if self.sampled:  # the default samples the whole pool straight from the uniforms
+            partition = self.partition or Partition(self.problem.n, s.workers)
+            sampler = RowSampler(partition, rank, s.shuffle, s.seed, trial)
+            stream = SampledStream(draws, sampler)
+        self._streams[key] = stream
         return stream
 
     # -- statistics -------------------------------------------------------------------------
@@ -159,6 +178,8 @@ class Team:
         stats[COMPUTE_S] = self.timers[rank, COMPUTE_S]
         stats[SYNC_S] = self.timers[rank, SYNC_S]
         stats[EVAL_S] = self.timers[rank, EVAL_S]
+        own = None if self.partition is None or shared else self.partition.of(rank)
+        stats[OWN_LOSS] = math.nan if own is None else self.problem.loss_on_rows(model, own)
 
     def trace_row(
         self, trial: int, step: int, syncs: tuple[int, int], wall_s: float, avg: np.ndarray,
@@ -188,7 +209,17 @@ class Team:
             "subopt": None,
             "compute_s": float(np.mean(st.stats[:, COMPUTE_S])),
             "sync_wait_s": float(np.mean(st.stats[:, SYNC_S])),
+            "loss_own_mean": None,
+            "loss_own_max": None,
         }
+        if (
+            self.partition is not None
+            and not self.partition.shared
+            and not self.settings.shared_model
+        ):
+            own = st.stats[:, OWN_LOSS].tolist()
+            row["loss_own_mean"] = math.fsum(own) / M
+            row["loss_own_max"] = max(own)
         if self.settings.shared_model:
             # Hogwild! has one model: no spread between workers and no averaging gap.
             row["loss_workers_mean"] = row["variance"] = row["gap"] = None
