@@ -30,6 +30,7 @@ from parsgd.engine import backends
 from parsgd.engine.collector import Collector
 from parsgd.engine.logs import RunLog
 from parsgd.engine.loop import Outcome, Position
+from parsgd.engine.meetings import MOMENTUM_MODES
 from parsgd.engine.plan import Plan
 from parsgd.engine.resume import Start, find_start
 from parsgd.engine.rundir import RunDirectory, TraceWriter, check_writable
@@ -120,7 +121,8 @@ def _run_with_signals(
         partition = _partition(spec, problem, M, arena)
         plan = Plan.from_spec(spec)
         shared_model = spec.method == "hogwild"
-        state = TeamState(arena, M, problem.d, shared_model)
+        momentum = spec.sgd.momentum
+        state = TeamState(arena, M, problem.d, shared_model, momentum > 0.0)
         if W0 is not None and W0.shape != state.W.shape[1:]:
             raise ConfigError(
                 f"{run_dir.checkpoint_path} holds models of shape {W0.shape}, this run "
@@ -137,6 +139,9 @@ def _run_with_signals(
             shared_model=shared_model,
             nodes=spec.nodes,
             shuffle=spec.sgd.sampling == "shuffle",
+            momentum=momentum,
+            nesterov=spec.sgd.nesterov,
+            momentum_mode=MOMENTUM_MODES[spec.averaging.momentum],
         )
         team = Team(problem, plan, state, settings, partition)
         warm_up(team)  # here, before the workers fork, not inside a trial's clock
@@ -167,8 +172,6 @@ def _run_with_signals(
 
 def _partition(spec: RunSpec, problem: Problem, workers: int, arena: Any) -> Partition:
     """The rows each of the ``workers`` ranks samples (data.partition), before any fork."""
-    if spec.sgd.momentum > 0.0:
-        raise ConfigError("sgd.momentum > 0 is not implemented by the engine yet; use 0")
     kind, alpha = spec.data.partition
     labels = problem.class_labels() if kind == "dirichlet" else None
     return make_partition(kind, alpha, problem.n, labels, workers, spec.seed, arena)

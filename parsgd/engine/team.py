@@ -19,7 +19,7 @@ from parsgd.data.sampling import RowSampler, SampledStream
 from parsgd.data.synthetic import Arena
 from parsgd.engine.barrier import PAD
 from parsgd.engine.control import GLOBAL, N_CONTROL
-from parsgd.engine.meetings import average_rows
+from parsgd.engine.meetings import MOMENTUM_KEEP, average_rows, settle_buffer
 from parsgd.engine.plan import Plan
 from parsgd.problems.base import Problem
 from parsgd.rng import INIT_STREAM, StepStream, generator
@@ -40,14 +40,24 @@ class TeamState:
     """The arrays all workers share: the double-buffered model table, statistics, flags,
     barrier counters, each rank's last meeting step and the control block."""
 
-    def __init__(self, arena: Arena, workers: int, d: int, shared_model: bool = False) -> None:
+    def __init__(
+        self,
+        arena: Arena,
+        workers: int,
+        d: int,
+        shared_model: bool = False,
+        momentum: bool = False,
+    ) -> None:
         # Hogwild!: one model, updated in place by every rank, so one buffer of one row.
         buffers, rows = (1, 1) if shared_model else (2, workers)
         # Each row starts on its own cache line: a worker writes its whole row every step, and
         # two rows sharing a line would bounce it between the cores at every step (false
-        # sharing). The compiled meetings take ``table``; ``W`` is its unpadded view.
-        self.table = arena.zeros((buffers, rows, -(-d // ROW_ALIGN) * ROW_ALIGN))
-        self.W = self.table[:, :, :d]
+        # sharing). The compiled meetings take ``table``; ``W`` is its unpadded view. With
+        # momentum a row is [w, v]: the buffer is averaged, checkpointed and resumed with its
+        # model by the same code that handles the model.
+        width = 2 * d if momentum else d
+        self.table = arena.zeros((buffers, rows, -(-width // ROW_ALIGN) * ROW_ALIGN))
+        self.W = self.table[:, :, :width]
         self.stats = arena.zeros((workers, N_STATS))
         self.flags = arena.zeros((2, workers * PAD), np.int64)
         self.arrive = arena.zeros((workers * PAD,), np.int64)
@@ -69,6 +79,9 @@ class Settings:
     shared_model: bool = False  # Hogwild!: every rank updates row 0, without locks
     nodes: int = 1  # groups of ``workers // nodes`` ranks that average among themselves
     shuffle: bool = False  # sgd.sampling shuffle: each epoch a permutation of a rank's rows
+    momentum: float = 0.0  # sgd.momentum beta; > 0: rows of the model table are [w, v]
+    nesterov: bool = False
+    momentum_mode: int = MOMENTUM_KEEP  # averaging.momentum (meetings.MOMENTUM_MODES)
 
 
 class Team:
@@ -128,11 +141,16 @@ class Team:
         for lo in range(0, table.shape[0], size):
             average_rows(table, lo, lo + size, self.row_group, out[lo], scratch)
             out[lo + 1 : lo + size] = out[lo]
+        d = self.problem.d if self.settings.momentum > 0.0 else 0
+        for row in range(table.shape[0]):
+            settle_buffer(out[row], table[row], d, self.settings.momentum_mode)
         return out
 
     def init_model(self, trial: int, rank: int) -> None:
         s = self.settings
-        w = self.state.W[self.buffer_before(trial, 0), self.rows[rank]]
+        row = self.state.W[self.buffer_before(trial, 0), self.rows[rank]]
+        w = row[: self.problem.d]
+        row[self.problem.d :] = 0.0  # a momentum buffer starts at zero
         self.totals[rank] += self.timers[rank]
         self.timers[rank] = 0.0
         if s.shared_model and rank != 0:
@@ -168,6 +186,8 @@ class Team:
         """This rank's share of a trace row: its model's loss, its shard of the average's
         loss, its distance to the average, and its timers."""
         st = self.state
+        d = self.problem.d  # a row may carry a momentum buffer after the model
+        model, avg = model[:d], avg[:d]
         stats = st.stats[rank]
         # One shared model has no per-worker losses to compare with the average.
         shared = self.settings.shared_model
@@ -190,6 +210,7 @@ class Team:
         ``models`` are the rows the meeting read (for the spreads within and between nodes).
         """
         st, problem, M = self.state, self.problem, self.settings.workers
+        avg, models = avg[: problem.d], models[:, : problem.d]
         loss = problem.finish_loss(math.fsum(st.stats[:, AVG_LOSS_PARTIAL].tolist()), avg)
         workers_mean = math.fsum(st.stats[:, WORKER_LOSS].tolist()) / M
         row: dict[str, Any] = {
