@@ -189,3 +189,15 @@ def test_every_objective_runs_momentum_in_its_compiled_loop(tmp_path: Path, path
     assert np.all(np.isfinite(losses["average"]))
     assert np.max(np.abs(losses["average"] - losses["plain"])) > 1e-9
     np.testing.assert_allclose(losses["reset"], losses["plain"], rtol=1e-9)
+
+
+def test_no_plain_sgd_closed_form_is_drawn_for_a_momentum_run() -> None:
+    from parsgd.analysis.theory_curves import theory_curve
+    from parsgd.config.load import load_config
+
+    root = Path(__file__).resolve().parent.parent / "configs"
+    plain = load_config(root / "quadratic.yaml", ["workers=2"])
+    steps = np.arange(0, 100, 10)
+    assert theory_curve(plain, "dist_opt_sq", steps) is not None
+    momentum = load_config(root / "quadratic.yaml", ["workers=2", "sgd.momentum=0.5"])
+    assert theory_curve(momentum, "dist_opt_sq", steps) is None
