@@ -14,6 +14,7 @@ import yaml
 from conftest import run_cli
 from helpers import make_config, numbers
 
+from parsgd.config.spec import RunSpec
 from parsgd.data.shared import LocalArena
 from parsgd.engine.rundir import read_trace
 from parsgd.engine.runner import run_experiment
@@ -69,7 +70,7 @@ def test_workers_averaging_every_step_equal_one_worker_with_mini_batches(
     result = run_experiment(config, tmp_path)
     assert result.status == "completed"
     batch = make_config(workers=1, sgd__batch_size=M, objective__l2=0.01)
-    problem = build_problem(batch, LocalArena())
+    problem = build_problem(RunSpec.from_resolved(batch), LocalArena())
     u = np.stack([StepStream(config["seed"], 0, k, 1).uniforms(0, steps)[:, 0] for k in range(M)])
     u = np.ascontiguousarray(u.T)  # step t: worker 0's, 1's, ... uniforms: one batch of M
     row = np.zeros(2 * problem.d)
