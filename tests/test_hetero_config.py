@@ -85,6 +85,10 @@ def _write(path: Path, **sections: object) -> Path:
         ({"sgd": {"momentum": 1.0}}, "sgd.momentum must be a finite number >= 0 and <= 0.999"),
         ({"sgd": {"nesterov": True}}, "sgd.nesterov needs sgd.momentum > 0"),
         (
+            {"objective": {"l2": 1.5}, "sgd": {"momentum": 0.5, "step_size": 0.1}},
+            "sgd.momentum > 0 needs objective.l2 < 1; got objective.l2 1.5",
+        ),
+        (
             {"averaging": {"every": 10, "momentum": "mean"}},
             'averaging.momentum must be one of average, reset, keep; got "mean"',
         ),

@@ -106,6 +106,11 @@ def hetero_errors(config: dict[str, Any]) -> list[str]:
             f"sgd.momentum is not supported with method hogwild (one shared model, no "
             f"per-worker buffer); got {sgd['momentum']:g}"
         )
+    l2 = config["objective"].get("l2", 0.0)
+    if sgd["momentum"] > 0.0 and l2 >= 1.0:
+        # The momentum step takes g from a unit step of the objective's loop, whose L2
+        # shrink factor 1 - l2 must stay positive (the sparse loops divide by it).
+        errors.append(f"sgd.momentum > 0 needs objective.l2 < 1; got objective.l2 {l2:g}")
     return errors
 
 
