@@ -34,7 +34,7 @@ def test_the_compiled_momentum_step_matches_a_naive_loop(nesterov: bool) -> None
     u = rng.random((steps, 2))
     etas = np.linspace(0.1, 0.02, steps)
     row = np.zeros(2 * K * p)
-    advance(problem.step_kernel().data, row, u, etas, beta, nesterov)
+    advance(problem.step_kernel().data, 0, row, u, etas, beta, nesterov)
     W, V = np.zeros((K, p)), np.zeros((K, p))
     for t in range(steps):
         G = l2 * W
@@ -77,7 +77,7 @@ def test_workers_averaging_every_step_equal_one_worker_with_mini_batches(
     expected = [problem.loss(row[: problem.d])]
     for start in range(0, steps, 20):
         etas = np.full(20, config["sgd"]["step_size"])
-        advance(problem.step_kernel().data, row, u[start : start + 20], etas, beta, nesterov)
+        advance(problem.step_kernel().data, 0, row, u[start : start + 20], etas, beta, nesterov)
         expected.append(problem.loss(row[: problem.d]))
     np.testing.assert_allclose(_losses(result.directory), expected, rtol=1e-12)
     # Power: without momentum, or with the other form, the same run differs by far more.
