@@ -56,7 +56,8 @@ def test_finals_plot_of_a_partition_sweep(tmp_path: Path) -> None:
     lines, _ = compute_finals(
         find_runs([sweep]), x_key="averaging.every", y="subopt", by=["data.partition"]
     )
-    assert all(line.values == (1, 10, "end") for line in lines)
+    # One-shot sits at H = sgd.steps (60) on the H axis.
+    assert all(line.positions.tolist() == [1.0, 10.0, 60.0] for line in lines)
     assert [line.label for line in lines] == [
         "data.partition = dirichlet(alpha=0.2)",
         "data.partition = shared",
@@ -64,7 +65,8 @@ def test_finals_plot_of_a_partition_sweep(tmp_path: Path) -> None:
     # Each point is the mean over the 3 trials of the last trace row, read independently.
     for line in lines:
         kind = "dirichlet" if "dirichlet" in line.label else "shared"
-        for value, mean, trials in zip(line.values, line.mean, line.trials, strict=True):
+        xs = [1, 10, "end"]
+        for value, mean, trials in zip(xs, line.mean, line.trials, strict=True):
             [run] = [
                 d for d in sweep.iterdir()
                 if (d / "config.yaml").exists() and _swept(d) == (kind, value)
