@@ -1,7 +1,8 @@
 """Compact text of config values, for legends, report rows and run ids.
 
 A step size ``{kind: inverse, eta0: 0.002, t0: 1000}`` reads ``inverse(eta0=0.002, t0=1000)``;
-a dict without ``kind`` reads ``(a=1, b=2)``; a list ``[1, 2]``; whole floats lose their
+a dict without ``kind`` reads ``(a=1, b=2)``, ``{kind: shards, alpha: null}`` reads
+``shards`` (unset parameters are left out); a list ``[1, 2]``; whole floats lose their
 ``.0``; other scalars read as themselves. One function, so a legend, a report row and a run
 directory name the same value alike.
 """
@@ -28,8 +29,11 @@ def compact_value(value: Any, separator: str = ", ") -> str:
         inner = separator.join(
             f"{key}={compact_value(item, separator)}"
             for key, item in value.items()
-            if key != "kind" and (used is None or key in used)
+            # None: an optional parameter the kind does not use (data.partition's alpha)
+            if key != "kind" and item is not None and (used is None or key in used)
         )
+        if "kind" in value and not inner:
+            return str(value["kind"])
         return f"{value.get('kind', '')}({inner})"
     if isinstance(value, (list, tuple)):
         return "[" + separator.join(compact_value(item, separator) for item in value) + "]"

@@ -16,6 +16,8 @@ SGD_STREAM = 0
 INIT_STREAM = 1
 DATA_STREAM = 2
 WORKER_OBJECTIVE_STREAM = 3  # per-worker objectives: the heterogeneous quadratic
+PARTITION_STREAM = 4  # which rows each worker samples (data.partition)
+SHUFFLE_STREAM = 5  # each worker's permutation of its rows, per epoch (sgd.sampling shuffle)
 
 
 class StepStream:

@@ -132,5 +132,13 @@ plot "$hq" -o "$figures/8-hetero-quadratic.png" --kind final --y dist_opt_sq --t
     --by objective.curvature_spread --title "Heterogeneous quadratic: final distance to the global optimum against H"
 report "$hq" --by objective.curvature_spread,averaging.every
 
+step "9. softmax on digits with data that differ across workers: shared, shards, Dirichlet"
+sweep 9-hetero-digits.yaml "${jobs[@]}"
+het="$out/hetero-digits"
+plot "$het" -o "$figures/9-hetero-digits.png" --kind final --x averaging.every --y subopt \
+    --by data.partition --log --logx \
+    --title "Softmax on digits, 4 workers: final f - f* against H, by how the rows are split"
+report "$het" --by data.partition,averaging.every
+
 echo
 echo "done in $((SECONDS - start)) s: figures in $figures, reports in $out/*/report.md"

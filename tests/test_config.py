@@ -16,6 +16,7 @@ def test_defaults_fill_every_key() -> None:
     assert config["averaging"]["every"] == 10
     assert config["data"] == {
         "kind": "gaussian_linear",
+        "partition": {"kind": "shared", "alpha": None},
         "n": 10000,
         "d": 10,
         "noise": 0.1,

@@ -30,12 +30,12 @@ FIGURES = {
     "2-least-squares-noiseless.png", "3-logistic-samples.png", "3-logistic-time-to-target.png",
     "4-pca.png", "5-mlp-accuracy.png", "5-mlp-loss.png", "6-softmax-accuracy.png",
     "6-softmax-network-ethernet.png", "6-softmax-network-infiniband.png",
-    "7-hierarchical.png", "8-hetero-quadratic.png",
+    "7-hierarchical.png", "8-hetero-quadratic.png", "9-hetero-digits.png",
 }  # fmt: skip
 
 
-def test_there_are_eight_experiments_each_with_a_full_variant() -> None:
-    assert len(SWEEPS) == 8
+def test_there_are_nine_experiments_each_with_a_full_variant() -> None:
+    assert len(SWEEPS) == 9
     assert [p.name for p in FULL] == [p.name for p in SWEEPS]
 
 
@@ -152,7 +152,7 @@ def test_the_script_runs_end_to_end_at_toy_sizes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert {p.name for p in (out / "figures").iterdir()} == FIGURES
     sweeps = ("quadratic-envelope", "least-squares", "logistic-real", "pca", "mlp-digits")
-    for sweep in (*sweeps, "softmax-digits", "hierarchical", "hetero-quadratic"):
+    for sweep in (*sweeps, "softmax-digits", "hierarchical", "hetero-quadratic", "hetero-digits"):
         assert (out / sweep / "report.md").is_file(), sweep
     # The theory curves were drawn: no "no closed form" note for the convex synthetic figures.
     assert "no closed form" not in result.stderr

@@ -32,7 +32,7 @@ def _closed_form(name: str) -> Callable[[TheoryCurve], TheoryCurve]:
 def theory_curve(spec: RunSpec | None, column: str, steps: np.ndarray) -> np.ndarray | None:
     """The predicted expectation of ``column`` at ``steps``, or None where none is known
     (or the run has no spec: ``analysis.runs.Run.spec``)."""
-    if spec is None:
+    if spec is None or spec.sgd.momentum > 0.0:  # the closed forms are for plain SGD
         return None
     for function in CLOSED_FORMS.values():
         curve = function(spec, column, steps)

@@ -6,6 +6,7 @@ into its ``SCHEMA`` and keeps the cross-field rules.
 
 from __future__ import annotations
 
+from parsgd.config.hetero import DATA_FIELDS
 from parsgd.config.schema import (
     REQUIRED,
     Bool,
@@ -63,7 +64,7 @@ def _test_fraction(default: float) -> Field:
 
 
 DATA_SECTION = Section(
-    fields={"kind": Field(Choice(DATA_KINDS), "gaussian_linear")},
+    fields={"kind": Field(Choice(DATA_KINDS), "gaussian_linear"), **DATA_FIELDS},
     kinds={
         "none": {},
         "gaussian_linear": {

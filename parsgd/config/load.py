@@ -29,6 +29,11 @@ from parsgd.config.files import (
     parse_yaml,
 )
 from parsgd.config.files import dump_config as dump_config  # re-exported
+from parsgd.config.hetero import (
+    AVERAGING_FIELDS,
+    SGD_FIELDS,
+    hetero_errors,
+)
 from parsgd.config.kinds import (
     DATA_FOR_OBJECTIVE,
     DATA_SECTION,
@@ -123,6 +128,7 @@ SCHEMA: dict[str, Field | Section] = {
                 "null: zeros for convex objectives, shared for pca and mlp",
             ),
             "init_scale": Field(Float(low=0.0), 1.0, "times the problem's own init scale"),
+            **SGD_FIELDS,
         }
     ),
     "averaging": Section(
@@ -140,6 +146,7 @@ SCHEMA: dict[str, Field | Section] = {
                 "average across nodes every this many steps (a multiple of every, or end); "
                 "null: every round is global",
             ),
+            **AVERAGING_FIELDS,
         }
     ),
     "eval": Section(fields={"every": Field(Either((_POSITIVE_INT, Literal("auto"))), "auto")}),
@@ -319,6 +326,7 @@ def _cross_field_errors(config: Config) -> list[str]:
                 else ""
             )
         )
+    errors.extend(hetero_errors(config))
     for prefix, section in (("data", data), ("objective", objective)):
         eigenvalues = section.get("eigenvalues")
         if eigenvalues is not None and len(eigenvalues) != section["d"]:

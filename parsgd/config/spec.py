@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from parsgd.config.hetero import DEFAULT_PARTITION, hash_defaults_dropped
 from parsgd.schedules import AveragingSchedule, StepSize
 
 Config = dict[str, Any]
@@ -46,6 +47,7 @@ def config_hash(config: Config) -> str:
     if isinstance(objective, dict) and objective.get("kind") == "quadratic":
         later = ("zeta", "curvature_spread")  # the heterogeneous quadratic's keys
         relevant["objective"] = {k: v for k, v in objective.items() if k not in later or v != 0.0}
+    relevant = hash_defaults_dropped(relevant)  # data.partition, sampling, momentum
     text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -109,6 +111,13 @@ class DataSpec(KindSection):
         d = self.options.get("d")
         return None if d is None else int(d)
 
+    @property
+    def partition(self) -> tuple[str, float | None]:
+        """``data.partition`` as (kind, alpha): shared, shards or dirichlet (with alpha)."""
+        part = self.options.get("partition", DEFAULT_PARTITION)
+        alpha = part.get("alpha")
+        return str(part["kind"]), None if alpha is None else float(alpha)
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectiveSpec(KindSection):
@@ -129,6 +138,10 @@ class SgdSpec:
     batch_size: int
     init: str  # zeros | shared | independent (resolved: never null)
     init_scale: float
+    # Issue 17 (parsgd.config.hetero): the order of a worker's samples and momentum.
+    sampling: str = "with_replacement"  # or shuffle
+    momentum: float = 0.0  # heavy-ball beta; 0: plain SGD
+    nesterov: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +150,7 @@ class AveragingSpec:
 
     schedule: AveragingSchedule
     global_every: int | str | None
+    momentum: str = "keep"  # what a round does to the momentum buffers: average | reset | keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +218,14 @@ class RunSpec:
                 batch_size=sgd["batch_size"],
                 init=sgd["init"],
                 init_scale=sgd["init_scale"],
+                sampling=sgd.get("sampling", "with_replacement"),
+                momentum=float(sgd.get("momentum", 0.0)),
+                nesterov=bool(sgd.get("nesterov", False)),
             ),
             averaging=AveragingSpec(
                 schedule=AveragingSchedule.from_config(averaging),
                 global_every=averaging["global_every"],
+                momentum=averaging.get("momentum", "keep"),
             ),
             eval=EvalSpec(every=resolved["eval"]["every"]),
             checkpoint=CheckpointSpec(every=resolved["checkpoint"]["every"]),

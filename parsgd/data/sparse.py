@@ -51,3 +51,11 @@ def publish_dense(X: np.ndarray, arena: Arena) -> np.ndarray:
     shared = arena.empty(X.shape, np.float64)
     shared[:] = X
     return shared
+
+
+def take_rows(X: np.ndarray | CSR, rows: np.ndarray) -> np.ndarray | CSR:
+    """A private copy of some rows of a dense or CSR matrix (for an evaluation on them)."""
+    if not isinstance(X, CSR):
+        return np.ascontiguousarray(X[rows])
+    m = X.to_scipy()[rows]
+    return CSR(m.data, m.indices, m.indptr.astype(np.int64), (int(m.shape[0]), int(m.shape[1])))

@@ -20,7 +20,7 @@ from parsgd.engine.barrier import PAD, wait
 from parsgd.engine.control import ABORTED, GLOBAL, NONFINITE, OK, PARENT_GONE, STALLED, STOP
 from parsgd.engine.team import COMPUTE_S, EVAL_S, SYNC_S, Team
 from parsgd.errors import ParsgdError
-from parsgd.problems.steps import step
+from parsgd.problems.steps import advance
 
 # Uniforms one rank draws at once: bounds the inputs a block holds.
 MAX_UNIFORMS = 1 << 20
@@ -85,7 +85,7 @@ class _Ranks:
     def __init__(self, team: Team, ranks: list[int], barrier: bool, parent: int) -> None:
         self.team, self.barrier, self.parent = team, barrier, parent
         self.ranks = np.array(ranks, dtype=np.int64)
-        plan, d = team.plan, team.problem.d
+        plan, d = team.plan, team.state.W.shape[2]  # a row: the model, then any buffer
         self.scratch = np.zeros((len(ranks), d))
         self.tmp = np.zeros(min(d, 512))
         self.state = np.zeros(2, dtype=np.int64)
@@ -105,14 +105,14 @@ class _Ranks:
 
     def local(self, trial: int, index: int, start: int, stop: int) -> None:
         """Local steps start..stop-1 outside a block (an interval longer than one draw)."""
-        team, kernel = self.team, self.team.kernel
+        team, kernel, s = self.team, self.team.kernel, self.team.settings
         st = team.state
         etas = team.settings.step_size.values(start, stop)
         inputs = self.inputs(trial, start, stop)
         tic = time.perf_counter()
         for k, r in enumerate(self.ranks):
             w = st.W[team.buffer_before(trial, index), team.rows[r]]
-            step(kernel.data, int(r), w, inputs[k], etas)
+            advance(kernel.data, int(r), w, inputs[k], etas, s.momentum, s.nesterov)
         team.timers[self.ranks, COMPUTE_S] += time.perf_counter() - tic
 
     def block(self, trial: int, index: int, end: int, start: int) -> tuple[int, int]:
@@ -129,7 +129,8 @@ class _Ranks:
             st.arrive, st.control, st.position, self.ranks, team.rows, team.group,
             team.row_group, inputs, etas, start, plan.steps[index:end], plan.level[index:end],
             plan.average[index:end], trial * len(plan.steps) + index, self.barrier,
-            self.parent, self.state, self.pending, self.cycles,
+            self.parent, self.state, self.pending, self.cycles, team.settings.momentum,
+            team.settings.nesterov, team.settings.momentum_mode,
         )  # fmt: skip
         toc = time.perf_counter()
         total = float(self.cycles.sum())

@@ -38,7 +38,13 @@ from numba import njit
 from parsgd.engine.atomics import load_acquire, ticks
 from parsgd.engine.barrier import PAD, wait
 from parsgd.engine.control import GLOBAL, GROUP, NONFINITE, OK, STOP, STOP_REQUEST
-from parsgd.problems.steps import Pack, step
+from parsgd.problems.steps import Pack, advance
+
+# averaging.momentum: what a round that adopts an average does to a rank's momentum buffer
+# (the second half of its row when sgd.momentum > 0): average it with the model, zero it,
+# or keep the rank's own.
+MOMENTUM_AVERAGE, MOMENTUM_RESET, MOMENTUM_KEEP = 0, 1, 2
+MOMENTUM_MODES = {"average": MOMENTUM_AVERAGE, "reset": MOMENTUM_RESET, "keep": MOMENTUM_KEEP}
 
 # Columns per block of the average: a block of every row stays in L1 while it is summed.
 _BLOCK = 512
@@ -88,6 +94,17 @@ def average_rows(
 
 
 @njit(cache=True, nogil=True)
+def settle_buffer(adopted: np.ndarray, own: np.ndarray, d: int, mode: int) -> None:
+    """After a row adopted an average of whole rows ``[w, v]``: its buffer ``adopted[d:]``
+    is that average (average), zero (reset) or the rank's own before the round (keep).
+    ``d == 0``: no momentum, rows are models alone."""
+    if d == 0 or mode == MOMENTUM_AVERAGE:
+        return
+    for j in range(d, adopted.shape[0]):
+        adopted[j] = 0.0 if mode == MOMENTUM_RESET else own[j]
+
+
+@njit(cache=True, nogil=True)
 def run_block(
     data: Pack,
     W: np.ndarray,
@@ -113,6 +130,9 @@ def run_block(
     state: np.ndarray,
     pending: np.ndarray,
     cycles: np.ndarray,
+    beta: float = 0.0,
+    nesterov: bool = False,
+    momentum_mode: int = MOMENTUM_AVERAGE,
 ) -> tuple[int, int, int]:
     """Run the meetings at ``steps`` (meeting indices ``first``...), local steps from ``start``.
 
@@ -122,11 +142,14 @@ def run_block(
     ``pending[k]`` = rank ``ranks[k]``'s group flags not yet decided globally; both carry over
     between blocks. Returns (status, meetings done, decision of the last one);
     ``cycles[0] +=`` cycles of local steps, ``cycles[1] +=`` cycles at meetings.
+    ``beta > 0``: rows are ``[w, v]`` with momentum buffers (``steps.advance``), averaged
+    with the models and then settled by ``momentum_mode`` (``settle_buffer``).
     """
     M = position.shape[0]
     d = scratch.shape[1]  # W's rows are padded to whole cache lines past d
     buffers = W.shape[0]
     n_rows = W.shape[1]
+    d_buffer = d // 2 if beta > 0.0 else 0
     done = start
     for m in range(steps.shape[0]):
         at = steps[m]
@@ -139,8 +162,8 @@ def run_block(
         if at > done:
             for k in range(ranks.shape[0]):
                 w = W[cur, rows[ranks[k]], :d]
-                x = inputs[k, done - start : at - start]
-                step(data, ranks[k], w, x, etas[done - start : at - start])
+                x, eta = inputs[k, done - start : at - start], etas[done - start : at - start]
+                advance(data, ranks[k], w, x, eta, beta, nesterov)
         done = at
         toc = ticks()
         cycles[0] += toc - tic
@@ -178,6 +201,8 @@ def run_block(
                     finite = finite_group
             elif not adopt[m] and nxt != cur:
                 W[nxt, row, :] = W[cur, row, :]
+            if level != GLOBAL or adopt[m]:
+                settle_buffer(W[nxt, row, :d], W[cur, row, :d], d_buffer, momentum_mode)
             if is_global:
                 decision = 0 if finite else NONFINITE
                 for s in range(M):

@@ -46,6 +46,10 @@ TRACE_COLUMNS = (
     "test_loss",
     "test_accuracy",
     "alignment",
+    # data.partition shards or dirichlet: the mean and the largest, over workers, of each
+    # worker's loss on its own rows; empty where every worker samples the whole pool.
+    "loss_own_mean",
+    "loss_own_max",
 )
 
 # A run refuses to start with less free space than this, and sets this much aside so that

@@ -24,11 +24,13 @@ import numpy as np
 from parsgd.config.advice import advisories
 from parsgd.config.files import dump_config
 from parsgd.config.spec import Config, RunSpec
+from parsgd.data.partition import Partition, make_partition
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
 from parsgd.engine import backends
 from parsgd.engine.collector import Collector
 from parsgd.engine.logs import RunLog
 from parsgd.engine.loop import Outcome, Position
+from parsgd.engine.meetings import MOMENTUM_MODES
 from parsgd.engine.plan import Plan
 from parsgd.engine.resume import Start, find_start
 from parsgd.engine.rundir import RunDirectory, TraceWriter, check_writable
@@ -36,6 +38,7 @@ from parsgd.engine.signals import StopSignals, signals_ignored
 from parsgd.engine.team import Settings, Team, TeamState
 from parsgd.engine.warmup import warm_up
 from parsgd.errors import ConfigError, ParsgdError, WorkerError
+from parsgd.problems.base import Problem
 from parsgd.problems.registry import build_problem
 from parsgd.version import __version__
 
@@ -115,9 +118,11 @@ def _run_with_signals(
     arena = SharedArena() if backends.info(spec.backend).shared_memory else LocalArena()
     try:
         problem = build_problem(spec, arena)  # DataError here: nothing written yet
+        partition = _partition(spec, problem, M, arena)
         plan = Plan.from_spec(spec)
         shared_model = spec.method == "hogwild"
-        state = TeamState(arena, M, problem.d, shared_model)
+        momentum = spec.sgd.momentum
+        state = TeamState(arena, M, problem.d, shared_model, momentum > 0.0)
         if W0 is not None and W0.shape != state.W.shape[1:]:
             raise ConfigError(
                 f"{run_dir.checkpoint_path} holds models of shape {W0.shape}, this run "
@@ -133,8 +138,12 @@ def _run_with_signals(
             step_size=spec.sgd.step_size,
             shared_model=shared_model,
             nodes=spec.nodes,
+            shuffle=spec.sgd.sampling == "shuffle",
+            momentum=momentum,
+            nesterov=spec.sgd.nesterov,
+            momentum_mode=MOMENTUM_MODES[spec.averaging.momentum],
         )
-        team = Team(problem, plan, state, settings)
+        team = Team(problem, plan, state, settings, partition)
         warm_up(team)  # here, before the workers fork, not inside a trial's clock
         if W0 is not None:
             team.load_models(start.trial, start.step, W0)
@@ -159,6 +168,13 @@ def _run_with_signals(
     finally:
         with signals_ignored():
             arena.close()
+
+
+def _partition(spec: RunSpec, problem: Problem, workers: int, arena: Any) -> Partition:
+    """The rows each of the ``workers`` ranks samples (data.partition), before any fork."""
+    kind, alpha = spec.data.partition
+    labels = problem.class_labels() if kind == "dirichlet" else None
+    return make_partition(kind, alpha, problem.n, labels, workers, spec.seed, arena)
 
 
 def _run_claimed(

@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.data.partition import Partition
+from parsgd.data.sampling import RowSampler, SampledStream
 from parsgd.data.synthetic import Arena
 from parsgd.engine.barrier import PAD
 from parsgd.engine.control import GLOBAL, N_CONTROL
-from parsgd.engine.meetings import average_rows
+from parsgd.engine.meetings import MOMENTUM_KEEP, average_rows, settle_buffer
 from parsgd.engine.plan import Plan
 from parsgd.problems.base import Problem
 from parsgd.rng import INIT_STREAM, StepStream, generator
@@ -26,9 +28,9 @@ from parsgd.schedules import StepSize
 # Optional trace columns a problem may fill through Problem.extra_metrics.
 EXTRA_COLUMNS = ("test_loss", "test_accuracy", "alignment")
 
-# Columns of the per-rank statistics block.
-WORKER_LOSS, AVG_LOSS_PARTIAL, SPREAD, COMPUTE_S, SYNC_S, EVAL_S = range(6)
-N_STATS = 6
+# Columns of the per-rank statistics block (OWN_LOSS: the model's loss on its own rows).
+WORKER_LOSS, AVG_LOSS_PARTIAL, SPREAD, COMPUTE_S, SYNC_S, EVAL_S, OWN_LOSS = range(7)
+N_STATS = 7
 
 # Float64s per cache line: the model rows' alignment.
 ROW_ALIGN = 8
@@ -38,14 +40,24 @@ class TeamState:
     """The arrays all workers share: the double-buffered model table, statistics, flags,
     barrier counters, each rank's last meeting step and the control block."""
 
-    def __init__(self, arena: Arena, workers: int, d: int, shared_model: bool = False) -> None:
+    def __init__(
+        self,
+        arena: Arena,
+        workers: int,
+        d: int,
+        shared_model: bool = False,
+        momentum: bool = False,
+    ) -> None:
         # Hogwild!: one model, updated in place by every rank, so one buffer of one row.
         buffers, rows = (1, 1) if shared_model else (2, workers)
         # Each row starts on its own cache line: a worker writes its whole row every step, and
         # two rows sharing a line would bounce it between the cores at every step (false
-        # sharing). The compiled meetings take ``table``; ``W`` is its unpadded view.
-        self.table = arena.zeros((buffers, rows, -(-d // ROW_ALIGN) * ROW_ALIGN))
-        self.W = self.table[:, :, :d]
+        # sharing). The compiled meetings take ``table``; ``W`` is its unpadded view. With
+        # momentum a row is [w, v]: the buffer is averaged, checkpointed and resumed with its
+        # model by the same code that handles the model.
+        width = 2 * d if momentum else d
+        self.table = arena.zeros((buffers, rows, -(-width // ROW_ALIGN) * ROW_ALIGN))
+        self.W = self.table[:, :, :width]
         self.stats = arena.zeros((workers, N_STATS))
         self.flags = arena.zeros((2, workers * PAD), np.int64)
         self.arrive = arena.zeros((workers * PAD,), np.int64)
@@ -66,13 +78,27 @@ class Settings:
     step_size: StepSize
     shared_model: bool = False  # Hogwild!: every rank updates row 0, without locks
     nodes: int = 1  # groups of ``workers // nodes`` ranks that average among themselves
+    shuffle: bool = False  # sgd.sampling shuffle: each epoch a permutation of a rank's rows
+    momentum: float = 0.0  # sgd.momentum beta; > 0: rows of the model table are [w, v]
+    nesterov: bool = False
+    momentum_mode: int = MOMENTUM_KEEP  # averaging.momentum (meetings.MOMENTUM_MODES)
 
 
 class Team:
     """All of one run's algorithm except how ranks are scheduled."""
 
-    def __init__(self, problem: Problem, plan: Plan, state: TeamState, settings: Settings):
+    def __init__(
+        self,
+        problem: Problem,
+        plan: Plan,
+        state: TeamState,
+        settings: Settings,
+        partition: Partition | None = None,
+    ) -> None:
         self.problem = problem
+        # Which rows each rank samples (data.partition); None: every rank samples all.
+        self.partition = partition
+        self.sampled = settings.shuffle or (partition is not None and not partition.shared)
         self.plan = plan
         self.state = state
         self.settings = settings
@@ -81,7 +107,7 @@ class Team:
         self.rows = np.array([0 if settings.shared_model else r for r in range(M)], np.int64)
         self.group = M // settings.nodes  # ranks per group
         self.row_group = 1 if settings.shared_model else self.group
-        self._streams: dict[tuple[int, int], StepStream] = {}
+        self._streams: dict[tuple[int, int], StepStream | SampledStream] = {}
         # Per rank and private to the process that runs it: this trial's, and earlier trials'.
         self.timers = np.zeros((M, N_STATS))
         self.totals = np.zeros((M, N_STATS))
@@ -115,11 +141,16 @@ class Team:
         for lo in range(0, table.shape[0], size):
             average_rows(table, lo, lo + size, self.row_group, out[lo], scratch)
             out[lo + 1 : lo + size] = out[lo]
+        d = self.problem.d if self.settings.momentum > 0.0 else 0
+        for row in range(table.shape[0]):
+            settle_buffer(out[row], table[row], d, self.settings.momentum_mode)
         return out
 
     def init_model(self, trial: int, rank: int) -> None:
         s = self.settings
-        w = self.state.W[self.buffer_before(trial, 0), self.rows[rank]]
+        row = self.state.W[self.buffer_before(trial, 0), self.rows[rank]]
+        w = row[: self.problem.d]
+        row[self.problem.d :] = 0.0  # a momentum buffer starts at zero
         self.totals[rank] += self.timers[rank]
         self.timers[rank] = 0.0
         if s.shared_model and rank != 0:
@@ -131,16 +162,22 @@ class Team:
             normals = generator(s.seed, INIT_STREAM, *key).standard_normal(w.size)
             w[:] = (s.init_scale * self.problem.init_std) * normals
 
-    def stream(self, trial: int, rank: int) -> StepStream:
+    def stream(self, trial: int, rank: int) -> StepStream | SampledStream:
         """This rank's random stream for this trial (kept for the trial, then dropped)."""
         key = (trial, rank)
-        stream = self._streams.get(key)
-        if stream is None:
-            if any(k[0] != trial for k in self._streams):
-                self._streams.clear()  # one trial at a time: drop the previous trial's streams
-            stream = self._streams[key] = StepStream(
-                self.settings.seed, trial, rank, self.problem.uniforms_per_step
-            )
+        found = self._streams.get(key)
+        if found is not None:
+            return found
+        if any(k[0] != trial for k in self._streams):
+            self._streams.clear()  # one trial at a time: drop the previous trial's streams
+        s = self.settings
+        draws = StepStream(s.seed, trial, rank, self.problem.uniforms_per_step)
+        stream: StepStream | SampledStream = draws
+        if self.sampled:  # the default samples the whole pool straight from the uniforms
+            partition = self.partition or Partition(self.problem.n, s.workers)
+            sampler = RowSampler(partition, rank, s.shuffle, s.seed, trial)
+            stream = SampledStream(draws, sampler)
+        self._streams[key] = stream
         return stream
 
     # -- statistics -------------------------------------------------------------------------
@@ -149,6 +186,8 @@ class Team:
         """This rank's share of a trace row: its model's loss, its shard of the average's
         loss, its distance to the average, and its timers."""
         st = self.state
+        d = self.problem.d  # a row may carry a momentum buffer after the model
+        model, avg = model[:d], avg[:d]
         stats = st.stats[rank]
         # One shared model has no per-worker losses to compare with the average.
         shared = self.settings.shared_model
@@ -159,6 +198,8 @@ class Team:
         stats[COMPUTE_S] = self.timers[rank, COMPUTE_S]
         stats[SYNC_S] = self.timers[rank, SYNC_S]
         stats[EVAL_S] = self.timers[rank, EVAL_S]
+        own = None if self.partition is None or shared else self.partition.of(rank)
+        stats[OWN_LOSS] = math.nan if own is None else self.problem.loss_on_rows(model, own)
 
     def trace_row(
         self, trial: int, step: int, syncs: tuple[int, int], wall_s: float, avg: np.ndarray,
@@ -169,6 +210,7 @@ class Team:
         ``models`` are the rows the meeting read (for the spreads within and between nodes).
         """
         st, problem, M = self.state, self.problem, self.settings.workers
+        avg, models = avg[: problem.d], models[:, : problem.d]
         loss = problem.finish_loss(math.fsum(st.stats[:, AVG_LOSS_PARTIAL].tolist()), avg)
         workers_mean = math.fsum(st.stats[:, WORKER_LOSS].tolist()) / M
         row: dict[str, Any] = {
@@ -188,7 +230,17 @@ class Team:
             "subopt": None,
             "compute_s": float(np.mean(st.stats[:, COMPUTE_S])),
             "sync_wait_s": float(np.mean(st.stats[:, SYNC_S])),
+            "loss_own_mean": None,
+            "loss_own_max": None,
         }
+        if (
+            self.partition is not None
+            and not self.partition.shared
+            and not self.settings.shared_model
+        ):
+            own = st.stats[:, OWN_LOSS].tolist()
+            row["loss_own_mean"] = math.fsum(own) / M
+            row["loss_own_max"] = max(own)
         if self.settings.shared_model:
             # Hogwild! has one model: no spread between workers and no averaging gap.
             row["loss_workers_mean"] = row["variance"] = row["gap"] = None

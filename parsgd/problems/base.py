@@ -14,6 +14,9 @@ import numpy as np
 
 from parsgd.problems.steps import StepKernel, step
 
+# Rows gathered at once by loss_on_rows (bounds its temporary copy).
+_ROWS_AT_ONCE = 4096
+
 
 class Problem(ABC):
     d: int
@@ -22,6 +25,9 @@ class Problem(ABC):
     f_opt: float | None = None
     # Per-coordinate scale of a random start (sgd.init shared/independent), times init_scale.
     init_std: np.ndarray | float = 1.0
+    # Rows of the pool a step samples: sample k of a step is row floor(u_k * n) of the
+    # uniforms (what data.partition and sgd.sampling steer); 0 for streams and the quadratic.
+    n: int = 0
 
     @property
     @abstractmethod
@@ -51,6 +57,22 @@ class Problem(ABC):
 
     def loss(self, w: np.ndarray) -> float:
         return self.finish_loss(self.loss_partial(w, 0, 1), w)
+
+    def class_labels(self) -> np.ndarray | None:
+        """The pool's class label of every row (for data.partition dirichlet), or None."""
+        return None
+
+    def loss_partial_rows(self, w: np.ndarray, rows: np.ndarray) -> float:
+        """``loss_partial`` over the given pool rows instead of a contiguous shard."""
+        raise NotImplementedError(f"{type(self).__name__} has no pool rows")
+
+    def loss_on_rows(self, w: np.ndarray, rows: np.ndarray) -> float:
+        """The objective restricted to some pool rows (a worker's shard): the mean sample
+        loss over them plus the same regulariser as ``loss``."""
+        total = 0.0
+        for lo in range(0, rows.shape[0], _ROWS_AT_ONCE):
+            total += self.loss_partial_rows(w, rows[lo : lo + _ROWS_AT_ONCE])
+        return self.finish_loss(total * self.n / rows.shape[0], w)
 
     def extra_metrics(self, w: np.ndarray) -> dict[str, float | None]:
         """Problem-specific trace columns for the averaged model (see EXTRA_COLUMNS).

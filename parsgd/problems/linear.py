@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from parsgd.data.sparse import CSR
+from parsgd.data.sparse import CSR, take_rows
 from parsgd.problems import steps
 from parsgd.problems.base import Problem
 from parsgd.problems.kernels import linear
@@ -65,6 +65,13 @@ class LinearPool(Problem):
 
     def finish_loss(self, total: float, w: np.ndarray) -> float:
         return total / self.n + 0.5 * self.l2 * float(w @ w)
+
+    def class_labels(self) -> np.ndarray | None:
+        return self.y if self.classifier else None
+
+    def loss_partial_rows(self, w: np.ndarray, rows: np.ndarray) -> float:
+        X = take_rows(self.X, rows)
+        return float(_loss_sum(X, self.y[rows], w, 0, rows.shape[0], self.code))
 
     def extra_metrics(self, w: np.ndarray) -> dict[str, float | None]:
         if self.test is None:

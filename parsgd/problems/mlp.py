@@ -48,6 +48,13 @@ class MlpPool(Problem):
     def finish_loss(self, total: float, w: np.ndarray) -> float:
         return total / self.n + 0.5 * self.l2 * float(w @ w)
 
+    def class_labels(self) -> np.ndarray | None:
+        return self.y
+
+    def loss_partial_rows(self, w: np.ndarray, rows: np.ndarray) -> float:
+        X, y = self.X[rows], self.y[rows]
+        return float(mlp.evaluate(X, y, w, 0, rows.shape[0], self.hidden, self.classes)[0])
+
     def extra_metrics(self, w: np.ndarray) -> dict[str, float | None]:
         if self.test is None:
             return {}

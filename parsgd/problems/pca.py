@@ -67,6 +67,9 @@ class PcaPool(_Pca):
     def finish_loss(self, total: float, w: np.ndarray) -> float:
         return total / self.n + 0.25 * float(w @ w) ** 2
 
+    def loss_partial_rows(self, w: np.ndarray, rows: np.ndarray) -> float:
+        return float(pca.loss_sum_dense(self.X[rows], w, 0, rows.shape[0]))
+
 
 class PcaStream(_Pca):
     """Fresh ``x ~ N(0, V diag(eigs) V^T)`` every step; the loss is the population loss

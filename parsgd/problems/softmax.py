@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from parsgd.data.sparse import CSR
+from parsgd.data.sparse import CSR, take_rows
 from parsgd.problems import steps
 from parsgd.problems.base import Problem
 from parsgd.problems.kernels import softmax
@@ -65,6 +65,13 @@ class SoftmaxPool(Problem):
 
     def finish_loss(self, total: float, w: np.ndarray) -> float:
         return total / self.n + 0.5 * self.l2 * float(w @ w)
+
+    def class_labels(self) -> np.ndarray | None:
+        return self.y
+
+    def loss_partial_rows(self, w: np.ndarray, rows: np.ndarray) -> float:
+        X = take_rows(self.X, rows)
+        return _evaluate(X, self.y[rows], w, 0, rows.shape[0], self.classes)[0]
 
     def extra_metrics(self, w: np.ndarray) -> dict[str, float | None]:
         if self.test is None:

@@ -200,6 +200,46 @@ def step(data: Pack, rank: int, w: np.ndarray, x: np.ndarray, etas: np.ndarray) 
     _loop(data, rank, w, x, etas)
 
 
+@njit(cache=True, nogil=True)
+def advance(
+    data: Pack,
+    rank: int,
+    row: np.ndarray,
+    x: np.ndarray,
+    etas: np.ndarray,
+    beta: float,
+    nesterov: bool,
+) -> None:
+    """The local steps of worker ``rank``'s model-table row, with or without momentum.
+
+    ``beta == 0``: the row is the model w and this is ``step`` itself (plain SGD, the same
+    bits as ever). ``beta > 0``: the row is ``[w, v]`` (2d entries), v the momentum buffer,
+    and each step takes the full stochastic gradient g (the loss's and L2's) from one step
+    of the objective's own loop with unit step size from a copy of w, ``g = w - step_1(w)``
+    (every loop's update is ``w - eta g`` with g taken at the step's start, so this is its
+    g for any objective), then does heavy ball, ``v = beta v + g; w -= eta v``, or
+    Nesterov's form ``v = beta v + g; w -= eta (g + beta v)`` (PyTorch's convention). The
+    probe costs one copy of w per step, so sparse rows lose their O(non-zeros) steps.
+    """
+    if beta == 0.0:
+        step(data, rank, row, x, etas)
+        return
+    d = row.shape[0] // 2
+    w = row[:d]
+    v = row[d:]
+    probe = np.empty(d)
+    unit = np.ones(1)
+    for t in range(etas.shape[0]):
+        probe[:] = w
+        step(data, rank, probe, x[t : t + 1], unit)
+        eta = etas[t]
+        for j in range(d):
+            g = w[j] - probe[j]
+            vj = beta * v[j] + g
+            v[j] = vj
+            w[j] -= eta * (g + beta * vj) if nesterov else eta * vj
+
+
 def _identity(uniforms: np.ndarray) -> np.ndarray:
     return uniforms
 
