@@ -21,14 +21,17 @@ from parsgd.engine.rundir import read_trace
 N, D, NNZ_PER_ROW = 5000, 47236, 76
 
 # Runs the CLI in a fresh interpreter and reports the peak resident memory of it and of its
-# (waited-for) worker processes, in MiB.
+# (waited-for) worker processes, in MiB. The coordinator's peak is its own address space's
+# (VmHWM), not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child of a
+# big pytest process (a full suite's, ~900 MiB) would report its parent's size.
 _MEASURE = """
-import json, resource, sys
+import json, re, resource, sys
+from pathlib import Path
 from parsgd.cli import main
 status = main(sys.argv[1:])
-peak = lambda who: resource.getrusage(who).ru_maxrss / 1024
-print(json.dumps({"status": status, "coordinator_mib": peak(resource.RUSAGE_SELF),
-                  "workers_mib": peak(resource.RUSAGE_CHILDREN)}))
+hwm_kib = int(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
+print(json.dumps({"status": status, "coordinator_mib": hwm_kib / 1024,
+                  "workers_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 

@@ -68,7 +68,7 @@ def has_pool(config: dict[str, Any]) -> bool:
 def hetero_errors(config: dict[str, Any]) -> list[str]:
     """The cross-field rules of the keys above, each a one-line message naming the key."""
     errors = []
-    partition = config["data"]["partition"]
+    partition = config["data"].get("partition", DEFAULT_PARTITION)  # none has no rows
     kind, alpha = partition["kind"], partition["alpha"]
     objective = config["objective"]["kind"]
     if kind == "dirichlet" and alpha is None:

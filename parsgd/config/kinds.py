@@ -64,7 +64,7 @@ def _test_fraction(default: float) -> Field:
 
 
 DATA_SECTION = Section(
-    fields={"kind": Field(Choice(DATA_KINDS), "gaussian_linear"), **DATA_FIELDS},
+    fields={"kind": Field(Choice(DATA_KINDS), "gaussian_linear")},
     kinds={
         "none": {},
         "gaussian_linear": {
@@ -113,6 +113,10 @@ DATA_SECTION = Section(
     },
     default_kind="gaussian_linear",
 )
+# Every kind with rows takes a partition; ``none`` (the quadratic) has no rows to split.
+for _kind, _fields in DATA_SECTION.kinds.items():
+    if _kind != "none":
+        _fields.update(DATA_FIELDS)
 
 OBJECTIVE_SECTION = Section(
     fields={"kind": Field(Choice(OBJECTIVE_KINDS), "least_squares")},
