@@ -83,7 +83,8 @@ def check_sums() -> None:
             ]
             assert len(mine[-1]) == len("line 49 from 1: ") + 49_000
     node = os.environ.get("SLURMD_NODENAME", "-")  # which emulated node, under srun
-    say(f"OK rank {link.rank} of {link.size} on {link.hosts[link.rank]} node {node}")
+    netmod = os.environ.get("MPIR_CVAR_CH4_NETMOD", "default")  # init_mpi's choice, if any
+    say(f"OK rank {link.rank} of {link.size} on {link.hosts[link.rank]} node {node} {netmod}")
 
 
 def check_lost(how: signal.Signals) -> None:

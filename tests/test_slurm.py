@@ -28,6 +28,7 @@ from slurm_cluster import LocalSlurm, unavailable_reason
 
 from parsgd.config.load import resolve, validate
 from parsgd.config.spec import RunSpec
+from parsgd.engine.backends.mpi_setup import pmi1_safe_netmod
 from parsgd.engine.rundir import read_trace
 from parsgd.sweep.multinode import step_command
 from parsgd.sweep.sbatch import SbatchOptions, make_sbatch_script
@@ -407,8 +408,32 @@ def test_mpi_transport_across_the_two_nodes(slurm: LocalSlurm) -> None:
     """srun --mpi=pmi2 -N 2: one rank on each emulated node; fixed-order sums agree."""
     done = _srun_ranks(slurm, "sums")
     assert done.returncode == 0, done.stdout + done.stderr + slurm.logs()
-    found = sorted(re.findall(r"OK rank (\d) of (\d) on \S+ node (n\d)", done.stdout))
-    assert found == [("0", "2", "n1"), ("1", "2", "n2")], done.stdout
+    found = sorted(re.findall(r"OK rank (\d) of (\d) on \S+ node (n\d) (\w+)", done.stdout))
+    # MPICH's OFI network module: UCX's address would overflow the stepd's PMI-1 reads
+    assert found == [("0", "2", "n1", "ofi"), ("1", "2", "n2", "ofi")], done.stdout
+
+
+MPICH_VERSION = "MPICH Version:      5.0.2\nMPICH Device:       ch4:{}\nMPICH configure: --x\n"
+SRUN_PMI2 = {"SLURM_MPI_TYPE": "pmi2", "PMI_FD": "11", "PMI_RANK": "0", "PMI_SIZE": "2"}
+
+
+@pytest.mark.parametrize(
+    ("library", "environ", "expected"),
+    [
+        (MPICH_VERSION.format("ucx ofi"), SRUN_PMI2, "ofi"),
+        (MPICH_VERSION.format("ofi"), SRUN_PMI2, "ofi"),
+        (MPICH_VERSION.format("ucx"), SRUN_PMI2, None),  # no OFI built in: nothing to choose
+        (MPICH_VERSION.format("ucx ofi"), {**SRUN_PMI2, "MPIR_CVAR_CH4_NETMOD": "ucx"}, None),
+        (MPICH_VERSION.format("ucx ofi"), {**SRUN_PMI2, "SLURM_MPI_TYPE": "pmix"}, None),
+        (MPICH_VERSION.format("ucx ofi"), {"PMI_FD": "5", "PMI_RANK": "0"}, None),  # hydra
+        ("Open MPI v5.0.5, package: Open MPI", SRUN_PMI2, None),
+    ],
+)  # fmt: skip
+def test_mpich_under_srun_pmi2_uses_ofi_unless_told(
+    library: str, environ: dict[str, str], expected: str | None
+) -> None:
+    """Slurm's pmi2 stepd reads a PMI-1 request in one 1024-byte read: OFI's short address."""
+    assert pmi1_safe_netmod(library, environ) == expected
 
 
 @pytest.mark.parametrize("mode", ["stopped", "killed"])

@@ -143,7 +143,22 @@ class MpiLink:
                 if polls > _SPINS:
                     os.sched_yield()
         except self.MPI.Exception as exc:
-            raise PeerLost(None, "?", f"MPI error: {exc.Get_error_string()}") from None
+            raise self._lost_by_error(f"MPI error: {exc.Get_error_string()}") from None
+
+    def _lost_by_error(self, cause: str) -> PeerLost:
+        """Name the node an MPI error is about (a transport that sees a broken connection,
+        such as OFI's tcp, reports a killed peer as an error before its heartbeat is late):
+        the only peer, or the one peer whose heartbeat receive fails as well."""
+        failing = []
+        for peer in self.peers:
+            try:
+                self._listening[peer].Test()
+            except self.MPI.Exception:
+                failing.append(peer)
+        named = self.peers if len(self.peers) == 1 else failing
+        if len(named) == 1:
+            return PeerLost(named[0], self.hosts[named[0]], cause)
+        return PeerLost(None, "?", cause)
 
     # -- the group interface's global level ----------------------------------------------
     def _exchange_hosts(self) -> list[str]:

@@ -14,6 +14,7 @@ with PMIx or Open MPI (``PMIX_RANK`` with ``SLURM_NTASKS``, ``OMPI_COMM_WORLD_SI
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,31 @@ def check_mpi_setup(nodes: int) -> Launch:
     return launch
 
 
+NETMOD_VARIABLE = "MPIR_CVAR_CH4_NETMOD"
+
+
+def pmi1_safe_netmod(library_version: str, environ: Mapping[str, str]) -> str | None:
+    """The MPICH network module to choose before MPI_Init under ``srun --mpi=pmi2``, or None.
+
+    Slurm's pmi2 plugin (22.05 and earlier) reads each PMI-1 request with a single read() of
+    at most 1024 bytes, while MPICH cuts a long value into segments of up to 1022 hex
+    characters, so a segment's request line (command and key included) is longer than that.
+    UCX, MPICH's default network module, publishes a worker address listing every transport
+    and interface of the host: on a host with a few network interfaces it takes several
+    segments, the step daemon misparses them and MPI_Init hangs until the job's time limit.
+    MPICH's OFI module publishes one endpoint, tens of bytes. So under that launcher, with
+    an MPICH built with OFI, and unless the user chose a network module, choose OFI.
+    """
+    if environ.get("SLURM_MPI_TYPE") != "pmi2" or "PMI_FD" not in environ:
+        return None  # not Slurm's PMI server (mpiexec's hydra reads whole lines)
+    if NETMOD_VARIABLE in environ:
+        return None
+    device = next(
+        (line for line in library_version.splitlines() if line.startswith("MPICH Device:")), ""
+    )
+    return "ofi" if "ofi" in device.split(":", 1)[-1] else None
+
+
 def init_mpi() -> Any:
     """MPI_Init now (after the fork), returning ``mpi4py.MPI``; errors raise, never abort."""
     import mpi4py
@@ -81,6 +107,9 @@ def init_mpi() -> Any:
     from mpi4py import MPI
 
     if not MPI.Is_initialized():
+        netmod = pmi1_safe_netmod(MPI.Get_library_version(), os.environ)
+        if netmod is not None:
+            os.environ[NETMOD_VARIABLE] = netmod  # MPICH reads its CVARs in MPI_Init
         MPI.Init()
     MPI.COMM_WORLD.Set_errhandler(MPI.ERRORS_RETURN)
     return MPI
