@@ -7,12 +7,23 @@ CSR arrays directly (``parsgd.problems.kernels.linear``).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from parsgd.data.synthetic import Arena
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+
+def is_sparse(matrix: object) -> bool:
+    """``matrix`` is a scipy sparse matrix; never imports scipy (0.2-0.4 s at start-up): if
+    ``scipy.sparse`` is not loaded, nothing made one, so a dense run never pays for it."""
+    module = sys.modules.get("scipy.sparse")
+    return module is not None and bool(module.issparse(matrix))
 
 
 @dataclass(frozen=True)
@@ -31,11 +42,15 @@ class CSR:
 
     def to_scipy(self) -> sp.csr_matrix:
         """A scipy view of the same arrays (no copy), for solvers and ``X @ w``."""
+        import scipy.sparse as sp
+
         return sp.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape, copy=False)
 
 
 def publish_csr(matrix: sp.spmatrix, arena: Arena) -> CSR:
     """Copy a scipy sparse matrix into ``arena`` as canonical CSR (float64 values)."""
+    import scipy.sparse as sp
+
     m = sp.csr_matrix(matrix, dtype=np.float64)
     m.sum_duplicates()
     m.sort_indices()

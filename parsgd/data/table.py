@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
+from parsgd.data.sparse import is_sparse
 from parsgd.errors import DataError
 from parsgd.rng import DATA_STREAM, generator
 
@@ -48,7 +48,7 @@ def check_table(table: Table) -> None:
             f"{table.source}: dimension mismatch: {table.n} rows of features but "
             f"{table.y.shape[0]} labels"
         )
-    if sp.issparse(table.X):
+    if is_sparse(table.X):
         bad = ~np.isfinite(table.X.data)
         rows = np.searchsorted(table.X.indptr, np.flatnonzero(bad), side="right") - 1
     else:
@@ -81,7 +81,7 @@ def standardize(train: Table, test: Table | None, how: str) -> tuple[Table, Tabl
     if how == "none":
         return train, test
     X = train.X
-    if sp.issparse(X):
+    if is_sparse(X):
         if how == "center_scale":
             raise DataError(
                 f"{train.source}: data.standardize center_scale would make sparse data dense; "
@@ -97,7 +97,9 @@ def standardize(train: Table, test: Table | None, how: str) -> tuple[Table, Tabl
     std = np.where(std > 0, std, 1.0)
 
     def apply(table: Table) -> Table:
-        if sp.issparse(table.X):
+        if is_sparse(table.X):
+            import scipy.sparse as sp
+
             scaled = sp.csr_matrix(table.X @ sp.diags(1.0 / std))
         else:
             scaled = (table.X - centre) / std

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
+
+from parsgd.data.sparse import is_sparse
 
 log = logging.getLogger("parsgd")
 
@@ -60,7 +61,7 @@ def cache_key(X: Matrix, y: np.ndarray, objective: str, params: dict[str, float]
     digest = hashlib.sha256()
     header = {"objective": objective, "params": params, "version": _SOLVER_VERSION}
     digest.update(json.dumps(header, sort_keys=True).encode())
-    arrays = (X.data, X.indices, X.indptr) if sp.issparse(X) else (X,)
+    arrays = (X.data, X.indices, X.indptr) if is_sparse(X) else (X,)
     for array in (*arrays, y):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
@@ -92,7 +93,7 @@ def cached(key: str, solve: Callable[[], np.ndarray | None]) -> np.ndarray | Non
 def solve_least_squares(X: Matrix, y: np.ndarray, l2: float) -> np.ndarray | None:
     """argmin 1/(2n) ||X w - y||^2 + l2/2 ||w||^2, or None if it is not unique."""
     n, d = X.shape
-    if not sp.issparse(X) and d <= _DENSE_SOLVE_MAX_D:
+    if not is_sparse(X) and d <= _DENSE_SOLVE_MAX_D:
         gram = X.T @ X / n + l2 * np.eye(d)
         try:
             return np.asarray(np.linalg.solve(gram, X.T @ y / n))
@@ -140,8 +141,10 @@ def solve_hinge(X: Matrix, y: np.ndarray, l2: float) -> np.ndarray:
     from sklearn.svm import LinearSVC
 
     n = X.shape[0]
-    if sp.issparse(X) and X.nnz < 2**31:
+    if is_sparse(X) and X.nnz < 2**31:
         # liblinear takes 32-bit indices only; parsgd's CSR keeps a 64-bit indptr.
+        import scipy.sparse as sp
+
         X = sp.csr_matrix(
             (X.data, X.indices.astype(np.int32), X.indptr.astype(np.int32)), shape=X.shape
         )
@@ -223,6 +226,6 @@ def linear_optimum(X: Matrix, y: np.ndarray, objective: str, l2: float) -> np.nd
     if objective != "least_squares" and l2 == 0.0:
         return None
     solve = SOLVERS[objective]
-    if objective == "least_squares" and not sp.issparse(X) and X.shape[1] <= _DENSE_SOLVE_MAX_D:
+    if objective == "least_squares" and not is_sparse(X) and X.shape[1] <= _DENSE_SOLVE_MAX_D:
         return solve(X, y, l2)  # closed form, cheaper than hashing
     return cached(cache_key(X, y, objective, {"l2": l2}), lambda: solve(X, y, l2))

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from parsgd.config.spec import RunSpec
 from parsgd.data.sources import Split, load_split
-from parsgd.data.sparse import publish_csr, publish_dense
+from parsgd.data.sparse import is_sparse, publish_csr, publish_dense
 from parsgd.data.synthetic import (
     Arena,
     gaussian_linear,
@@ -152,12 +151,12 @@ def _load(spec: RunSpec, labels: str | None) -> Split:
 
 
 def _publish(X: Any, arena: Arena) -> Any:
-    return publish_csr(X, arena) if sp.issparse(X) else publish_dense(X, arena)
+    return publish_csr(X, arena) if is_sparse(X) else publish_dense(X, arena)
 
 
 def _dense(X: Any, spec: RunSpec, arena: Arena | None) -> np.ndarray:
     """Dense features for objectives without a sparse kernel (pca, mlp), if they fit."""
-    if sp.issparse(X):
+    if is_sparse(X):
         what = f"objective {spec.objective.kind} has no sparse kernel: the dense copy"
         _check_memory(X.shape[0] * X.shape[1] * 8, what=what)
         X = X.toarray()
@@ -168,7 +167,7 @@ def _held_out(loaded: Split) -> tuple[Any, np.ndarray] | None:
     if loaded.test is None:
         return None
     X = loaded.test.X
-    X = sp.csr_matrix(X, dtype=np.float64) if sp.issparse(X) else np.ascontiguousarray(X)
+    X = X.tocsr().astype(np.float64) if is_sparse(X) else np.ascontiguousarray(X)
     return X, np.asarray(loaded.test.y, dtype=np.float64)
 
 

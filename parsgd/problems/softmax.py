@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from parsgd.data.sparse import CSR, take_rows
+from parsgd.data.sparse import CSR, is_sparse, take_rows
 from parsgd.problems import steps
 from parsgd.problems.base import Problem
 from parsgd.problems.kernels import softmax
@@ -77,7 +76,7 @@ class SoftmaxPool(Problem):
         if self.test is None:
             return {}
         X, y = self.test
-        features: Features = CSR(X.data, X.indices, X.indptr, X.shape) if sp.issparse(X) else X
+        features: Features = CSR(X.data, X.indices, X.indptr, X.shape) if is_sparse(X) else X
         total, correct = _evaluate(features, y, w, 0, len(y), self.classes)
         return {"test_loss": total / len(y), "test_accuracy": correct / len(y)}
 
