@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -209,9 +210,23 @@ def test_mpi_trace_equals_serial_with_nodes(tmp_path: Path, schedule: str) -> No
     log = (tmp_path / "m" / "t" / "log.txt").read_text()
     for node in (0, 1):  # every rank's lines reach log.txt, tagged by node
         assert re.search(rf" node{node} parsgd.mpi INFO node {node}: rank {node} of 2 ", log), log
+    _assert_worker_lines(log, record, trials=2)
     if schedule != "flat":  # power: the levels change the numbers
         flat = _trace_of_flat(tmp_path, config)
         assert [r["loss"] for r in flat] != [r["loss"] for r in ours]
+
+
+def _assert_worker_lines(log: str, record: dict[str, Any], trials: int) -> None:
+    """Every worker of every node has its own lines in log.txt, in the processes backend's
+    format, tagged ``node<n>/worker-<r>``: started (with its pid, from run.json) and each
+    trial finished (``trials`` of them)."""
+    for node in record["mpi_ranks"]:
+        for index, pid in enumerate(node["worker_pids"]):
+            rank = 2 * node["node"] + index
+            tag = rf"^\S+ \S+ node{node['node']}/worker-{rank} parsgd\.worker INFO "
+            assert re.search(rf"{tag}worker {rank} started \(pid {pid}\)$", log, re.M), log
+            for trial in range(trials):
+                assert re.search(rf"{tag}worker {rank} finished trial {trial}$", log, re.M), log
 
 
 def _trace_of_flat(tmp_path: Path, config: Path) -> list[dict[str, str]]:
@@ -282,6 +297,9 @@ def test_a_killed_worker_on_any_node_fails_the_run_naming_node_worker_and_cause(
     assert f"worker {worker} (pid {pid}) killed by SIGKILL" in record["reason"], record
     rows = _trace(tmp_path / "t")
     assert len(rows) > 0 and all(int(r["step"]) <= 1200 for r in rows)
+    # Every worker's start reached log.txt, the dead one's too; its death did not hang the
+    # relay of its node's lines (the run ended and rank 0 wrote the log).
+    _assert_worker_lines((tmp_path / "t" / "log.txt").read_text(), record, trials=0)
     pids = [n["pid"] for n in record["mpi_ranks"]]
     pids += [p for n in record["mpi_ranks"] for p in n["worker_pids"]]
     assert wait_until(lambda: not _left_running(pids), 10), _left_running(pids)
