@@ -6,6 +6,7 @@ mpi4py or mpiexec is missing (``unavailable_reason``; ``.ci/run`` installs ``par
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ import yaml
 from conftest import ROOT, run_cli, skip_unless_available, wait_until, write_config
 
 from parsgd.engine.backends import auto_nodes
+from parsgd.engine.backends.mpi_link import HYDRA_TOPOLOGY
 from parsgd.engine.backends.mpi_setup import check_mpi_setup, launched
 from parsgd.errors import ConfigError
 
@@ -59,14 +62,29 @@ def _mpi_segments() -> set[str]:
     return {str(p) for p in Path("/dev/shm").glob("mpich_shm_*")} - mapped
 
 
+def _hydra_files() -> set[str]:
+    """MPICH hydra's topology files in the temp directory that no live process holds open:
+    left behind (a live job's proxy holds its own file open until it exits)."""
+    files = {str(p) for p in Path(tempfile.gettempdir()).glob(f"{HYDRA_TOPOLOGY}*")}
+    if not files:
+        return files
+    held = set()
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            held |= {os.readlink(fd) for fd in fds.iterdir()}
+    return files - held
+
+
 @pytest.fixture
 def mpi() -> Iterator[None]:
     """Skip (saying why) where MPI cannot run; the one place that decides it. After the
-    test: no MPI shared-memory segment is left behind (the transport unlinks MPICH's)."""
+    test: no MPI shared-memory segment and no hydra topology file that appeared during it
+    is left behind (the transport unlinks MPICH's segment and hydra's file)."""
     skip_unless_available("mpi", unavailable_reason())  # PARSGD_REQUIRE=mpi: a failure
-    before = _mpi_segments()
+    before, files_before = _mpi_segments(), _hydra_files()
     yield
     assert wait_until(lambda: not _mpi_segments() - before, 10), _mpi_segments() - before
+    assert wait_until(lambda: not _hydra_files() - files_before, 10), _hydra_files() - files_before
 
 
 def run_ranks(ranks: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -303,6 +321,36 @@ def test_a_killed_worker_on_any_node_fails_the_run_naming_node_worker_and_cause(
     pids = [n["pid"] for n in record["mpi_ranks"]]
     pids += [p for n in record["mpi_ranks"] for p in n["worker_pids"]]
     assert wait_until(lambda: not _left_running(pids), 10), _left_running(pids)
+
+
+@pytest.mark.usefixtures("mpi")
+def test_a_killed_mpiexec_leaves_no_rank_worker_or_temp_file(tmp_path: Path) -> None:
+    """``mpiexec`` SIGKILLed mid-run: hydra then SIGKILLs its proxies, which never remove
+    their topology file; the ranks have unlinked it once MPI was up (checked by the ``mpi``
+    fixture), and no rank or worker is left."""
+    config = write_config(
+        tmp_path / "c.yaml", nodes=2, workers=2, trials=1,
+        sgd={"steps": 400_000, "step_size": 0.01},
+        averaging={"every": 5, "global_every": 100}, eval={"every": 20_000},
+    )  # fmt: skip
+    out = tmp_path / "m"
+    command = [str(mpiexec()), "-n", "2", sys.executable, "-m", "parsgd", "run", str(config),
+               "--set", "backend=mpi", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    trace = out / "t" / "trace.csv"
+    try:
+        assert wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) >= 3, 120)
+        record = json.loads((out / "t" / "run.json").read_text())
+        assert record["status"] == "running"  # still in its steps when killed
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    pids = [n["pid"] for n in record["mpi_ranks"]]
+    pids += [p for n in record["mpi_ranks"] for p in n["worker_pids"]]
+    assert wait_until(lambda: not _left_running(pids), 20), _left_running(pids)
 
 
 @pytest.mark.usefixtures("mpi")

@@ -44,6 +44,9 @@ TIMEOUT_S = 5.0
 _SMALL_BYTES = 64 * 1024  # up to this per rank: Allgather whole vectors
 _HOST_BYTES = 256
 _MPI_SHM = "/dev/shm/mpich_shm_"
+HYDRA_TOPOLOGY = "hydra_hwloc_xmlfile_"  # MPICH's hydra: a host's topology, for MPI_Init
+_HYDRA_PROXY = "hydra_pmi_proxy"
+_ANCESTORS = 4  # the proxy is the rank's parent, or a few levels up (a wrapper script)
 _BEAT_TAG = 7
 _LOG_TAG = 8
 _FAIL_TAG = 9
@@ -101,9 +104,11 @@ class MpiLink:
         self._buffers: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
         self.hosts = self._exchange_hosts()
         # Every rank has passed MPI_Init (it took part above), so every rank of this host has
-        # mapped MPICH's shared-memory segment: unlink it now, so that a killed job leaves
-        # nothing in /dev/shm (the mappings stay valid).
+        # mapped MPICH's shared-memory segment and read its launcher's topology file: unlink
+        # both now, so that a killed or aborted job leaves nothing in /dev/shm or the temp
+        # directory (the mappings stay valid; the topology is loaded).
         _unlink_mapped_segments()
+        _unlink_launcher_topology()
 
     # -- liveness ----------------------------------------------------------------------
     def _listen(self, peer: int) -> Any:
@@ -323,6 +328,35 @@ def _unlink_mapped_segments() -> None:
     for name in sorted({line.split()[-1] for line in maps.splitlines() if _MPI_SHM in line}):
         with contextlib.suppress(OSError):
             os.unlink(name)
+
+
+def _unlink_launcher_topology() -> None:
+    """Unlink the hwloc topology file MPICH's hydra launcher wrote for this host's ranks.
+
+    Under ``mpiexec`` each host's ``hydra_pmi_proxy`` (this rank's parent, or an ancestor)
+    writes the host's topology to ``hydra_hwloc_xmlfile_*`` in the temp directory at its
+    ranks' first MPI_Init, keeps it open and removes it only when it exits normally. After
+    an ``MPI_Abort``, or when ``mpiexec`` is killed, ``mpiexec`` SIGKILLs its proxies and the
+    file stays behind. Once every rank of the host has passed MPI_Init it is not read again:
+    found through the proxy's open files, so only that job's own file is touched.
+    """
+    pid = os.getppid()
+    for _ in range(_ANCESTORS):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            if name == _HYDRA_PROXY:
+                break
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return
+    else:
+        return
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if Path(target).name.startswith(HYDRA_TOPOLOGY):
+                    os.unlink(target)
 
 
 def _ordered_sum(rows: np.ndarray, out: np.ndarray) -> None:
