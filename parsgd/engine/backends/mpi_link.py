@@ -17,7 +17,10 @@ communicator. A peer silent for ``timeout_s`` (dead, SIGSTOPped, hung, cut off) 
 ``PeerLost`` naming its rank and host; the caller records the failure and then calls
 ``abort``, since MPI offers no portable way to leave a collective a lost peer will never
 join. Heartbeats rather than a timeout per collective: global meetings may be minutes
-apart (``global_every: end``), and only heartbeats tell a slow peer from a lost one.
+apart (``global_every: end``), and only heartbeats tell a slow peer from a lost one. They
+start with the link, after MPI_Init: a rank's slow start-up (kernels compiled into a cold
+numba cache, data loaded) comes before it, and MPI_Init's own start-up barrier waits for the
+slowest rank. ``longest_silence_s`` says how close a run came to the timeout.
 
 Records: ``gather_json`` gives every rank each rank's facts (host, pids) for run.json;
 ``send_log`` queues a log line for rank 0, which takes lines in whenever it polls
@@ -93,6 +96,7 @@ class MpiLink:
         self.hosts = [f"rank{r}" for r in range(self.size)]
         now = time.monotonic()
         self._heard = dict.fromkeys(self.peers, now)
+        self.longest_silence_s = 0.0  # of any peer, between heartbeats (log.txt reports it)
         self._sent_at = 0.0
         self._token = np.zeros(1, dtype=np.int64)
         self._inbox = {p: np.zeros(1, dtype=np.int64) for p in self.peers}
@@ -134,7 +138,9 @@ class MpiLink:
             while self._listening[peer].Test():
                 self._heard[peer] = now
                 self._listening[peer] = self._listen(peer)
-            if now - self._heard[peer] > self.timeout_s:
+            silence = now - self._heard[peer]
+            self.longest_silence_s = max(self.longest_silence_s, silence)
+            if silence > self.timeout_s:
                 raise PeerLost(peer, self.hosts[peer], f"no heartbeat for {self.timeout_s:g} s")
 
     def _wait(self, request: Any) -> None:

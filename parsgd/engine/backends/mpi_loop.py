@@ -103,6 +103,10 @@ def _run_node(node: NodeCoordinator, link: MpiLink) -> tuple[Outcome, list[dict[
     if outcome.status != "completed":
         node.models_after(outcome)
     every = [t for part in link.gather_json(timings) for t in part]
+    log.info(
+        "node %d: longest silence of a peer %.2f s (lost after %g s)",
+        link.rank, link.longest_silence_s, link.timeout_s,
+    )  # fmt: skip
     link.close()
     _relay_logs(link)
     return outcome, every
