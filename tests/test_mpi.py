@@ -239,6 +239,11 @@ def _assert_worker_lines(log: str, record: dict[str, Any], trials: int) -> None:
     format, tagged ``node<n>/worker-<r>``: started (with its pid, from run.json) and each
     trial finished (``trials`` of them)."""
     for node in record["mpi_ranks"]:
+        pids = ", ".join(str(pid) for pid in node["worker_pids"])  # the rank's line as it forked
+        started = (
+            rf" node{node['node']} parsgd\.coordinator INFO started 2 workers: pids \[{pids}\]$"
+        )
+        assert re.search(started, log, re.M), log
         for index, pid in enumerate(node["worker_pids"]):
             rank = 2 * node["node"] + index
             tag = rf"^\S+ \S+ node{node['node']}/worker-{rank} parsgd\.worker INFO "

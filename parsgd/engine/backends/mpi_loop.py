@@ -58,6 +58,7 @@ class _ToRankZero(logging.Handler):
             "levelname": record.levelname,
             "msg": text,
             "created": record.created,
+            "msecs": record.msecs,  # the time's milliseconds: not re-derived from "created"
             "processName": record.processName,  # node<r>, or node<r>/worker-<w> (mpi_node)
         }
         self.link.send_log(json.dumps(fields))  # fmt: skip

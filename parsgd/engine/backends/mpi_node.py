@@ -22,16 +22,19 @@ as ``backend: processes`` does.
 
 Log lines: the workers are forked before log.txt exists (rank 0 opens it once MPI is up),
 so they send their records down the run log's worker pipe (``logs.WorkerLogs``) to this
-rank, which hands them on between its waits, tagged ``node<rank>/worker-<r>``: into log.txt
-on rank 0, to rank 0 through ``MpiLink.send_log`` on any other. A worker that dies ends only
-its part of the pipe: the pipe ends (EOF) when the node's last worker is gone.
+rank, which hands them on between its waits (with its own from before MPI was up), tagged
+``node<rank>/worker-<r>``: into log.txt on rank 0, to rank 0 through ``MpiLink.send_log``
+on any other. A worker that dies ends only its part of the pipe: the pipe ends (EOF) when
+the node's last worker is gone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 from collections.abc import Iterator
+from logging.handlers import QueueHandler
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -99,14 +102,17 @@ class NodeCoordinator(Coordinator):
         arrived(counters, team.state.control, 1, 0, 1, 0)
 
     def start_workers(self) -> None:
-        """Fork the node's workers, their log records coming back to this rank."""
+        """Fork the node's workers, their log records coming back to this rank. This rank's
+        own records while it forks (log.txt is not open yet) wait with theirs."""
         parsgd_log = logging.getLogger("parsgd")
         parsgd_log.setLevel(logging.INFO)  # as in the run log: the workers' INFO lines pass
         parsgd_log.propagate = False
-        self._worker_logs = WorkerLogs(parsgd_log, [], self._worker_records.put)
+        own: list[logging.Handler] = [QueueHandler(self._worker_records)]
+        self._worker_logs = WorkerLogs(parsgd_log, own, self._worker_records.put)
         try:
             super().start_workers()
         finally:
+            own.clear()  # from here this rank's records go to its run log, or to rank 0
             self._worker_logs.forked()
 
     def relay_logs(self) -> None:
@@ -117,7 +123,8 @@ class NodeCoordinator(Coordinator):
                 record = self._worker_records.get_nowait()
             except queue.Empty:
                 return
-            record.processName = f"node{self.node}/{record.processName}"
+            mine = record.process == os.getpid()
+            record.processName = f"node{self.node}" + ("" if mine else f"/{record.processName}")
             logging.getLogger(record.name).handle(record)
 
     def settle_logs(self) -> None:
