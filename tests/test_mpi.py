@@ -6,10 +6,14 @@ mpi4py or mpiexec is missing (``unavailable_reason``; ``.ci/run`` installs ``par
 
 from __future__ import annotations
 
+import array
 import contextlib
 import csv
+import fcntl
 import importlib.util
 import json
+import logging
+import multiprocessing
 import os
 import re
 import shutil
@@ -17,6 +21,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +35,7 @@ from conftest import ROOT, run_cli, skip_unless_available, wait_until, write_con
 from parsgd.engine.backends import auto_nodes
 from parsgd.engine.backends.mpi_link import HYDRA_TOPOLOGY
 from parsgd.engine.backends.mpi_setup import check_mpi_setup, launched
+from parsgd.engine.logs import WorkerLogs
 from parsgd.errors import ConfigError
 
 PROGRAM = Path(__file__).parent / "mpi_link_prog.py"
@@ -171,6 +178,55 @@ def test_importing_the_transport_does_not_initialise_mpi() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_the_node_log_relay_ends_when_a_worker_dies_mid_record() -> None:
+    """A node's rank relays its workers' records through ``logs.WorkerLogs``. A worker
+    SIGKILLed while it writes a record (blocked: the pipe is full) leaves half a record in
+    the pipe; once the rank has let go of its writing end (``forked``), the dead writer
+    gives EOF, so the relay ends instead of waiting for the rest: the records before are
+    delivered, and nothing hangs."""
+    logger = logging.getLogger("parsgd.test_relay")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    delivered: list[str] = []
+    first_in = threading.Event()
+    go_on = threading.Event()
+
+    def deliver(record: logging.LogRecord) -> None:
+        delivered.append(record.getMessage()[:20])
+        first_in.set()
+        go_on.wait(60)  # the relay reads nothing more until the writer is dead
+
+    relay = WorkerLogs(logger, [], deliver)
+
+    def worker() -> None:
+        logger.info("before the big one")
+        logger.info("x" * 4_000_000)  # far more than a pipe holds: blocks mid-record
+        os._exit(0)
+
+    proc = multiprocessing.get_context("fork").Process(target=worker, daemon=True)
+    try:
+        proc.start()
+        relay.forked()
+        reader = relay._reader.fileno()
+        queued = array.array("i", [0])
+
+        def second_begun() -> bool:  # bytes of it in the pipe, which holds a fraction of it
+            fcntl.ioctl(reader, termios.FIONREAD, queued)
+            return queued[0] > 0
+
+        assert first_in.wait(60) and wait_until(second_begun, 60), queued[0]
+        assert proc.is_alive() and queued[0] < 4_000_000  # still in its write
+        os.kill(proc.pid or 0, signal.SIGKILL)
+        proc.join(60)
+        go_on.set()
+        assert relay.ended(60), "the relay waits on a dead worker's half record"
+        assert delivered == ["before the big one"]
+    finally:
+        go_on.set()
+        proc.kill()
+        relay.close()
 
 
 # -- backend: mpi through the command line ----------------------------------------------------
