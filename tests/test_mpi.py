@@ -6,25 +6,36 @@ mpi4py or mpiexec is missing (``unavailable_reason``; ``.ci/run`` installs ``par
 
 from __future__ import annotations
 
+import array
+import contextlib
 import csv
+import fcntl
 import importlib.util
 import json
+import logging
+import multiprocessing
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from conftest import ROOT, run_cli, skip_unless_available, wait_until, write_config
 
 from parsgd.engine.backends import auto_nodes
+from parsgd.engine.backends.mpi_link import HYDRA_TOPOLOGY
 from parsgd.engine.backends.mpi_setup import check_mpi_setup, launched
+from parsgd.engine.logs import WorkerLogs
 from parsgd.errors import ConfigError
 
 PROGRAM = Path(__file__).parent / "mpi_link_prog.py"
@@ -58,14 +69,29 @@ def _mpi_segments() -> set[str]:
     return {str(p) for p in Path("/dev/shm").glob("mpich_shm_*")} - mapped
 
 
+def _hydra_files() -> set[str]:
+    """MPICH hydra's topology files in the temp directory that no live process holds open:
+    left behind (a live job's proxy holds its own file open until it exits)."""
+    files = {str(p) for p in Path(tempfile.gettempdir()).glob(f"{HYDRA_TOPOLOGY}*")}
+    if not files:
+        return files
+    held = set()
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            held |= {os.readlink(fd) for fd in fds.iterdir()}
+    return files - held
+
+
 @pytest.fixture
 def mpi() -> Iterator[None]:
     """Skip (saying why) where MPI cannot run; the one place that decides it. After the
-    test: no MPI shared-memory segment is left behind (the transport unlinks MPICH's)."""
+    test: no MPI shared-memory segment and no hydra topology file that appeared during it
+    is left behind (the transport unlinks MPICH's segment and hydra's file)."""
     skip_unless_available("mpi", unavailable_reason())  # PARSGD_REQUIRE=mpi: a failure
-    before = _mpi_segments()
+    before, files_before = _mpi_segments(), _hydra_files()
     yield
     assert wait_until(lambda: not _mpi_segments() - before, 10), _mpi_segments() - before
+    assert wait_until(lambda: not _hydra_files() - files_before, 10), _hydra_files() - files_before
 
 
 def run_ranks(ranks: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -154,6 +180,55 @@ def test_importing_the_transport_does_not_initialise_mpi() -> None:
     assert done.stdout.strip() == "False", done.stderr
 
 
+def test_the_node_log_relay_ends_when_a_worker_dies_mid_record() -> None:
+    """A node's rank relays its workers' records through ``logs.WorkerLogs``. A worker
+    SIGKILLed while it writes a record (blocked: the pipe is full) leaves half a record in
+    the pipe; once the rank has let go of its writing end (``forked``), the dead writer
+    gives EOF, so the relay ends instead of waiting for the rest: the records before are
+    delivered, and nothing hangs."""
+    logger = logging.getLogger("parsgd.test_relay")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    delivered: list[str] = []
+    first_in = threading.Event()
+    go_on = threading.Event()
+
+    def deliver(record: logging.LogRecord) -> None:
+        delivered.append(record.getMessage()[:20])
+        first_in.set()
+        go_on.wait(60)  # the relay reads nothing more until the writer is dead
+
+    relay = WorkerLogs(logger, [], deliver)
+
+    def worker() -> None:
+        logger.info("before the big one")
+        logger.info("x" * 4_000_000)  # far more than a pipe holds: blocks mid-record
+        os._exit(0)
+
+    proc = multiprocessing.get_context("fork").Process(target=worker, daemon=True)
+    try:
+        proc.start()
+        relay.forked()
+        reader = relay._reader.fileno()
+        queued = array.array("i", [0])
+
+        def second_begun() -> bool:  # bytes of it in the pipe, which holds a fraction of it
+            fcntl.ioctl(reader, termios.FIONREAD, queued)
+            return queued[0] > 0
+
+        assert first_in.wait(60) and wait_until(second_begun, 60), queued[0]
+        assert proc.is_alive() and queued[0] < 4_000_000  # still in its write
+        os.kill(proc.pid or 0, signal.SIGKILL)
+        proc.join(60)
+        go_on.set()
+        assert relay.ended(60), "the relay waits on a dead worker's half record"
+        assert delivered == ["before the big one"]
+    finally:
+        go_on.set()
+        proc.kill()
+        relay.close()
+
+
 # -- backend: mpi through the command line ----------------------------------------------------
 
 TIME_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")
@@ -209,9 +284,52 @@ def test_mpi_trace_equals_serial_with_nodes(tmp_path: Path, schedule: str) -> No
     log = (tmp_path / "m" / "t" / "log.txt").read_text()
     for node in (0, 1):  # every rank's lines reach log.txt, tagged by node
         assert re.search(rf" node{node} parsgd.mpi INFO node {node}: rank {node} of 2 ", log), log
+    _assert_worker_lines(log, record, trials=2)
     if schedule != "flat":  # power: the levels change the numbers
         flat = _trace_of_flat(tmp_path, config)
         assert [r["loss"] for r in flat] != [r["loss"] for r in ours]
+
+
+def _assert_worker_lines(log: str, record: dict[str, Any], trials: int) -> None:
+    """Every worker of every node has its own lines in log.txt, in the processes backend's
+    format, tagged ``node<n>/worker-<r>``: started (with its pid, from run.json) and each
+    trial finished (``trials`` of them)."""
+    for node in record["mpi_ranks"]:
+        pids = ", ".join(str(pid) for pid in node["worker_pids"])  # the rank's line as it forked
+        started = (
+            rf" node{node['node']} parsgd\.coordinator INFO started 2 workers: pids \[{pids}\]$"
+        )
+        assert re.search(started, log, re.M), log
+        for index, pid in enumerate(node["worker_pids"]):
+            rank = 2 * node["node"] + index
+            tag = rf"^\S+ \S+ node{node['node']}/worker-{rank} parsgd\.worker INFO "
+            assert re.search(rf"{tag}worker {rank} started \(pid {pid}\)$", log, re.M), log
+            for trial in range(trials):
+                assert re.search(rf"{tag}worker {rank} finished trial {trial}$", log, re.M), log
+
+
+@pytest.mark.usefixtures("mpi")
+def test_a_cold_numba_cache_does_not_lose_a_peer(tmp_path: Path) -> None:
+    """With an empty numba cache every rank compiles its kernels (a cold run took 33 s
+    here against 7 s warm, on a shared machine) -- before MPI_Init, whose start-up barrier
+    holds the ranks until the slowest is ready, so no heartbeat is due yet: no peer is
+    lost, and the trace is serial's. Each rank logs its longest silence (printed)."""
+    cache = tmp_path / "numba_cache"
+    cache.mkdir()
+    config = write_config(
+        tmp_path / "c.yaml", nodes=2, workers=2, averaging={"every": 5, "global_every": 20}
+    )
+    done = _mpi_cli(2, "run", str(config), "--set", "backend=mpi", "--out", str(tmp_path / "m"),
+                    env={"NUMBA_CACHE_DIR": str(cache)})  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any(cache.rglob("*.nbi")), "the run did not compile into the fresh cache"
+    serial = run_cli("run", str(config), "--set", "backend=serial", "--out", str(tmp_path / "s"))
+    assert serial.returncode == 0, serial.stderr
+    assert _trace(tmp_path / "m" / "t") == _trace(tmp_path / "s" / "t")
+    log = (tmp_path / "m" / "t" / "log.txt").read_text()
+    silences = re.findall(r"node (\d): longest silence of a peer (\S+) s \(lost after 5 s\)", log)
+    assert sorted(node for node, _ in silences) == ["0", "1"], log
+    print("cold cache: longest heartbeat silence per node", dict(silences))
 
 
 def _trace_of_flat(tmp_path: Path, config: Path) -> list[dict[str, str]]:
@@ -282,9 +400,42 @@ def test_a_killed_worker_on_any_node_fails_the_run_naming_node_worker_and_cause(
     assert f"worker {worker} (pid {pid}) killed by SIGKILL" in record["reason"], record
     rows = _trace(tmp_path / "t")
     assert len(rows) > 0 and all(int(r["step"]) <= 1200 for r in rows)
+    # Every worker's start reached log.txt, the dead one's too; its death did not hang the
+    # relay of its node's lines (the run ended and rank 0 wrote the log).
+    _assert_worker_lines((tmp_path / "t" / "log.txt").read_text(), record, trials=0)
     pids = [n["pid"] for n in record["mpi_ranks"]]
     pids += [p for n in record["mpi_ranks"] for p in n["worker_pids"]]
     assert wait_until(lambda: not _left_running(pids), 10), _left_running(pids)
+
+
+@pytest.mark.usefixtures("mpi")
+def test_a_killed_mpiexec_leaves_no_rank_worker_or_temp_file(tmp_path: Path) -> None:
+    """``mpiexec`` SIGKILLed mid-run: hydra then SIGKILLs its proxies, which never remove
+    their topology file; the ranks have unlinked it once MPI was up (checked by the ``mpi``
+    fixture), and no rank or worker is left."""
+    config = write_config(
+        tmp_path / "c.yaml", nodes=2, workers=2, trials=1,
+        sgd={"steps": 400_000, "step_size": 0.01},
+        averaging={"every": 5, "global_every": 100}, eval={"every": 20_000},
+    )  # fmt: skip
+    out = tmp_path / "m"
+    command = [str(mpiexec()), "-n", "2", sys.executable, "-m", "parsgd", "run", str(config),
+               "--set", "backend=mpi", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    trace = out / "t" / "trace.csv"
+    try:
+        assert wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) >= 3, 120)
+        record = json.loads((out / "t" / "run.json").read_text())
+        assert record["status"] == "running"  # still in its steps when killed
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    pids = [n["pid"] for n in record["mpi_ranks"]]
+    pids += [p for n in record["mpi_ranks"] for p in n["worker_pids"]]
+    assert wait_until(lambda: not _left_running(pids), 20), _left_running(pids)
 
 
 @pytest.mark.usefixtures("mpi")

@@ -11,6 +11,12 @@ holds the queue's cross-process lock, and the coordinator's next log record then
 forever. Here a worker sends in the logging call itself, so it never exits holding the
 lock; it waits at most ``_SEND_TIMEOUT_S`` for a lock a killed peer left held, and the
 coordinator never takes that lock.
+
+``WorkerLogs`` is that pipe, its handler and its listener, for any process that forks
+workers: the run log's (``RunLog``, backend ``processes``), and a node's rank under
+``backend: mpi``, which forks its workers before log.txt exists and hands their records on
+(mpi_node). Once every worker is forked, that rank closes its own end (``forked``): the
+pipe then ends, with EOF, when the last worker is gone, dead or done, and the listener with it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import multiprocessing
 import os
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -70,6 +77,66 @@ class _ToCoordinator(logging.Handler):
         super().close()
 
 
+class WorkerLogs:
+    """Forked workers' log records, down one pipe to the process that forked them.
+
+    Installed on ``logger`` before the fork. In this process the handler passes its own
+    records to ``targets``; in a forked worker it sends them down the pipe, and a listener
+    thread here hands each one to ``deliver``.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        targets: list[logging.Handler],
+        deliver: Callable[[logging.LogRecord], None],
+    ) -> None:
+        context = multiprocessing.get_context("fork")
+        self._reader, writer = context.Pipe(duplex=False)
+        self.handler = _ToCoordinator(targets, writer, context.Lock())
+        self.logger = logger
+        logger.addHandler(self.handler)
+        self._deliver = deliver
+        self._stop = threading.Event()
+        self._listener = threading.Thread(target=self._listen, name="log-listener", daemon=True)
+        self._listener.start()
+
+    def forked(self) -> None:
+        """Every worker is forked: this process lets go of the pipe's writing end, so the
+        pipe ends (EOF) when the last worker is gone."""
+        with contextlib.suppress(OSError):
+            self.handler.writer.close()
+
+    def _listen(self) -> None:
+        """Deliver the workers' records until told to stop and the pipe is drained, or
+        until it ends."""
+        while True:
+            if not self._reader.poll(0 if self._stop.is_set() else _POLL_S):
+                if self._stop.is_set():
+                    return
+                continue
+            try:
+                record = self._reader.recv()
+            except Exception:  # EOF: every worker gone; or one killed mid-send: lost from here
+                return
+            self._deliver(record)
+
+    def ended(self, timeout_s: float = _JOIN_TIMEOUT_S) -> bool:
+        """After ``forked``: wait up to ``timeout_s`` for the pipe to end (every worker has
+        exited, every record delivered); whether it did."""
+        self._listener.join(timeout_s)
+        return not self._listener.is_alive()
+
+    def close(self) -> None:
+        """Deliver what is in the pipe, stop listening, take the handler off the logger."""
+        self._stop.set()
+        self._listener.join(_JOIN_TIMEOUT_S)
+        with contextlib.suppress(OSError):
+            self._reader.close()
+        self.logger.removeHandler(self.handler)
+        self.handler.close()
+
+
 class RunLog:
     def __init__(self, path: Path, multiprocess: bool) -> None:
         self.logger = logging.getLogger("parsgd")
@@ -84,37 +151,17 @@ class RunLog:
         console.setLevel(logging.WARNING)
         console.setFormatter(logging.Formatter("parsgd: %(levelname)s: %(message)s"))
         self._handlers: list[logging.Handler] = [file_handler, console]
-        self._listener: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._workers: WorkerLogs | None = None
         if not multiprocess:
             for handler in self._handlers:
                 self.logger.addHandler(handler)
             return
-        context = multiprocessing.get_context("fork")
-        self._reader, writer = context.Pipe(duplex=False)
-        self.logger.addHandler(_ToCoordinator(self._handlers, writer, context.Lock()))
-        self._listener = threading.Thread(target=self._listen, name="log-listener", daemon=True)
-        self._listener.start()
-
-    def _listen(self) -> None:
-        """Write the workers' records until told to stop and the pipe is drained."""
-        while True:
-            if not self._reader.poll(0 if self._stop.is_set() else _POLL_S):
-                if self._stop.is_set():
-                    return
-                continue
-            try:
-                record = self._reader.recv()
-            except Exception:  # a worker killed mid-send: the stream is lost from here
-                return
-            _dispatch(self._handlers, record)
+        handlers = self._handlers
+        self._workers = WorkerLogs(self.logger, handlers, lambda r: _dispatch(handlers, r))
 
     def close(self) -> None:
-        if self._listener is not None:
-            self._stop.set()
-            self._listener.join(_JOIN_TIMEOUT_S)
-            with contextlib.suppress(OSError):
-                self._reader.close()
+        if self._workers is not None:
+            self._workers.close()
         for handler in list(self.logger.handlers):
             self.logger.removeHandler(handler)
             handler.close()

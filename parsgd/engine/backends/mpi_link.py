@@ -17,7 +17,10 @@ communicator. A peer silent for ``timeout_s`` (dead, SIGSTOPped, hung, cut off) 
 ``PeerLost`` naming its rank and host; the caller records the failure and then calls
 ``abort``, since MPI offers no portable way to leave a collective a lost peer will never
 join. Heartbeats rather than a timeout per collective: global meetings may be minutes
-apart (``global_every: end``), and only heartbeats tell a slow peer from a lost one.
+apart (``global_every: end``), and only heartbeats tell a slow peer from a lost one. They
+start with the link, after MPI_Init: a rank's slow start-up (kernels compiled into a cold
+numba cache, data loaded) comes before it, and MPI_Init's own start-up barrier waits for the
+slowest rank. ``longest_silence_s`` says how close a run came to the timeout.
 
 Records: ``gather_json`` gives every rank each rank's facts (host, pids) for run.json;
 ``send_log`` queues a log line for rank 0, which takes lines in whenever it polls
@@ -44,6 +47,9 @@ TIMEOUT_S = 5.0
 _SMALL_BYTES = 64 * 1024  # up to this per rank: Allgather whole vectors
 _HOST_BYTES = 256
 _MPI_SHM = "/dev/shm/mpich_shm_"
+HYDRA_TOPOLOGY = "hydra_hwloc_xmlfile_"  # MPICH's hydra: a host's topology, for MPI_Init
+_HYDRA_PROXY = "hydra_pmi_proxy"
+_ANCESTORS = 4  # the proxy is the rank's parent, or a few levels up (a wrapper script)
 _BEAT_TAG = 7
 _LOG_TAG = 8
 _FAIL_TAG = 9
@@ -90,6 +96,7 @@ class MpiLink:
         self.hosts = [f"rank{r}" for r in range(self.size)]
         now = time.monotonic()
         self._heard = dict.fromkeys(self.peers, now)
+        self.longest_silence_s = 0.0  # of any peer, between heartbeats (log.txt reports it)
         self._sent_at = 0.0
         self._token = np.zeros(1, dtype=np.int64)
         self._inbox = {p: np.zeros(1, dtype=np.int64) for p in self.peers}
@@ -101,9 +108,11 @@ class MpiLink:
         self._buffers: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
         self.hosts = self._exchange_hosts()
         # Every rank has passed MPI_Init (it took part above), so every rank of this host has
-        # mapped MPICH's shared-memory segment: unlink it now, so that a killed job leaves
-        # nothing in /dev/shm (the mappings stay valid).
+        # mapped MPICH's shared-memory segment and read its launcher's topology file: unlink
+        # both now, so that a killed or aborted job leaves nothing in /dev/shm or the temp
+        # directory (the mappings stay valid; the topology is loaded).
         _unlink_mapped_segments()
+        _unlink_launcher_topology()
 
     # -- liveness ----------------------------------------------------------------------
     def _listen(self, peer: int) -> Any:
@@ -129,7 +138,9 @@ class MpiLink:
             while self._listening[peer].Test():
                 self._heard[peer] = now
                 self._listening[peer] = self._listen(peer)
-            if now - self._heard[peer] > self.timeout_s:
+            silence = now - self._heard[peer]
+            self.longest_silence_s = max(self.longest_silence_s, silence)
+            if silence > self.timeout_s:
                 raise PeerLost(peer, self.hosts[peer], f"no heartbeat for {self.timeout_s:g} s")
 
     def _wait(self, request: Any) -> None:
@@ -323,6 +334,35 @@ def _unlink_mapped_segments() -> None:
     for name in sorted({line.split()[-1] for line in maps.splitlines() if _MPI_SHM in line}):
         with contextlib.suppress(OSError):
             os.unlink(name)
+
+
+def _unlink_launcher_topology() -> None:
+    """Unlink the hwloc topology file MPICH's hydra launcher wrote for this host's ranks.
+
+    Under ``mpiexec`` each host's ``hydra_pmi_proxy`` (this rank's parent, or an ancestor)
+    writes the host's topology to ``hydra_hwloc_xmlfile_*`` in the temp directory at its
+    ranks' first MPI_Init, keeps it open and removes it only when it exits normally. After
+    an ``MPI_Abort``, or when ``mpiexec`` is killed, ``mpiexec`` SIGKILLs its proxies and the
+    file stays behind. Once every rank of the host has passed MPI_Init it is not read again:
+    found through the proxy's open files, so only that job's own file is touched.
+    """
+    pid = os.getppid()
+    for _ in range(_ANCESTORS):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            if name == _HYDRA_PROXY:
+                break
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return
+    else:
+        return
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if Path(target).name.startswith(HYDRA_TOPOLOGY):
+                    os.unlink(target)
 
 
 def _ordered_sum(rows: np.ndarray, out: np.ndarray) -> None:

@@ -58,6 +58,8 @@ class _ToRankZero(logging.Handler):
             "levelname": record.levelname,
             "msg": text,
             "created": record.created,
+            "msecs": record.msecs,  # the time's milliseconds: not re-derived from "created"
+            "processName": record.processName,  # node<r>, or node<r>/worker-<w> (mpi_node)
         }
         self.link.send_log(json.dumps(fields))  # fmt: skip
 
@@ -68,7 +70,10 @@ def _relay_logs(link: MpiLink) -> None:
         return
     for rank, line in link.received_logs():
         fields = json.loads(line)
-        record = logging.makeLogRecord({**fields, "processName": f"node{rank}"})
+        node = f"node{rank}"  # a worker's tag is kept only under its own node's
+        tag = fields.get("processName", "")
+        fields["processName"] = tag if tag.startswith(f"{node}/") else node
+        record = logging.makeLogRecord(fields)
         logging.getLogger(fields["name"]).handle(record)
 
 
@@ -91,6 +96,7 @@ def _run_node(node: NodeCoordinator, link: MpiLink) -> tuple[Outcome, list[dict[
     (for rank 0's checkpoint), every rank's timings in rank order, close."""
     try:
         outcome, timings = node.collect()
+        node.settle_logs()
     except (WorkerCrashed, WorkerError) as exc:
         if link.rank == 0:  # rank 0 records it: name the node (others' rank 0 names)
             exc.args = (f"{where(link.rank, link.hosts[link.rank])}: {exc}",)
@@ -98,6 +104,10 @@ def _run_node(node: NodeCoordinator, link: MpiLink) -> tuple[Outcome, list[dict[
     if outcome.status != "completed":
         node.models_after(outcome)
     every = [t for part in link.gather_json(timings) for t in part]
+    log.info(
+        "node %d: longest silence of a peer %.2f s (lost after %g s)",
+        link.rank, link.longest_silence_s, link.timeout_s,
+    )  # fmt: skip
     link.close()
     _relay_logs(link)
     return outcome, every

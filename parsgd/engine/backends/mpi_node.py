@@ -19,12 +19,22 @@ Which barrier generation is which meeting follows from the plan alone (one barri
 meeting, one more at each Python meeting, counted from 1 at the start), so the coordinator
 never needs to be told. On one node there is nothing to exchange: the node runs exactly
 as ``backend: processes`` does.
+
+Log lines: the workers are forked before log.txt exists (rank 0 opens it once MPI is up),
+so they send their records down the run log's worker pipe (``logs.WorkerLogs``) to this
+rank, which hands them on between its waits (with its own from before MPI was up), tagged
+``node<rank>/worker-<r>``: into log.txt on rank 0, to rank 0 through ``MpiLink.send_log``
+on any other. A worker that dies ends only its part of the pipe: the pipe ends (EOF) when
+the node's last worker is gone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import queue
 from collections.abc import Iterator
+from logging.handlers import QueueHandler
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,6 +43,7 @@ from parsgd.engine.backends.mpi_link import MpiLink
 from parsgd.engine.barrier import PAD, arrived, release
 from parsgd.engine.control import GROUP, STOP, STOP_REQUEST
 from parsgd.engine.coordinator import Coordinator, Sink
+from parsgd.engine.logs import WorkerLogs
 from parsgd.engine.loop import Outcome, Position
 from parsgd.engine.team import Team
 
@@ -76,7 +87,10 @@ class NodeCoordinator(Coordinator):
         per_node = team.group
         self.lo, self.hi = node * per_node, (node + 1) * per_node
         super().__init__(team, start, sink, range(self.lo, self.hi))
+        self.node = node
         self.link: MpiLink | None = None
+        self._worker_logs: WorkerLogs | None = None
+        self._worker_records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         self._due = spanning_barriers(team, start)
         self._next: Due | None = None
         self.on_idle: Any = None  # called between waits (rank 0 relays log lines)
@@ -86,6 +100,43 @@ class NodeCoordinator(Coordinator):
         counters = np.zeros(PAD, dtype=np.int64)
         release(counters, 0, 1, 1)
         arrived(counters, team.state.control, 1, 0, 1, 0)
+
+    def start_workers(self) -> None:
+        """Fork the node's workers, their log records coming back to this rank. This rank's
+        own records while it forks (log.txt is not open yet) wait with theirs."""
+        parsgd_log = logging.getLogger("parsgd")
+        parsgd_log.setLevel(logging.INFO)  # as in the run log: the workers' INFO lines pass
+        parsgd_log.propagate = False
+        own: list[logging.Handler] = [QueueHandler(self._worker_records)]
+        self._worker_logs = WorkerLogs(parsgd_log, own, self._worker_records.put)
+        try:
+            super().start_workers()
+        finally:
+            own.clear()  # from here this rank's records go to its run log, or to rank 0
+            self._worker_logs.forked()
+
+    def relay_logs(self) -> None:
+        """The workers' records arrived so far, into this rank's log, tagged by node and
+        worker (rank 0: log.txt; any other rank: sent on to rank 0)."""
+        while True:
+            try:
+                record = self._worker_records.get_nowait()
+            except queue.Empty:
+                return
+            mine = record.process == os.getpid()
+            record.processName = f"node{self.node}" + ("" if mine else f"/{record.processName}")
+            logging.getLogger(record.name).handle(record)
+
+    def settle_logs(self) -> None:
+        """The run is over: wait (briefly) for the workers to exit, relay their last lines."""
+        if self._worker_logs is not None:
+            self._worker_logs.ended()
+        self.relay_logs()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._worker_logs is not None:
+            self._worker_logs.close()
 
     def attach(self, link: MpiLink) -> None:
         """MPI is up: from here the coordinator answers for the other nodes."""
@@ -112,6 +163,7 @@ class NodeCoordinator(Coordinator):
         if ready:
             return ready
         link.pump()
+        self.relay_logs()
         if self.on_idle is not None:
             self.on_idle()
         due = self._next
