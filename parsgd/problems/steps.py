@@ -184,13 +184,13 @@ def _loop(data: Pack, rank: int, w: np.ndarray, x: np.ndarray, etas: np.ndarray)
     raise NotImplementedError("compiled code only: call step()")
 
 
-@overload(_loop, jit_options={"nogil": True})
+@overload(_loop, jit_options={"nogil": True}, inline="always")
 def _typed(data: Any, rank: Any, w: Any, x: Any, etas: Any) -> Callable[..., None]:
     """Pick the loop while typing: ``data`` is a numba NamedTuple type here."""
     return _LOOPS[data.instance_class]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def step(data: Pack, rank: int, w: np.ndarray, x: np.ndarray, etas: np.ndarray) -> None:
     """Run ``len(etas)`` steps of ``type(data)``'s loop on ``w``; ``x`` holds the inputs.
 
@@ -200,7 +200,7 @@ def step(data: Pack, rank: int, w: np.ndarray, x: np.ndarray, etas: np.ndarray) 
     _loop(data, rank, w, x, etas)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def advance(
     data: Pack,
     rank: int,
