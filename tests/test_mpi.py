@@ -340,8 +340,9 @@ def _trace_of_flat(tmp_path: Path, config: Path) -> list[dict[str, str]]:
     return _trace(out / "t")
 
 
-@pytest.mark.usefixtures("mpi")
-def test_stop_on_another_rank_stops_all_and_resume_is_bit_identical(tmp_path: Path) -> None:
+def _long_mpi_run(tmp_path: Path) -> tuple[Path, Path, subprocess.Popen[bytes]]:
+    """A 2-rank x 2-worker run of 400,000 steps under mpiexec, once it is in its steps: its
+    config, its run directory and the mpiexec process."""
     config = write_config(
         tmp_path / "c.yaml", nodes=2, workers=2, trials=1,
         sgd={"steps": 400_000, "step_size": 0.01},
@@ -351,10 +352,19 @@ def test_stop_on_another_rank_stops_all_and_resume_is_bit_identical(tmp_path: Pa
     command = [str(mpiexec()), "-n", "2", sys.executable, "-m", "parsgd", "run", str(config),
                "--set", "backend=mpi", "--out", str(out)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     trace = out / "t" / "trace.csv"
+    if not wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) >= 3, 120):
+        proc.kill()
+        proc.wait()
+        pytest.fail("the mpi run wrote no trace rows within 120 s")
+    return config, out, proc
+
+
+@pytest.mark.usefixtures("mpi")
+def test_stop_on_another_rank_stops_all_and_resume_is_bit_identical(tmp_path: Path) -> None:
+    config, out, proc = _long_mpi_run(tmp_path)
     try:
-        assert wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) >= 3, 120)
         record = json.loads((out / "t" / "run.json").read_text())
         assert record["status"] == "running"  # still in its steps when signalled
         os.kill(record["pids"][1], signal.SIGTERM)  # the rank of node 1, not rank 0
@@ -413,19 +423,8 @@ def test_a_killed_mpiexec_leaves_no_rank_worker_or_temp_file(tmp_path: Path) -> 
     """``mpiexec`` SIGKILLed mid-run: hydra then SIGKILLs its proxies, which never remove
     their topology file; the ranks have unlinked it once MPI was up (checked by the ``mpi``
     fixture), and no rank or worker is left."""
-    config = write_config(
-        tmp_path / "c.yaml", nodes=2, workers=2, trials=1,
-        sgd={"steps": 400_000, "step_size": 0.01},
-        averaging={"every": 5, "global_every": 100}, eval={"every": 20_000},
-    )  # fmt: skip
-    out = tmp_path / "m"
-    command = [str(mpiexec()), "-n", "2", sys.executable, "-m", "parsgd", "run", str(config),
-               "--set", "backend=mpi", "--out", str(out)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    trace = out / "t" / "trace.csv"
+    _, out, proc = _long_mpi_run(tmp_path)
     try:
-        assert wait_until(lambda: trace.exists() and len(trace.read_text().splitlines()) >= 3, 120)
         record = json.loads((out / "t" / "run.json").read_text())
         assert record["status"] == "running"  # still in its steps when killed
         proc.kill()
