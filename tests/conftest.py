@@ -8,6 +8,8 @@ without them.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -71,6 +73,34 @@ def run_cli(
         timeout=timeout,
         env=full_env,
     )
+
+
+def cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``parsgd ARGS`` by the CLI's own ``main`` in this process, from the repository root,
+    its output captured; returned as ``run_cli`` returns it.
+
+    For bad input that must end before anything starts (exit 2, one line): the same parse,
+    load and checks as a subprocess, without its seconds of interpreter start-up and imports.
+    Each family of such errors keeps one ``run_cli`` test, which proves the command-line path
+    (the installed entry point, a real exit status, nothing else printed to stderr). A
+    traceback here is an exception in the test, so it fails as a subprocess's would.
+    """
+    from parsgd.cli import main
+
+    if "--out" in args[:-1]:
+        _cli_outs.append(Path(args[args.index("--out") + 1]))
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with (
+        contextlib.chdir(ROOT),
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
+        try:
+            status = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            status = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["parsgd", *args], status, stdout.getvalue(),
+                                       stderr.getvalue())  # fmt: skip
 
 
 def start_cli(*args: str, logs: Path, new_session: bool = False) -> subprocess.Popen[str]:
