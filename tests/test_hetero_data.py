@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from backend_pairs import Pairs, pair_traces, run_on_both_backends
 from conftest import run_cli
 from helpers import numbers
 
@@ -229,16 +230,19 @@ def _pool_config(path: Path, variant: str, **extra: object) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def variant_pairs(tmp_path_factory: pytest.TempPathFactory) -> Pairs:
+    """Every variant on both backends, by one ``parsgd sweep`` (``backend_pairs.py``)."""
+    root = tmp_path_factory.mktemp("variants")
+    cases = {v: yaml.safe_load(_pool_config(root / "c.yaml", v).read_text()) for v in _VARIANTS}
+    return run_on_both_backends(root, cases, {"nodes": 1})
+
+
 @pytest.mark.parametrize("variant", sorted(_VARIANTS))
-def test_serial_and_processes_agree_bit_for_bit(tmp_path: Path, variant: str) -> None:
-    config = _pool_config(tmp_path / "c.yaml", variant)
-    for backend in ("serial", "processes"):
-        out = tmp_path / backend
-        result = run_cli("run", str(config), "--out", str(out), "--set", f"backend={backend}")
-        assert result.returncode == 0, result.stderr
-    serial, procs = numbers(tmp_path / "serial" / "t"), numbers(tmp_path / "processes" / "t")
+def test_serial_and_processes_agree_bit_for_bit(variant_pairs: Pairs, variant: str) -> None:
+    serial, procs = pair_traces(variant_pairs, variant)
     assert len(serial) == 2 * 7 and serial == procs
-    saved = yaml.safe_load((tmp_path / "serial" / "t" / "config.yaml").read_text())
+    saved = yaml.safe_load((variant_pairs[(variant, "serial")][0] / "config.yaml").read_text())
     for dotted, value in _VARIANTS[variant].items():
         *section, key = dotted.split(".")
         got = saved[section[0]][key] if section else saved[key]

@@ -15,9 +15,9 @@ import numpy as np
 import psutil
 import pytest
 import yaml
-from conftest import ROOT, _listed_processes, all_gone, run_cli, wait_until, write_config
+from backend_pairs import Pairs, pair_traces, run_on_both_backends
+from conftest import ROOT, all_gone, run_cli, wait_until, write_config
 
-from parsgd.config.load import resolve, validate
 from parsgd.engine import meetings
 from parsgd.engine.barrier import PAD, wait
 from parsgd.engine.control import (
@@ -35,7 +35,6 @@ from parsgd.engine.control import (
 from parsgd.engine.rundir import read_trace
 from parsgd.engine.worker import FAULT_ENV
 from parsgd.problems.steps import DenseLinear
-from parsgd.sweep.spec import expand_sweep, load_sweep
 from tests.helpers import numbers
 
 
@@ -198,10 +197,10 @@ SCHEDULES = {
 }
 
 
-def _case_configs(root: Path) -> dict[str, dict[str, object]]:
+def _case_configs(root: Path) -> dict[str, dict[str, Any]]:
     """Each case's whole config, as ``parsgd run`` would be given it: an objective (with
     averaging every 3 and a checkpoint every 7) or an averaging schedule."""
-    cases: dict[str, dict[str, object]] = {}
+    cases: dict[str, dict[str, Any]] = {}
     for objective in OBJECTIVES:
         path = _objective_config(root, objective, averaging={"every": 3}, checkpoint={"every": 7})
         cases[objective] = yaml.safe_load(path.read_text())
@@ -209,76 +208,31 @@ def _case_configs(root: Path) -> dict[str, dict[str, object]]:
         nodes = 2 if schedule == "groups" else 1
         path = write_config(root / "c.yaml", averaging=averaging, nodes=nodes)
         cases[schedule] = yaml.safe_load(path.read_text())
-    # Sections some cases leave out, spelled with their defaults so that every case sets the
-    # same keys (a sweep's zip sets each); each case still resolves to the config it was.
-    for name, case in cases.items():
-        filled = {**DEFAULT_SECTIONS, **case}
-        assert resolve(validate(filled)) == resolve(validate(case)), name
-        cases[name] = filled
     return cases
 
 
-Pairs = dict[tuple[str, str], tuple[Path, dict[str, Any]]]
+# Sections some cases leave out, spelled with their defaults (a sweep's zip sets each).
 DEFAULT_SECTIONS = {"objective": {"kind": "least_squares"}, "checkpoint": {"every": None},
                     "nodes": 1}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def backend_pairs(tmp_path_factory: pytest.TempPathFactory) -> Pairs:
-    """Every case run on both backends by one ``parsgd sweep``: (case, backend) -> its run
-    directory and the resolved config it must have run. One warm sweep process forks each
-    run, where a ``parsgd run`` per case and backend would pay 30 interpreter start-ups;
-    each test reads its own two runs."""
+    """Every case on both backends, by one ``parsgd sweep`` (``backend_pairs.py``)."""
     root = tmp_path_factory.mktemp("backends")
-    cases = _case_configs(root)
-    # The sections the cases differ in, swept together (zip); everything else is shared.
-    first = next(iter(cases.values()))
-    assert all(case.keys() == first.keys() for case in cases.values())
-    keys = sorted(k for k in first if any(case[k] != first[k] for case in cases.values()))
-    base = root / "base.yaml"
-    base.write_text(yaml.safe_dump(first))
-    zipped = {key: [case[key] for case in cases.values()] for key in keys}
-    sweep = root / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"name": "pairs", "base": base.name,
-                                     "grid": {"backend": ["serial", "processes"]},
-                                     "zip": zipped}))  # fmt: skip
-    done = run_cli("sweep", str(sweep), "--out", str(root / "out"))
-    assert "Traceback" not in done.stderr, done.stderr
-    # Set up outside any one test's leak check (no_leaks), so checked here.
-    assert wait_until(lambda: not _listed_processes([root]), 5.0)
-    runs = {}
-    for point in expand_sweep(load_sweep(sweep)):
-        values = {k: v for k, v in point.values.items() if k != "backend"}
-        (name,) = [n for n, case in cases.items() if all(case[k] == values[k] for k in keys)]
-        backend = point.values["backend"]
-        expected = {**resolve(validate(cases[name])), "name": point.run_id, "backend": backend}
-        runs[(name, backend)] = (root / "out" / "pairs" / point.run_id, expected)
-    assert len(runs) == 2 * len(cases)
-    return runs
-
-
-def _traces(runs: Pairs, case: str) -> list[list]:
-    """The case's serial and processes traces, each from a completed run of its config."""
-    traces = []
-    for backend in ("serial", "processes"):
-        run_dir, expected = runs[(case, backend)]
-        record = json.loads((run_dir / "run.json").read_text())
-        assert record["status"] == "completed", record
-        assert yaml.safe_load((run_dir / "config.yaml").read_text()) == expected
-        traces.append(numbers(run_dir))
-    return traces
+    return run_on_both_backends(root, _case_configs(root), DEFAULT_SECTIONS)
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
 def test_serial_and_processes_agree_bit_for_bit(backend_pairs: Pairs, objective: str) -> None:
-    serial, processes = _traces(backend_pairs, objective)
+    serial, processes = pair_traces(backend_pairs, objective)
     assert serial == processes
     assert len(serial) > 3
 
 
 @pytest.mark.parametrize("schedule", sorted(SCHEDULES))
 def test_every_schedule_kind_agrees_bit_for_bit(backend_pairs: Pairs, schedule: str) -> None:
-    serial, processes = _traces(backend_pairs, schedule)
+    serial, processes = pair_traces(backend_pairs, schedule)
     assert serial == processes
 
 

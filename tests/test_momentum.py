@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from backend_pairs import Pairs, pair_traces, run_on_both_backends
 from conftest import run_cli
 from helpers import make_config, numbers
 
@@ -128,19 +129,30 @@ def _config(path: Path, **sgd: object) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("mode", "nesterov"), [("average", False), ("reset", True), ("keep", False)]
-)
-def test_serial_and_processes_agree_bit_for_bit(tmp_path: Path, mode: str, nesterov: bool) -> None:
-    config = _config(tmp_path / "c.yaml", nesterov=nesterov)
-    sets = ["--set", f"averaging.momentum={mode}"]
-    for backend in ("serial", "processes"):
-        result = run_cli("run", str(config), "--out", str(tmp_path / backend), *sets,
-                         "--set", f"backend={backend}")  # fmt: skip
-        assert result.returncode == 0, result.stderr
-    serial = numbers(tmp_path / "serial" / "t")
-    assert len(serial) == 14 and serial == numbers(tmp_path / "processes" / "t")
-    saved = yaml.safe_load((tmp_path / "serial" / "t" / "config.yaml").read_text())
+MODES = [("average", False), ("reset", True), ("keep", False)]
+
+
+@pytest.fixture(scope="module")
+def mode_pairs(tmp_path_factory: pytest.TempPathFactory) -> Pairs:
+    """Every (mode, nesterov) on both backends, by one ``parsgd sweep``
+    (``backend_pairs.py``)."""
+    root = tmp_path_factory.mktemp("modes")
+    cases = {}
+    for mode, nesterov in MODES:
+        case = yaml.safe_load(_config(root / "c.yaml", nesterov=nesterov).read_text())
+        case["averaging"]["momentum"] = mode  # what --set averaging.momentum=MODE sets
+        cases[f"{mode}-{nesterov}"] = case
+    return run_on_both_backends(root, cases)
+
+
+@pytest.mark.parametrize(("mode", "nesterov"), MODES)
+def test_serial_and_processes_agree_bit_for_bit(
+    mode_pairs: Pairs, mode: str, nesterov: bool
+) -> None:
+    case = f"{mode}-{nesterov}"
+    serial, processes = pair_traces(mode_pairs, case)
+    assert len(serial) == 14 and serial == processes
+    saved = yaml.safe_load((mode_pairs[(case, "serial")][0] / "config.yaml").read_text())
     assert saved["sgd"]["momentum"] == 0.5 and saved["sgd"]["nesterov"] is nesterov
     assert saved["averaging"]["momentum"] == mode
 
