@@ -8,6 +8,7 @@ that both completed with exactly the config that case would have given ``parsgd 
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -25,21 +26,20 @@ BACKENDS = ("serial", "processes")
 Pairs = dict[tuple[str, str], tuple[Path, dict[str, Any]]]
 
 
-def run_on_both_backends(
-    root: Path, cases: dict[str, dict[str, Any]], defaults: dict[str, Any] | None = None
-) -> Pairs:
+def run_on_both_backends(root: Path, cases: dict[str, dict[str, Any]]) -> Pairs:
     """Run every case (name -> whole raw config) on both backends in one sweep under ``root``.
 
-    A sweep's zip sets the same keys on every point, so a top-level section some cases
-    leave out is spelled from ``defaults``; each filled case must resolve to the config it
-    was, which is checked here.
+    A sweep's zip sets the same keys on every point, so a top-level key some cases leave out
+    is spelled, in those, as the case itself resolves it; each filled case must resolve to
+    the config it was, which is checked here.
     """
+    every_key = {key for case in cases.values() for key in case}
     filled: dict[str, dict[str, Any]] = {}
     for name, case in cases.items():
-        filled[name] = {**(defaults or {}), **case}
-        assert resolve(validate(filled[name])) == resolve(validate(case)), name
+        resolved = resolve(validate(copy.deepcopy(case)))
+        filled[name] = {**{k: resolved[k] for k in every_key - case.keys()}, **case}
+        assert resolve(validate(copy.deepcopy(filled[name]))) == resolved, name
     first = next(iter(filled.values()))
-    assert all(case.keys() == first.keys() for case in filled.values()), "give defaults"
     keys = sorted(k for k in first if any(case[k] != first[k] for case in filled.values()))
     root.mkdir(parents=True, exist_ok=True)
     (root / "base.yaml").write_text(yaml.safe_dump(first))
@@ -57,7 +57,8 @@ def run_on_both_backends(
         values = {k: v for k, v in point.values.items() if k != "backend"}
         (name,) = [n for n, case in filled.items() if all(case[k] == values[k] for k in keys)]
         backend = point.values["backend"]
-        expected = {**resolve(validate(cases[name])), "name": point.run_id, "backend": backend}
+        expected = {**resolve(validate(copy.deepcopy(cases[name]))), "name": point.run_id,
+                    "backend": backend}  # fmt: skip
         pairs[(name, backend)] = (root / "out" / "pairs" / point.run_id, expected)
     assert len(pairs) == len(BACKENDS) * len(cases)
     return pairs

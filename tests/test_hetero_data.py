@@ -235,7 +235,7 @@ def variant_pairs(tmp_path_factory: pytest.TempPathFactory) -> Pairs:
     """Every variant on both backends, by one ``parsgd sweep`` (``backend_pairs.py``)."""
     root = tmp_path_factory.mktemp("variants")
     cases = {v: yaml.safe_load(_pool_config(root / "c.yaml", v).read_text()) for v in _VARIANTS}
-    return run_on_both_backends(root, cases, {"nodes": 1})
+    return run_on_both_backends(root, cases)
 
 
 @pytest.mark.parametrize("variant", sorted(_VARIANTS))

@@ -211,16 +211,11 @@ def _case_configs(root: Path) -> dict[str, dict[str, Any]]:
     return cases
 
 
-# Sections some cases leave out, spelled with their defaults (a sweep's zip sets each).
-DEFAULT_SECTIONS = {"objective": {"kind": "least_squares"}, "checkpoint": {"every": None},
-                    "nodes": 1}  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def backend_pairs(tmp_path_factory: pytest.TempPathFactory) -> Pairs:
     """Every case on both backends, by one ``parsgd sweep`` (``backend_pairs.py``)."""
     root = tmp_path_factory.mktemp("backends")
-    return run_on_both_backends(root, _case_configs(root), DEFAULT_SECTIONS)
+    return run_on_both_backends(root, _case_configs(root))
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))

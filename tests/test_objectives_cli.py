@@ -1,20 +1,22 @@
-"""Every objective's example config runs through ``parsgd run`` on both backends, its loss
-goes down, and the serial and processes backends write the same numbers."""
+"""Every objective's example config runs through the command line on both backends (one
+``parsgd sweep`` for all, ``backend_pairs.py``), its loss goes down, and the serial and
+processes backends write the same numbers."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, run_cli
+from backend_pairs import Pairs, pair_traces, run_on_both_backends
+from conftest import ROOT
 
-from parsgd.engine.rundir import read_trace
+from parsgd.config.files import load_yaml
+from parsgd.config.load import apply_overrides
 
-TIMING_COLUMNS = ("wall_s", "compute_s", "sync_wait_s")
 CONFIGS = ["least_squares", "logistic", "hinge", "softmax", "quadratic", "pca", "mlp"]
 # Keep each run short: the point is that it runs, learns and agrees across backends.
-SHORT = ["--set", "sgd.steps=600", "--set", "eval.every=200", "--set", "trials=2"]
+SHORT = ["sgd.steps=600", "eval.every=200", "trials=2"]
 
 
 # Other data sources for the same objectives: streams for pca and logistic, planted labels
@@ -26,32 +28,32 @@ VARIANTS = {
 }
 
 
-def _run(config: str, backend: str, out: Path, *overrides: str) -> list[dict[str, str]]:
-    sets = [arg for item in overrides for arg in ("--set", item)]
-    result = run_cli(
-        "run", f"configs/{config}.yaml", "--set", f"backend={backend}", "--set", "name=r",
-        *SHORT, *sets, "--out", str(out / backend),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return read_trace(out / backend / "r" / "trace.csv")
+def _case(case: str) -> dict[str, Any]:
+    """The raw config ``parsgd run configs/<objective>.yaml --set ...`` runs for ``case``."""
+    config, overrides = VARIANTS.get(case, (case, []))
+    sets = ["name=r", *SHORT, *overrides]
+    return apply_overrides(load_yaml(ROOT / "configs" / f"{config}.yaml"), sets)
+
+
+@pytest.fixture(scope="module")
+def objective_pairs(tmp_path_factory: pytest.TempPathFactory) -> Pairs:
+    """Every case on both backends, by one ``parsgd sweep`` (``backend_pairs.py``)."""
+    root = tmp_path_factory.mktemp("objectives")
+    return run_on_both_backends(root, {case: _case(case) for case in CONFIGS + list(VARIANTS)})
 
 
 @pytest.mark.parametrize("case", CONFIGS + list(VARIANTS))
-def test_config_runs_learns_and_backends_agree(case: str, tmp_path: Path) -> None:
-    config, overrides = VARIANTS.get(case, (case, []))
-    serial = _run(config, "serial", tmp_path, *overrides)
-    processes = _run(config, "processes", tmp_path, *overrides)
+def test_config_runs_learns_and_backends_agree(case: str, objective_pairs: Pairs) -> None:
+    config, _ = VARIANTS.get(case, (case, []))
+    serial, processes = pair_traces(objective_pairs, case)  # time columns left out
     for trial in ("0", "1"):
         rows = [r for r in serial if r["trial"] == trial]
         # Suboptimality where f* is known: pca's loss carries a large constant E||x||^4 / 4.
         column = "subopt" if rows[0]["subopt"] else "loss"
         assert float(rows[-1][column]) < 0.8 * float(rows[0][column]), (config, rows)
-    assert len(serial) == len(processes)
-    for a, b in zip(serial, processes, strict=True):
-        assert {k: v for k, v in a.items() if k not in TIMING_COLUMNS} == {
-            k: v for k, v in b.items() if k not in TIMING_COLUMNS
-        }
-    saved = yaml.safe_load((tmp_path / "serial" / "r" / "config.yaml").read_text())
+    assert serial == processes
+    run_dir = objective_pairs[(case, "serial")][0]
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["objective"]["kind"] == config
 
 
