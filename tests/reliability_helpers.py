@@ -46,15 +46,25 @@ def one_line_error(stderr: str, *words: str) -> None:
 
 
 def start_run(config: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
-    """``parsgd run`` in the background, in its own process group (like a terminal job)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "parsgd", "run", str(config), "--out", str(out), *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    """``parsgd run`` in the background, in its own process group (like a terminal job).
+
+    SIGHUP is left at its default for the run even when the suite itself was started under
+    ``nohup`` (an ignored signal stays ignored across exec, and parsgd rightly keeps an
+    ignored SIGHUP ignored), so the SIGHUP tests test a terminal closing, not nohup."""
+    previous = signal.getsignal(signal.SIGHUP)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "parsgd", "run", str(config), "--out", str(out), *extra],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def trace_rows(run_dir: Path) -> int:
