@@ -304,6 +304,9 @@ def test_a_run_killed_with_its_sweep_is_lost_then_rerun(tmp_path: Path) -> None:
     # first, or the sweep's death would reach it as SIGUSR1 (stop and checkpoint) in time.
     run_pid = json.loads((run_dir / "run.json").read_text())["coordinator_pid"]
     os.kill(run_pid, signal.SIGSTOP)
+    # Only once it is stopped: a SIGUSR1 arriving while SIGSTOP is still pending is taken
+    # first (lower signal number), and the run would stop cleanly as `interrupted`.
+    assert wait_until(lambda: psutil.Process(run_pid).status() == psutil.STATUS_STOPPED, 30)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
     os.kill(run_pid, signal.SIGKILL)
