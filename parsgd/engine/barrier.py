@@ -66,6 +66,14 @@ def _back_off(waited: int, yield_ns: int, max_sleep_us: int) -> None:
         usleep(max(1, min(waited // 16_000, max_sleep_us)))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _first_behind(arrive: np.ndarray, r: int, hi: int, generation: int) -> int:
+    """The first of ranks r..hi-1 not yet at ``generation`` (acquire loads), or ``hi``."""
+    while r < hi and load_acquire(arrive, r * PAD) >= generation:
+        r += 1
+    return r
+
+
 def counters(arena_zeros: object, ranks: int) -> np.ndarray:
     """Zeroed counters for ``ranks`` ranks, from an arena's ``zeros`` (shared or local)."""
     return arena_zeros((ranks * PAD,), np.int64)  # type: ignore[operator]
@@ -92,10 +100,10 @@ def wait(
     spins = 0
     started = 0
     stop_seen = 0
-    while r < hi:
-        if load_acquire(arrive, r * PAD) >= generation:
-            r += 1
-            continue
+    while True:
+        r = _first_behind(arrive, r, hi, generation)
+        if r == hi:
+            return OK
         spins += 1
         if spins < _SPINS:
             continue
@@ -113,7 +121,6 @@ def wait(
         if waited >= _YIELD_NS and getppid() != parent:  # checked only once sleeping
             return PARENT_GONE
         _back_off(waited, _YIELD_NS, _MAX_SLEEP_US)
-    return OK
 
 
 @njit(cache=True, nogil=True)
@@ -126,10 +133,10 @@ def arrived(
     r = lo
     spins = 0
     started = 0
-    while r < hi:
-        if load_acquire(arrive, r * PAD) >= generation:
-            r += 1
-            continue
+    while True:
+        r = _first_behind(arrive, r, hi, generation)
+        if r == hi:
+            return True
         spins += 1
         if spins < _SPINS:
             continue
@@ -142,7 +149,6 @@ def arrived(
         if waited > budget:
             return False
         _back_off(waited, _WATCH_YIELD_NS, _WATCH_MAX_SLEEP_US)
-    return True
 
 
 @njit(cache=True, nogil=True)
