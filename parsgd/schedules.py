@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from parsgd import stepsets
+
 # The config is a mapping of sections; schedules read their own (config.load calls StepSize).
 Config = dict[str, Any]
 
@@ -55,7 +57,7 @@ class AveragingSchedule:
         else:
             steps = _periodic(self.every, self.warmup, self.growth, total_steps)
         steps = steps[(steps >= 1) & (steps <= total_steps)]
-        return np.union1d(steps, np.array([total_steps], dtype=np.int64))
+        return stepsets.union(steps, np.array([total_steps], dtype=np.int64))
 
     def describe(self) -> str:
         if self.at is not None:
@@ -101,13 +103,13 @@ def _phased(phases: tuple[tuple[int, int | str], ...]) -> np.ndarray:
             parts.append(np.arange(start + every, start + length + 1, every, dtype=np.int64))
         start += length
         parts.append(np.array([start], dtype=np.int64))
-    return np.unique(np.concatenate(parts))
+    return stepsets.union(*parts)
 
 
 def eval_steps(every: int, total_steps: int) -> np.ndarray:
     """Steps at which the collector records a trace row: 0, every, 2*every, ..., total."""
     steps = np.arange(0, total_steps + 1, every, dtype=np.int64)
-    return np.union1d(steps, np.array([total_steps], dtype=np.int64))
+    return stepsets.union(steps, np.array([total_steps], dtype=np.int64))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from parsgd import stepsets
 from parsgd.config.spec import RunSpec
 from parsgd.engine.control import GLOBAL, GROUP, GROUP_RECORDED
 from parsgd.schedules import eval_steps
@@ -40,15 +41,15 @@ class Plan:
             averaging = spec.averaging.schedule.averaging_steps(total)
         global_steps = global_rounds(averaging, spec.averaging.global_every, total)
         recording = eval_steps(spec.eval.every, total)
-        steps = np.union1d(averaging, recording)
-        average = np.isin(steps, averaging)
+        steps = stepsets.union(averaging, recording)
+        average = stepsets.member(steps, averaging)
         syncs = np.cumsum(average, dtype=np.int64)
         every = spec.checkpoint.every
         checkpoint = (
             average & (syncs % every == 0) & (steps < total) if every else np.zeros_like(average)
         )
-        record = np.isin(steps, recording)
-        is_global = np.isin(steps, global_steps) | ~average
+        record = stepsets.member(steps, recording)
+        is_global = stepsets.member(steps, global_steps) | ~average
         level = np.where(is_global, GLOBAL, np.where(record | checkpoint, GROUP_RECORDED, GROUP))
         syncs_global = np.cumsum(average & is_global, dtype=np.int64)
         return cls(total, steps, average, record, checkpoint, syncs, level, syncs_global)
