@@ -109,12 +109,27 @@ def sgd_csr(
     """``sgd_dense`` for a CSR matrix: O(non-zeros of the batch) per step."""
     n = indptr.shape[0] - 1
     steps, batch = u.shape
-    if batch == 1 and l2 == 0.0:  # the common case without buffers or the lazy scale
+    if batch == 1:  # no buffers: the compiled meetings call this for a few steps at a time
+        scale = 1.0
         for t in range(steps):
             i = min(int(u[t, 0] * n), n - 1)
             lo, hi = indptr[i], indptr[i + 1]
-            r = sample_dloss(code, sparse_dot(data, indices, lo, hi, w), y[i])
-            sparse_axpy(-(etas[t] * r), data, indices, lo, hi, w)
+            s = sparse_dot(data, indices, lo, hi, w)
+            if l2 != 0.0:
+                s *= scale
+            r = sample_dloss(code, s, y[i])
+            eta = etas[t]
+            if l2 != 0.0:
+                scale *= 1.0 - eta * l2
+                eta /= scale
+            sparse_axpy(-(eta * r), data, indices, lo, hi, w)
+            if l2 != 0.0 and abs(scale) < _MIN_SCALE:
+                for j in range(w.shape[0]):
+                    w[j] *= scale
+                scale = 1.0
+        if scale != 1.0:
+            for j in range(w.shape[0]):
+                w[j] *= scale
         return
     rows = np.empty(batch, np.int64)
     resid = np.empty(batch)

@@ -18,6 +18,13 @@ def sgd_dense(X: np.ndarray, w: np.ndarray, u: np.ndarray, etas: np.ndarray) -> 
     """SGD on rows of X chosen by ``u[steps, batch]``."""
     n, d = X.shape
     steps, batch = u.shape
+    if batch == 1:  # no buffers: the compiled meetings call this for a few steps at a time
+        for t in range(steps):
+            norm_sq = dot(w, w)
+            x = X[min(int(u[t, 0] * n), n - 1)]
+            eta = etas[t]
+            scale_axpy(1.0 - eta * norm_sq, w, eta * dot(x, w), x)
+        return
     proj = np.empty(batch)
     rows = np.empty(batch, np.int64)
     pull = np.empty(d)
@@ -28,14 +35,10 @@ def sgd_dense(X: np.ndarray, w: np.ndarray, u: np.ndarray, etas: np.ndarray) -> 
             rows[k] = i
             proj[k] = dot(X[i], w) / batch
         eta = etas[t]
-        shrink = 1.0 - eta * norm_sq
-        if batch == 1:
-            scale_axpy(shrink, w, eta * proj[0], X[rows[0]])
-        else:
-            pull[:] = 0.0
-            for k in range(batch):
-                axpy(proj[k], X[rows[k]], pull)
-            scale_axpy(shrink, w, eta, pull)
+        pull[:] = 0.0
+        for k in range(batch):
+            axpy(proj[k], X[rows[k]], pull)
+        scale_axpy(1.0 - eta * norm_sq, w, eta, pull)
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
