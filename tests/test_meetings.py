@@ -76,8 +76,8 @@ def _block(M: int, barrier: bool, control: np.ndarray, levels: list[int], W0: np
     state, pending = np.zeros(2, np.int64), np.zeros(len(ranks), np.int64)
     result = meetings.run_block(
         DenseLinear(X, y, 0.0, 0), W, np.zeros((len(ranks), d)),
-        np.zeros(d), np.zeros((2, M * PAD), np.int64), np.zeros(M * PAD, np.int64), control,
-        np.zeros(M, np.int64), ranks, np.arange(M, dtype=np.int64), 2 if M % 2 == 0 else M,
+        np.zeros(d), np.zeros(M * PAD, np.int64), control, ranks,
+        np.arange(M, dtype=np.int64), 2 if M % 2 == 0 else M,
         2 if M % 2 == 0 else M, inputs, np.full(steps, 0.1), 0,
         np.arange(1, steps + 1, dtype=np.int64), np.array(levels, np.int64),
         np.ones(steps, bool), 0, barrier, 0, state, pending, np.zeros(2),

@@ -57,8 +57,8 @@ class _Rank:
         """``rounds`` global averaging meetings in one compiled call."""
         st = self.state
         status, _, _ = meetings.run_block(
-            self.data, st.table, self.scratch, self.tmp, st.flags, st.arrive,
-            st.control, st.position, np.array([self.rank], dtype=np.int64),
+            self.data, st.table, self.scratch, self.tmp, st.arrive, st.control,
+            np.array([self.rank], dtype=np.int64),
             np.arange(M, dtype=np.int64), M, M, np.zeros((1, 0, 1)), np.zeros(0), 0,
             np.zeros(rounds, dtype=np.int64), np.full(rounds, GLOBAL, dtype=np.int64),
             np.ones(rounds, dtype=bool), self.index, True, os.getppid(), self.carry,

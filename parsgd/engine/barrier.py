@@ -36,9 +36,15 @@ from parsgd.engine.control import (
     STOP_REQUEST,
 )
 
-# int64 slots per rank's counter: 128 bytes, a cache line (two on x86-64's adjacent-line
+# int64 slots per rank's line: 128 bytes, a cache line (two on x86-64's adjacent-line
 # prefetch), so that ranks announcing at once do not contend for one line.
 PAD = 16
+# What a rank announces at a meeting, in its own line, written by it alone: the generation
+# (the barrier counter), the step it has reached, and its flags for each of the two sides
+# (meeting parity) of a global meeting. Position and flags are plain stores made just before
+# the release store of the generation, so a peer that sees the generation sees them, and
+# they cross to the peer's core with the line the barrier moves anyway.
+GENERATION, POSITION, FLAGS = 0, 1, 2  # FLAGS + side
 
 _SPINS = 256  # loads before the first clock read: ~0.5 us
 # Then yield the core for up to 2 ms of waiting: a peer that lost its core (more runnable
@@ -69,7 +75,7 @@ def _back_off(waited: int, yield_ns: int, max_sleep_us: int) -> None:
 @njit(cache=True, nogil=True, inline="always")
 def _first_behind(arrive: np.ndarray, r: int, hi: int, generation: int) -> int:
     """The first of ranks r..hi-1 not yet at ``generation`` (acquire loads), or ``hi``."""
-    while r < hi and load_acquire(arrive, r * PAD) >= generation:
+    while r < hi and load_acquire(arrive, r * PAD + GENERATION) >= generation:
         r += 1
     return r
 
@@ -95,7 +101,7 @@ def wait(
     not our parent any more) or STALLED (a stop was requested and a member did not arrive
     within twice STOP_GRACE_S).
     """
-    store_release(arrive, rank * PAD, generation)
+    store_release(arrive, rank * PAD + GENERATION, generation)
     r = lo
     spins = 0
     started = 0
@@ -155,4 +161,4 @@ def arrived(
 def release(arrive: np.ndarray, lo: int, hi: int, generation: int) -> None:
     """Announce ``generation`` for ranks lo..hi-1 (ranks another process stands in for)."""
     for r in range(lo, hi):
-        store_release(arrive, r * PAD, generation)
+        store_release(arrive, r * PAD + GENERATION, generation)

@@ -180,7 +180,7 @@ class Coordinator:
             raise WorkerCrashed(f"worker {rank} was stopped: {message.reason}")
         elif isinstance(message, Failed):
             pid = self._procs[rank].pid
-            step = int(self.team.state.position[rank])
+            step = self.team.state.position(rank)
             raise WorkerError(
                 f"worker {rank} (pid {pid}) raised {message.error} after step {step}",
                 message.traceback,
@@ -196,13 +196,13 @@ class Coordinator:
         raise WorkerCrashed(
             f"stop requested, but worker {rank} (pid {proc.pid}, {state}) did not reach a "
             f"meeting within {STOP_GRACE_S:g} s (last meeting at step "
-            f"{int(self.team.state.position[rank])})"
+            f"{self.team.state.position(rank)})"
         )
 
     def _crashed(self, rank: int) -> None:
         proc = self._procs[rank]
         proc.join(_GRACE_S)
-        step = int(self.team.state.position[rank])
+        step = self.team.state.position(rank)
         raise WorkerCrashed(
             f"worker {rank} (pid {proc.pid}) {describe_exit(proc.exitcode)} at step {step}"
         )

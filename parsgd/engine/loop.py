@@ -125,8 +125,8 @@ class _Ranks:
         self.cycles[:] = 0.0
         drawn = time.perf_counter()
         status, count, decision = meetings.run_block(
-            team.kernel.data, st.table, self.scratch, self.tmp, st.flags,
-            st.arrive, st.control, st.position, self.ranks, team.rows, team.group,
+            team.kernel.data, st.table, self.scratch, self.tmp, st.arrive, st.control,
+            self.ranks, team.rows, team.group,
             team.row_group, inputs, etas, start, plan.steps[index:end], plan.level[index:end],
             plan.average[index:end], trial * len(plan.steps) + index, self.barrier,
             self.parent, self.state, self.pending, self.cycles, team.settings.momentum,

@@ -4,8 +4,9 @@ A block of meetings runs for the ranks of this process (one rank behind a barrie
 processes backend, every rank in turn for the serial backend). For each meeting:
 
     local steps     rank r steps its model, row r of buffer ``cur`` (the problem's kernel)
-    announce        at a global meeting rank r publishes its flags (stop request, earlier
-                    non-finite averages of its group) in ``flags[cur]``
+    announce        rank r publishes, in its line of ``arrive``, the step it reached and at
+                    a global meeting its flags (stop request, earlier non-finite averages
+                    of its group) for this meeting's side (parity)
     barrier         one per meeting: the meeting's members have published their rows
     average         rank r reads the members' rows of ``cur`` and writes the average into
                     its own row of buffer ``nxt`` (or into ``scratch`` if it does not adopt)
@@ -43,7 +44,7 @@ import numpy as np
 from numba import njit
 
 from parsgd.engine.atomics import load_acquire, ticks
-from parsgd.engine.barrier import PAD, wait
+from parsgd.engine.barrier import FLAGS, PAD, POSITION, wait
 from parsgd.engine.control import GLOBAL, GROUP, NONFINITE, OK, STOP, STOP_REQUEST
 from parsgd.problems.steps import Pack, advance
 
@@ -117,10 +118,8 @@ def run_block(
     W: np.ndarray,
     scratch: np.ndarray,
     tmp: np.ndarray,
-    flags: np.ndarray,
     arrive: np.ndarray,
     control: np.ndarray,
-    position: np.ndarray,
     ranks: np.ndarray,
     rows: np.ndarray,
     group: int,
@@ -152,7 +151,7 @@ def run_block(
     ``beta > 0``: rows are ``[w, v]`` with momentum buffers (``steps.advance``), averaged
     with the models and then settled by ``momentum_mode`` (``settle_buffer``).
     """
-    M = position.shape[0]
+    M = arrive.shape[0] // PAD
     d = scratch.shape[1]  # W's rows are padded to whole cache lines past d
     buffers = W.shape[0]
     n_rows = W.shape[1]
@@ -175,12 +174,14 @@ def run_block(
         toc = ticks()
         cycles[0] += toc - tic
         side = index % 2  # flags are double-buffered even when the table is not (hogwild)
-        if is_global:
-            for k in range(ranks.shape[0]):
+        for k in range(ranks.shape[0]):
+            line = ranks[k] * PAD
+            arrive[line + POSITION] = at
+            if is_global:
                 bits = pending[k]
                 if ranks[k] == 0 and load_acquire(control, STOP_REQUEST) != 0:
                     bits |= STOP
-                flags[side, ranks[k] * PAD] = bits
+                arrive[line + FLAGS + side] = bits
         if barrier:
             r = ranks[0]
             lo, hi = 0, M
@@ -213,11 +214,10 @@ def run_block(
             if is_global:
                 decision = 0 if finite else NONFINITE
                 for s in range(M):
-                    decision |= flags[side, s * PAD]
+                    decision |= arrive[s * PAD + FLAGS + side]
                 pending[k] = 0
             elif not finite:
                 pending[k] |= NONFINITE
-            position[ranks[k]] = at
         cycles[1] += ticks() - toc
         if decision != 0:
             return OK, m + 1, decision

@@ -17,7 +17,7 @@ import numpy as np
 from parsgd.data.partition import Partition
 from parsgd.data.sampling import RowSampler, SampledStream
 from parsgd.data.synthetic import Arena
-from parsgd.engine.barrier import PAD
+from parsgd.engine.barrier import PAD, POSITION
 from parsgd.engine.control import GLOBAL, N_CONTROL
 from parsgd.engine.meetings import MOMENTUM_KEEP, average_rows, settle_buffer
 from parsgd.engine.plan import Plan
@@ -37,8 +37,8 @@ ROW_ALIGN = 8
 
 
 class TeamState:
-    """The arrays all workers share: the double-buffered model table, statistics, flags,
-    barrier counters, each rank's last meeting step and the control block."""
+    """The arrays all workers share: the double-buffered model table, statistics, each
+    rank's announcement line (barrier generation, step reached, flags) and the control block."""
 
     def __init__(
         self,
@@ -59,10 +59,13 @@ class TeamState:
         self.table = arena.zeros((buffers, rows, -(-width // ROW_ALIGN) * ROW_ALIGN))
         self.W = self.table[:, :, :width]
         self.stats = arena.zeros((workers, N_STATS))
-        self.flags = arena.zeros((2, workers * PAD), np.int64)
+        # One line per rank: its barrier generation, step reached and flags (barrier.py).
         self.arrive = arena.zeros((workers * PAD,), np.int64)
-        self.position = arena.zeros((workers,), np.int64)  # last meeting step of each rank
         self.control = arena.zeros((N_CONTROL,), np.int64)
+
+    def position(self, rank: int) -> int:
+        """The step of the last meeting ``rank`` reached (its local steps up to it done)."""
+        return int(self.arrive[rank * PAD + POSITION])
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ def warm_up(team: Team) -> None:
     inputs = kernel.prepare(np.full((0, problem.uniforms_per_step), 0.5))[None]
     plan, i64 = team.plan, np.zeros(1, dtype=np.int64)
     meetings.run_block(
-        kernel.data, st.table, np.zeros((1, st.W.shape[2])), np.zeros(1), st.flags,
-        st.arrive, st.control, st.position, i64, team.rows, 1, 1, inputs, np.zeros(0), 0,
+        kernel.data, st.table, np.zeros((1, st.W.shape[2])), np.zeros(1), st.arrive,
+        st.control, i64, team.rows, 1, 1, inputs, np.zeros(0), 0,
         plan.steps[:0], plan.level[:0], plan.average[:0], 0, False, 0, np.zeros(2, np.int64),
         i64.copy(), np.zeros(2), team.settings.momentum, team.settings.nesterov,
         team.settings.momentum_mode,

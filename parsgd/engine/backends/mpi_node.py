@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from parsgd.engine.backends.mpi_link import MpiLink
-from parsgd.engine.barrier import PAD, arrived, release
+from parsgd.engine.barrier import FLAGS, PAD, arrived, release
 from parsgd.engine.control import GROUP, STOP, STOP_REQUEST
 from parsgd.engine.coordinator import Coordinator, Sink
 from parsgd.engine.logs import WorkerLogs
@@ -183,7 +183,7 @@ class NodeCoordinator(Coordinator):
             return
         side = (due.trial * len(team.plan.steps) + due.meeting) % 2
         requested = int(st.control[STOP_REQUEST] != 0)
-        words = st.flags[side, ::PAD]
+        words = st.arrive[FLAGS + side :: PAD]
         mine = np.concatenate([[requested], words[self.lo : self.hi]]).astype(np.int64)
         assert self.link is not None
         every = np.zeros((self.link.size, mine.size), dtype=np.int64)
@@ -192,7 +192,7 @@ class NodeCoordinator(Coordinator):
         if every[:, 0].any():  # a stop request on any node stops every node here
             bits[0 if self.lo > 0 else self.hi] |= STOP
         for rank in (*range(self.lo), *range(self.hi, bits.size)):
-            st.flags[side, rank * PAD] = bits[rank]
+            st.arrive[rank * PAD + FLAGS + side] = bits[rank]
         self._gather(st.table[team.buffer_before(due.trial, due.meeting)])
 
     def _gather(self, array: np.ndarray) -> None:
