@@ -64,6 +64,7 @@ from parsgd.config.spec import Config, RunSpec
 from parsgd.config.spec import config_hash as config_hash  # re-exported: the one hash
 from parsgd.engine import backends
 from parsgd.errors import ConfigError
+from parsgd.schedules import StepSize
 
 _POSITIVE_INT = Int(low=1)
 _EVERY = Either((Int(low=1), Literal("end")))
@@ -233,6 +234,12 @@ def _check_section(prefix: str, raw: Any, section: Section, errors: list[str]) -
 
 def validate(raw: dict[str, Any]) -> Config:
     """Check a raw config against the schema and fill in defaults; raise one ConfigError."""
+    return _validated(raw)[0]
+
+
+def _validated(raw: dict[str, Any]) -> tuple[Config, StepSize]:
+    """``validate``, and the step size parsed from the validated config (once: the L2 rule
+    checks it and ``spec_of_raw`` hands it to the spec)."""
     errors: list[str] = []
     config: Config = {}
     raw = with_data_default(raw)
@@ -244,13 +251,16 @@ def validate(raw: dict[str, Any]) -> Config:
     for key, spec in SCHEMA.items():
         if isinstance(spec, Section):
             config[key] = _check_section(f"{key}.", raw.get(key), spec, errors)
+    step_size = None
     if not errors:
-        errors.extend(_cross_field_errors(config))
+        step_size = StepSize.from_config(config)
+        errors.extend(_cross_field_errors(config, step_size))
     if not errors:
         errors.extend(size_errors(config))
     if errors:
         raise ConfigError("; ".join(errors))
-    return config
+    assert step_size is not None  # parsed whenever the schema checks passed
+    return config, step_size
 
 
 def _global_every_errors(averaging: dict[str, Any]) -> list[str]:
@@ -269,8 +279,9 @@ def _global_every_errors(averaging: dict[str, Any]) -> list[str]:
     return []
 
 
-def _cross_field_errors(config: Config) -> list[str]:
-    """Rules that tie several keys together, all in one place."""
+def _cross_field_errors(config: Config, step_size: StepSize) -> list[str]:
+    """Rules that tie several keys together, all in one place (``step_size``: the parsed
+    ``sgd.step_size``)."""
     errors = []
     averaging = config["averaging"]
     given = [k for k in ("every", "at", "phases") if averaging[k] is not None]
@@ -303,9 +314,7 @@ def _cross_field_errors(config: Config) -> list[str]:
             f"sgd.batch_size must be <= data.n ({data['n']}); got {config['sgd']['batch_size']}"
         )
     l2 = objective.get("l2", 0.0)
-    from parsgd.schedules import StepSize  # schedules imports this module's Config
-
-    largest_step = StepSize.from_config(config).largest
+    largest_step = step_size.largest
     if l2 * largest_step >= 1.0:
         errors.append(
             f"sgd.step_size * objective.l2 must be < 1 (the L2 shrink factor 1 - step_size * l2 "
@@ -405,7 +414,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw = load_yaml(path) if path is not None else {}
     if path is not None:
         anchor_data_path(raw, Path(path).resolve().parent)
-    return RunSpec.from_resolved(resolve(validate(apply_overrides(raw, overrides or []))))
+    return spec_of_raw(apply_overrides(raw, overrides or []))
+
+
+def spec_of_raw(raw: dict[str, Any], auto_workers: int | None = None) -> RunSpec:
+    """Validate and resolve a raw config mapping into its spec (``auto_workers``: as for
+    ``resolve``); the step size the validator parsed is the spec's."""
+    config, step_size = _validated(raw)
+    return RunSpec.from_resolved(resolve(config, auto_workers), step_size=step_size)
 
 
 def spec_of_saved(config: Config) -> RunSpec:
@@ -418,10 +434,10 @@ def spec_of_saved(config: Config) -> RunSpec:
     it is taken as written; ConfigError if it cannot be.
     """
     try:
-        filled = resolve(validate(copy.deepcopy(config)))
+        checked, step_size = _validated(copy.deepcopy(config))
     except ConfigError as exc:
         try:
             return RunSpec.from_resolved(config)
         except (KeyError, TypeError, ValueError):
             raise exc from None
-    return RunSpec.from_resolved(filled, saved=config)
+    return RunSpec.from_resolved(resolve(checked), saved=config, step_size=step_size)
