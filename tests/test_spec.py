@@ -131,6 +131,7 @@ def test_the_typed_sections_leave_hash_and_written_files_as_they_were(
     assert _sha16(json.dumps(spec.to_dict(), indent=1)) == planned  # a sweep plan's config
     again = spec_of_saved(yaml.safe_load(dump_config(spec.to_dict())))
     assert again == spec and again.config_hash == hashed
+    hash(spec.data), hash(spec.objective)  # lists and mappings (eigenvalues, partition) frozen
 
 
 def test_the_spec_is_frozen_and_its_sections_read_only() -> None:

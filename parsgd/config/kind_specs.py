@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, get_args
 
 from parsgd.config.hetero import DEFAULT_PARTITION
 from parsgd.config.kinds import DATA_SECTION, OBJECTIVE_SECTION
@@ -205,28 +205,10 @@ LINEAR_OBJECTIVES = (LeastSquaresObjective, LogisticObjective, HingeObjective)
 
 # --- building them from a validated section -------------------------------------------------
 
-DATA_CLASSES: dict[str, type[DataSpec]] = {
-    cls.kind: cls
-    for cls in (
-        NoData,
-        GaussianLinearData,
-        LogisticPlantedData,
-        PcaSpectrumData,
-        FileData,
-        BundledData,
-    )
-}
+# Each kind's class, by the YAML name of the kind: the members of the unions above.
+DATA_CLASSES: dict[str, type[DataSpec]] = {cls.kind: cls for cls in get_args(DataSpec)}
 OBJECTIVE_CLASSES: dict[str, type[ObjectiveSpec]] = {
-    cls.kind: cls
-    for cls in (
-        LeastSquaresObjective,
-        LogisticObjective,
-        HingeObjective,
-        SoftmaxObjective,
-        QuadraticObjective,
-        PcaObjective,
-        MlpObjective,
-    )
+    cls.kind: cls for cls in get_args(ObjectiveSpec)
 }
 
 
@@ -249,12 +231,8 @@ def _fields_of(section: Mapping[str, Any], schema: Section) -> dict[str, Any]:
             raise KeyError(name)
         else:
             value = field.default
-        out[name] = _IMMUTABLE.get(name, _same)(value)
+        out[name] = _IMMUTABLE[name](value) if name in _IMMUTABLE else value
     return out
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def data_spec(section: Mapping[str, Any]) -> DataSpec:
