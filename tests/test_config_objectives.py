@@ -74,9 +74,9 @@ def test_path_from_set_is_relative_to_the_working_directory(
     (tmp_path / "c.yaml").write_text("data: {kind: file, path: in_config.csv}\n")
     monkeypatch.chdir(tmp_path.parent)
     config = load_config(tmp_path / "c.yaml")
-    assert config.data.options["path"] == str(tmp_path / "in_config.csv")
+    assert config.data.path == str(tmp_path / "in_config.csv")
     config = load_config(tmp_path / "c.yaml", ["data.path=given.csv"])
-    assert config.data.options["path"] == str(tmp_path.parent / "given.csv")
+    assert config.data.path == str(tmp_path.parent / "given.csv")
 
 
 def test_advisories_for_the_new_objectives() -> None:

@@ -93,7 +93,7 @@ def test_growing_envelope_favours_frequent_averaging_as_theory_predicts(tmp_path
         objective={**QUADRATIC, "beta": BETA, "sigma": SIGMA},
         sgd={"steps": STEPS, "step_size": 0.1, "init": "zeros"}, eval={"every": 10},
     )  # fmt: skip
-    assert load_config(config).objective.options["beta"] == BETA
+    assert load_config(config).objective.beta == BETA
     per_trial: dict[str, np.ndarray] = {}
     rejected: dict[str, list[str]] = {name: [] for name in WRONG}
     for every in ("10", "end"):

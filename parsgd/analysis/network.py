@@ -28,6 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from parsgd.analysis.runs import Run
+from parsgd.config.kind_specs import (
+    LINEAR_OBJECTIVES,
+    SYNTHETIC_DATA,
+    DataSpec,
+    ObjectiveSpec,
+    PcaObjective,
+    QuadraticObjective,
+)
 from parsgd.config.spec import RunSpec
 from parsgd.errors import ConfigError
 
@@ -172,7 +180,7 @@ def project_runs(
     return out
 
 
-_SIZES: dict[str, int] = {}
+_SIZES: dict[tuple[DataSpec, ObjectiveSpec, int], int] = {}
 
 
 def model_size(run: Run) -> int:
@@ -183,12 +191,12 @@ def model_size(run: Run) -> int:
         return recorded
     spec = _spec(run)
     data, objective = spec.data, spec.objective
-    if objective.kind == "quadratic":
-        return int(objective.options["d"])
-    linear = ("least_squares", "logistic", "hinge", "pca")
-    if objective.kind in linear and data.kind != "file" and data.d is not None:
+    if isinstance(objective, QuadraticObjective):
+        return objective.d
+    linear = (*LINEAR_OBJECTIVES, PcaObjective)
+    if isinstance(objective, linear) and isinstance(data, SYNTHETIC_DATA):
         return data.d  # synthetic data: the model has one weight per feature
-    key = repr((data.options, objective.options, spec.seed))
+    key = (data, objective, spec.seed)  # the sections are frozen: they are their own key
     if key not in _SIZES:
         from parsgd.data.shared import LocalArena
         from parsgd.problems.registry import build_problem

@@ -14,6 +14,7 @@ import numpy as np
 
 from parsgd.analysis.theory import gaussian_least_squares_dist_sq
 from parsgd.analysis.theory_hetero import HeteroMoments, hetero_quadratic_moments
+from parsgd.config.kind_specs import GaussianLinearData, LeastSquaresObjective, QuadraticObjective
 from parsgd.config.spec import RunSpec
 
 TheoryCurve = Callable[[RunSpec, str, np.ndarray], "np.ndarray | None"]
@@ -49,13 +50,13 @@ def _constant_step_size(spec: RunSpec) -> float | None:
 @_closed_form("gaussian_least_squares")
 def _gaussian_least_squares(spec: RunSpec, column: str, steps: np.ndarray) -> np.ndarray | None:
     """PAPER.md (iii): fresh Gaussian samples, no L2, constant step, shared zero start."""
-    data, sgd = spec.data, spec.sgd
+    data, objective, sgd = spec.data, spec.objective, spec.sgd
     alpha = _constant_step_size(spec)
     if (
-        data.kind != "gaussian_linear"
+        not isinstance(data, GaussianLinearData)
         or not data.stream
-        or spec.objective.kind != "least_squares"
-        or spec.objective.l2 != 0.0
+        or not isinstance(objective, LeastSquaresObjective)
+        or objective.l2 != 0.0
         or spec.method != "local_sgd"
         or sgd.init != "zeros"
         or alpha is None
@@ -64,8 +65,8 @@ def _gaussian_least_squares(spec: RunSpec, column: str, steps: np.ndarray) -> np
         return None
     from parsgd.data.synthetic import planted_weights
 
-    d, noise = data.options["d"], data.options["noise"]
-    w_opt = planted_weights(d, data.options["seed"])
+    d, noise = data.d, data.noise
+    w_opt = planted_weights(d, data.seed)
     dist = gaussian_least_squares_dist_sq(
         d=d,
         noise_std=noise,
@@ -98,19 +99,19 @@ def quadratic_moments(spec: RunSpec, steps: np.ndarray) -> HeteroMoments | None:
     """The exact moments of the averaged model of a quadratic run at ``steps`` (per-worker
     steps), built from the same worker quadratics and schedule as the run; None where the
     recursion does not apply (another objective or method, a random start)."""
-    sgd = spec.sgd
-    if spec.objective.kind != "quadratic" or spec.method != "local_sgd" or sgd.init != "zeros":
+    sgd, objective = spec.sgd, spec.objective
+    quadratic_from_zero = spec.method == "local_sgd" and sgd.init == "zeros"
+    if not isinstance(objective, QuadraticObjective) or not quadratic_from_zero:
         return None
     from parsgd.data.synthetic import planted_weights, spectrum
     from parsgd.engine.plan import global_rounds
     from parsgd.problems.quadratic import worker_quadratics
 
-    objective = spec.objective.options
-    d, total, workers = objective["d"], sgd.steps, spec.ranks
-    eigs = spectrum(d, objective["eig_max"], objective["eig_min"], objective["eigenvalues"])
+    d, total, workers = objective.d, sgd.steps, spec.ranks
+    eigs = spectrum(d, objective.eig_max, objective.eig_min, objective.eigenvalues)
     center = planted_weights(d, spec.seed)  # as parsgd.problems.registry builds the quadratic
-    zeta, spread = objective.get("zeta", 0.0), objective.get("curvature_spread", 0.0)
-    problem = worker_quadratics(eigs, center, zeta, spread, workers, spec.seed)
+    spread = objective.curvature_spread
+    problem = worker_quadratics(eigs, center, objective.zeta, spread, workers, spec.seed)
     averaging = spec.averaging.schedule.averaging_steps(total)
     # Rounds that are not global average within each node's workers (hierarchical runs).
     is_global = np.isin(averaging, global_rounds(averaging, spec.averaging.global_every, total))
@@ -121,8 +122,8 @@ def quadratic_moments(spec: RunSpec, steps: np.ndarray) -> HeteroMoments | None:
         w_opt=problem.w_opt,
         start=np.zeros(d),
         etas=sgd.step_size.values(0, max(total, int(at.max(initial=0)))),
-        beta=objective["beta"],
-        sigma=objective["sigma"],
+        beta=objective.beta,
+        sigma=objective.sigma,
         batch_size=sgd.batch_size,
         averaging_steps=averaging,
         at_steps=at,

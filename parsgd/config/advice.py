@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from parsgd.analysis.theory import quadratic_second_moment_rate
+from parsgd.config.kind_specs import GaussianLinearData, LeastSquaresObjective, QuadraticObjective
 from parsgd.config.kinds import RANDOM_START_OBJECTIVES
 from parsgd.config.load import usable_cpus
 from parsgd.config.spec import RunSpec
@@ -30,35 +31,31 @@ def advisories(spec: RunSpec) -> list[str]:
         )
     data, objective, sgd = spec.data, spec.objective, spec.sgd
     largest = sgd.step_size.largest
-    if data.kind == "gaussian_linear" and objective.kind == "least_squares":
+    if isinstance(data, GaussianLinearData) and isinstance(objective, LeastSquaresObjective):
         # PAPER.md (iii): E||e||^2 contracts iff (1-a)^2 + a^2 (d+1)/b < 1.
-        batch, d = sgd.batch_size, data.options["d"]
+        batch, d = sgd.batch_size, data.d
         bound = 2 * batch / (batch + d + 1)
         if largest >= bound:
             notes.append(
                 f"sgd.step_size {largest:g} is at or above the stability bound "
                 f"2b/(b+d+1) = {bound:.4g} for Gaussian least squares: the run will diverge"
             )
-    if objective.kind == "quadratic":
-        quadratic = objective.options
-        eigs = spectrum(
-            quadratic["d"], quadratic["eig_max"], quadratic["eig_min"], quadratic["eigenvalues"]
-        )
-        if quadratic["curvature_spread"] > 0.0:  # the stiffest worker decides
+    if isinstance(objective, QuadraticObjective):
+        eigs = spectrum(objective.d, objective.eig_max, objective.eig_min, objective.eigenvalues)
+        if objective.curvature_spread > 0.0:  # the stiffest worker decides
             from parsgd.problems.quadratic import worker_quadratics  # numba: only when needed
 
-            spread = quadratic["curvature_spread"]
+            spread = objective.curvature_spread
             problem = worker_quadratics(eigs, eigs, 0.0, spread, spec.ranks, spec.seed)
             eigs = problem.curvatures.max(axis=0)
-        rate = quadratic_second_moment_rate(eigs, quadratic["beta"], largest, sgd.batch_size)
+        rate = quadratic_second_moment_rate(eigs, objective.beta, largest, sgd.batch_size)
         if rate >= 1.0:
             notes.append(
                 f"sgd.step_size {largest:g} is too large for this quadratic: one "
                 f"worker's E||w - w*||^2 grows by a factor {rate:.6f} per step (theory."
                 "quadratic_second_moment_rate); the run will diverge"
             )
-    options = objective.options
-    heterogeneous = options.get("zeta", 0.0) > 0.0 or options.get("curvature_spread", 0.0) > 0.0
+    heterogeneous = isinstance(objective, QuadraticObjective) and objective.heterogeneous
     if heterogeneous and spec.method == "single":
         notes.append(
             "method single runs one worker: with objective.zeta or curvature_spread it "

@@ -1,7 +1,8 @@
 """The data and objective kinds: their config keys, and which data goes with which objective.
 
 Declared rules only (``parsgd.config.schema``); ``parsgd.config.load`` puts these two sections
-into its ``SCHEMA`` and keeps the cross-field rules.
+into its ``SCHEMA`` and keeps the cross-field rules. Each kind's keys are also the fields of its
+dataclass in ``parsgd.config.kind_specs`` (what the run spec holds): change both together.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Validation happens once, here, at the boundary, and ``load_config`` hands the result on as
 a ``RunSpec`` (``parsgd.config.spec``, which also holds the hash); the engine trusts what it
 gets. Every error found in one pass is reported in one line, each naming its dotted key.
-Reading the YAML itself is ``parsgd.config.files``.
+Reading the YAML itself is ``parsgd.config.files``; the rules that tie keys together are
+``parsgd.config.rules``.
 
 ``data`` makes the samples and ``objective`` the loss (``parsgd.config.kinds`` declares both
 sections and ``DATA_FOR_OBJECTIVE``, which go together). The ``quadratic`` objective is
@@ -32,16 +33,10 @@ from parsgd.config.files import dump_config as dump_config  # re-exported
 from parsgd.config.hetero import (
     AVERAGING_FIELDS,
     SGD_FIELDS,
-    hetero_errors,
 )
-from parsgd.config.kinds import (
-    DATA_FOR_OBJECTIVE,
-    DATA_SECTION,
-    OBJECTIVE_SECTION,
-    POOL_ONLY_OBJECTIVES,
-    RANDOM_START_OBJECTIVES,
-)
+from parsgd.config.kinds import DATA_SECTION, OBJECTIVE_SECTION, RANDOM_START_OBJECTIVES
 from parsgd.config.limits import size_errors, with_data_default
+from parsgd.config.rules import cross_field_errors
 from parsgd.config.schema import (
     REQUIRED,
     Choice,
@@ -64,6 +59,7 @@ from parsgd.config.spec import Config, RunSpec
 from parsgd.config.spec import config_hash as config_hash  # re-exported: the one hash
 from parsgd.engine import backends
 from parsgd.errors import ConfigError
+from parsgd.schedules import StepSize
 
 _POSITIVE_INT = Int(low=1)
 _EVERY = Either((Int(low=1), Literal("end")))
@@ -233,6 +229,12 @@ def _check_section(prefix: str, raw: Any, section: Section, errors: list[str]) -
 
 def validate(raw: dict[str, Any]) -> Config:
     """Check a raw config against the schema and fill in defaults; raise one ConfigError."""
+    return _validated(raw)[0]
+
+
+def _validated(raw: dict[str, Any]) -> tuple[Config, StepSize]:
+    """``validate``, and the step size parsed from the validated config (once: the L2 rule
+    checks it and ``spec_of_raw`` hands it to the spec)."""
     errors: list[str] = []
     config: Config = {}
     raw = with_data_default(raw)
@@ -244,102 +246,16 @@ def validate(raw: dict[str, Any]) -> Config:
     for key, spec in SCHEMA.items():
         if isinstance(spec, Section):
             config[key] = _check_section(f"{key}.", raw.get(key), spec, errors)
+    step_size = None
     if not errors:
-        errors.extend(_cross_field_errors(config))
+        step_size = StepSize.from_config(config)
+        errors.extend(cross_field_errors(config, step_size))
     if not errors:
         errors.extend(size_errors(config))
     if errors:
         raise ConfigError("; ".join(errors))
-    return config
-
-
-def _global_every_errors(averaging: dict[str, Any]) -> list[str]:
-    """``global_every`` must land on averaging rounds: a multiple of every interval, or end."""
-    global_every = averaging["global_every"]
-    if global_every is None or global_every == "end":
-        return []
-    intervals = [averaging["every"]] if averaging["phases"] is None else []
-    intervals += [p["every"] for p in averaging["phases"] or []]
-    for every in intervals:
-        if every == "end" or (isinstance(every, int) and global_every % every != 0):
-            return [
-                f"averaging.global_every must be a multiple of averaging.every ({every}) "
-                f"or end; got {global_every}"
-            ]
-    return []
-
-
-def _cross_field_errors(config: Config) -> list[str]:
-    """Rules that tie several keys together, all in one place."""
-    errors = []
-    averaging = config["averaging"]
-    given = [k for k in ("every", "at", "phases") if averaging[k] is not None]
-    if len(given) > 1:
-        errors.append(f"averaging takes one of every, at, phases; got {', '.join(given)}")
-    if not given:
-        averaging["every"] = 10 if averaging["warmup"] == 0 else None
-        if averaging["every"] is None:
-            errors.append("averaging.warmup needs averaging.every (the interval after warm-up)")
-    if (averaging["growth"] != 1.0 or averaging["warmup"]) and not isinstance(
-        averaging["every"], int
-    ):
-        errors.append(
-            f"averaging.growth and averaging.warmup need an integer averaging.every; "
-            f"got {averaging['every']!r}"
-        )
-    errors.extend(_global_every_errors(averaging))
-    steps = config["sgd"]["steps"]
-    if averaging["at"] is not None and max(averaging["at"]) > steps:
-        errors.append(
-            f"averaging.at must list steps <= sgd.steps ({steps}); got {max(averaging['at'])}"
-        )
-    if averaging["phases"] is not None:
-        total = sum(phase["steps"] for phase in averaging["phases"])
-        if total != steps:
-            errors.append(f"averaging.phases steps must add up to sgd.steps ({steps}); got {total}")
-    data, objective = config["data"], config["objective"]
-    if "n" in data and not data.get("stream", False) and config["sgd"]["batch_size"] > data["n"]:
-        errors.append(
-            f"sgd.batch_size must be <= data.n ({data['n']}); got {config['sgd']['batch_size']}"
-        )
-    l2 = objective.get("l2", 0.0)
-    from parsgd.schedules import StepSize  # schedules imports this module's Config
-
-    largest_step = StepSize.from_config(config).largest
-    if l2 * largest_step >= 1.0:
-        errors.append(
-            f"sgd.step_size * objective.l2 must be < 1 (the L2 shrink factor 1 - step_size * l2 "
-            f"must stay positive); got {largest_step * l2:g}"
-        )
-    if data.get("stream") and objective["kind"] in POOL_ONLY_OBJECTIVES:
-        errors.append(
-            f"data.stream must be false for objective.kind {objective['kind']} (it needs a pool)"
-        )
-    allowed = DATA_FOR_OBJECTIVE[objective["kind"]]
-    if data["kind"] not in allowed:
-        errors.append(
-            f"data.kind must be one of {', '.join(allowed)} for objective.kind "
-            f"{objective['kind']}; got {data['kind']}"
-            + (
-                " (quadratic makes its own noise: use data: {kind: none})"
-                if allowed == ("none",)
-                else ""
-            )
-        )
-    errors.extend(hetero_errors(config))
-    for prefix, section in (("data", data), ("objective", objective)):
-        eigenvalues = section.get("eigenvalues")
-        if eigenvalues is not None and len(eigenvalues) != section["d"]:
-            errors.append(
-                f"{prefix}.eigenvalues must list {prefix}.d ({section['d']}) values; "
-                f"got {len(eigenvalues)}"
-            )
-        if "eig_min" in section and section["eig_min"] > section["eig_max"]:
-            errors.append(
-                f"{prefix}.eig_min must be <= {prefix}.eig_max ({section['eig_max']:g}); "
-                f"got {section['eig_min']:g}"
-            )
-    return errors
+    assert step_size is not None  # parsed whenever the schema checks passed
+    return config, step_size
 
 
 def usable_cpus() -> int:
@@ -405,7 +321,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     raw = load_yaml(path) if path is not None else {}
     if path is not None:
         anchor_data_path(raw, Path(path).resolve().parent)
-    return RunSpec.from_resolved(resolve(validate(apply_overrides(raw, overrides or []))))
+    return spec_of_raw(apply_overrides(raw, overrides or []))
+
+
+def spec_of_raw(raw: dict[str, Any], auto_workers: int | None = None) -> RunSpec:
+    """Validate and resolve a raw config mapping into its spec (``auto_workers``: as for
+    ``resolve``); the step size the validator parsed is the spec's."""
+    config, step_size = _validated(raw)
+    return RunSpec.from_resolved(resolve(config, auto_workers), step_size=step_size)
 
 
 def spec_of_saved(config: Config) -> RunSpec:
@@ -418,10 +341,10 @@ def spec_of_saved(config: Config) -> RunSpec:
     it is taken as written; ConfigError if it cannot be.
     """
     try:
-        filled = resolve(validate(copy.deepcopy(config)))
+        checked, step_size = _validated(copy.deepcopy(config))
     except ConfigError as exc:
         try:
             return RunSpec.from_resolved(config)
         except (KeyError, TypeError, ValueError):
             raise exc from None
-    return RunSpec.from_resolved(filled, saved=config)
+    return RunSpec.from_resolved(resolve(checked), saved=config, step_size=step_size)

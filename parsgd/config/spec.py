@@ -9,8 +9,9 @@ run writes (``config.yaml``, the sweep plan) hold exactly what they held before 
 
 Top-level fields mirror the YAML's top-level keys, and each section its YAML section, so
 ``spec.sgd.batch_size`` is the ``sgd.batch_size`` of the file. ``data`` and ``objective``
-hold keys that depend on their ``kind`` (``parsgd.config.kinds``): they carry the kind, typed
-accessors for the keys the engine shares across kinds, and the kind's keys read-only.
+hold keys that depend on their ``kind``: each is the dataclass of its kind
+(``parsgd.config.kind_specs``), so ``spec.objective.hidden`` is the ``objective.hidden`` of an
+mlp run and ``isinstance(spec.data, FileData)`` says the data come from a file.
 """
 
 from __future__ import annotations
@@ -20,10 +21,16 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
-from parsgd.config.hetero import DEFAULT_PARTITION, hash_defaults_dropped
+from parsgd.config.hetero import hash_defaults_dropped
+from parsgd.config.kind_specs import (
+    SYNTHETIC_DATA,
+    DataSpec,
+    ObjectiveSpec,
+    data_spec,
+    objective_spec,
+)
 from parsgd.schedules import AveragingSchedule, StepSize
 
 Config = dict[str, Any]
@@ -50,83 +57,6 @@ def config_hash(config: Config) -> str:
     relevant = hash_defaults_dropped(relevant)  # data.partition, sampling, momentum
     text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _frozen(value: Any) -> Any:
-    """A read-only copy: mappings become mapping proxies, lists tuples."""
-    if isinstance(value, dict):
-        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    return value
-
-
-def _thawed(value: Any) -> Any:
-    """The plain (mutable) copy of a ``_frozen`` value, for code that takes dicts and lists."""
-    if isinstance(value, Mapping):
-        return {k: _thawed(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thawed(v) for v in value]
-    return value
-
-
-_Section = TypeVar("_Section", bound="KindSection")
-
-
-@dataclass(frozen=True, slots=True)
-class KindSection:
-    """A section whose keys depend on its ``kind``: the kind and all its keys, read-only."""
-
-    kind: str
-    options: Mapping[str, Any]  # every key of the section, ``kind`` included
-
-    @classmethod
-    def parse(cls: type[_Section], section: Mapping[str, Any]) -> _Section:
-        return cls(str(section["kind"]), _frozen(dict(section)))
-
-    def as_dict(self) -> Config:
-        """The section as a plain mapping (for the data loaders, which take one)."""
-        out: Config = _thawed(self.options)
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class DataSpec(KindSection):
-    """``data``: where the samples come from (``parsgd.config.kinds.DATA_SECTION``)."""
-
-    @property
-    def stream(self) -> bool:
-        """A fresh sample every step (a pool of ``n`` samples otherwise)."""
-        return bool(self.options.get("stream", False))
-
-    @property
-    def n(self) -> int | None:
-        """Samples in a synthetic pool; None where the kind has no ``n`` (files, none)."""
-        n = self.options.get("n")
-        return None if n is None else int(n)
-
-    @property
-    def d(self) -> int | None:
-        """Features of synthetic data; None where the data decides (files) or there is none."""
-        d = self.options.get("d")
-        return None if d is None else int(d)
-
-    @property
-    def partition(self) -> tuple[str, float | None]:
-        """``data.partition`` as (kind, alpha): shared, shards or dirichlet (with alpha)."""
-        part = self.options.get("partition", DEFAULT_PARTITION)
-        alpha = part.get("alpha")
-        return str(part["kind"]), None if alpha is None else float(alpha)
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectiveSpec(KindSection):
-    """``objective``: the loss (``parsgd.config.kinds.OBJECTIVE_SECTION``)."""
-
-    @property
-    def l2(self) -> float:
-        """The L2 penalty l2/2 ||w||^2; 0 for objectives without one."""
-        return float(self.options.get("l2", 0.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,17 +120,26 @@ class RunSpec:
 
     @classmethod
     def from_resolved(
-        cls, config: Mapping[str, Any], saved: Mapping[str, Any] | None = None
+        cls,
+        config: Mapping[str, Any],
+        saved: Mapping[str, Any] | None = None,
+        step_size: StepSize | None = None,
     ) -> RunSpec:
         """The spec of a validated, resolved config (``load.resolve(load.validate(raw))``).
 
         Trusts its input: validation happened before, with its messages. ``saved``: the
         mapping a run wrote, if ``config`` is it with defaults filled in (``spec_of_saved``);
-        the hash and ``to_dict()`` are then the saved mapping's.
+        the hash and ``to_dict()`` are then the saved mapping's. ``step_size``: the one the
+        validator parsed (``load.spec_of_raw``), over the resolved ``sgd.steps``; parsed
+        here if not given.
         """
         resolved: Config = copy.deepcopy(dict(config))
         kept: Config = resolved if saved is None else copy.deepcopy(dict(saved))
         sgd, averaging = resolved["sgd"], resolved["averaging"]
+        if step_size is None:
+            step_size = StepSize.from_config(resolved)
+        else:  # resolving may change the steps (method single), never the step size's keys
+            step_size = replace(step_size, total_steps=sgd["steps"])
         return cls(
             name=resolved["name"],
             seed=resolved["seed"],
@@ -210,11 +149,11 @@ class RunSpec:
             backend=resolved["backend"],
             method=resolved["method"],
             single_budget=resolved["single_budget"],
-            data=DataSpec.parse(resolved["data"]),
-            objective=ObjectiveSpec.parse(resolved["objective"]),
+            data=data_spec(resolved["data"]),
+            objective=objective_spec(resolved["objective"]),
             sgd=SgdSpec(
                 steps=sgd["steps"],
-                step_size=StepSize.from_config(resolved),
+                step_size=step_size,
                 batch_size=sgd["batch_size"],
                 init=sgd["init"],
                 init_scale=sgd["init_scale"],
@@ -243,7 +182,7 @@ class RunSpec:
 
     def with_samples_at_most(self, n: int) -> RunSpec:
         """The same run on a synthetic pool of at most ``n`` samples (to compile kernels on)."""
-        if self.data.n is None or self.data.n <= n:
+        if not isinstance(self.data, SYNTHETIC_DATA) or self.data.n <= n:
             return self
         data = {**self._resolved["data"], "n": n}
         return RunSpec.from_resolved({**self._resolved, "data": data})

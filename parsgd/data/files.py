@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.config.kind_specs import FileData
 from parsgd.data.table import Table
 from parsgd.errors import DataError
 
@@ -30,10 +31,10 @@ _SUFFIXES = {
 }
 
 
-def load_file(data: dict[str, Any]) -> Table:
+def load_file(data: FileData) -> Table:
     """Read ``data.path`` in ``data.format`` (or the format its suffix names)."""
-    path = Path(data["path"])
-    fmt = data["format"] or _SUFFIXES.get(path.suffix.lower())
+    path = Path(data.path)
+    fmt = data.format or _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise DataError(
             f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
@@ -47,11 +48,11 @@ def load_file(data: dict[str, Any]) -> Table:
         raise DataError(f"{path}: the file is empty")
     try:
         if fmt == "svmlight":
-            return _load_svmlight(path, data["n_features"])
+            return _load_svmlight(path, data.n_features)
         if fmt == "csv":
-            return _load_csv(path, data["label"], data["header"])
+            return _load_csv(path, data.label, data.header)
         if fmt == "npy":
-            return _split_label(_load_npy(path), data["label"], str(path))
+            return _split_label(_load_npy(path), data.label, str(path))
         return _load_npz(path)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from parsgd.config.kind_specs import BundledData, FileData
 from parsgd.data.bundled import load_bundled
 from parsgd.data.files import load_file
 from parsgd.data.table import (
@@ -25,13 +25,13 @@ class Split:
     classes: int = 0  # number of classes (labels "classes"), else 0
 
 
-def load_split(data: dict[str, Any], objective: str, labels: str | None) -> Split:
+def load_split(data: FileData | BundledData, objective: str, labels: str | None) -> Split:
     """Load, check, encode labels, split and standardise.
 
     ``labels``: "real" (any finite number), "binary" (-1/+1), "classes" (0..k-1) or None
     (features only: labels, if any, are dropped).
     """
-    table = load_file(data) if data["kind"] == "file" else load_bundled(data["name"])
+    table = load_file(data) if isinstance(data, FileData) else load_bundled(data.name)
     check_table(table)
     classes = 0
     if labels is None:
@@ -43,9 +43,9 @@ def load_split(data: dict[str, Any], objective: str, labels: str | None) -> Spli
         table.y = codes
     else:
         table.y = require_labels(table.y, table.source, objective)
-    train, test = split(table, data["test_fraction"], data["seed"])
-    train, test = standardize(train, test, data["standardize"])
-    if labels == "real" and data["standardize"] == "center_scale":
+    train, test = split(table, data.test_fraction, data.seed)
+    train, test = standardize(train, test, data.standardize)
+    if labels == "real" and data.standardize == "center_scale":
         # A linear model without intercept needs a centred target as much as centred features.
         assert train.y is not None
         mean, std = float(train.y.mean()), float(train.y.std()) or 1.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -59,7 +59,9 @@ def _gaussian_rows(
     return X, y
 
 
-def spectrum(d: int, eig_max: float, eig_min: float, eigenvalues: list[float] | None) -> np.ndarray:
+def spectrum(
+    d: int, eig_max: float, eig_min: float, eigenvalues: Sequence[float] | None
+) -> np.ndarray:
     """The listed eigenvalues, or d values from eig_max down to eig_min evenly on a log scale."""
     if eigenvalues is not None:
         return np.asarray(eigenvalues, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""The registry: ``objective.kind`` -> a builder that makes or loads the data and the Problem.
+"""The registry: the objective's kind -> a builder that makes or loads the data and the Problem.
 
 Builders run before the results directory exists (see ``parsgd.engine.runner``), so every
 DataError they raise leaves nothing behind.
@@ -6,11 +6,23 @@ DataError they raise leaves nothing behind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from parsgd.config.kind_specs import (
+    LOADED_DATA,
+    GaussianLinearData,
+    HingeObjective,
+    LeastSquaresObjective,
+    LogisticObjective,
+    LogisticPlantedData,
+    MlpObjective,
+    PcaObjective,
+    PcaSpectrumData,
+    QuadraticObjective,
+    SoftmaxObjective,
+)
 from parsgd.config.spec import RunSpec
 from parsgd.data.sources import Split, load_split
 from parsgd.data.sparse import is_sparse, publish_csr, publish_dense
@@ -33,32 +45,42 @@ from parsgd.problems.quadratic import Quadratic, worker_quadratics
 from parsgd.problems.softmax import SoftmaxPool
 
 _LABELS = {"least_squares": "real", "logistic": "binary", "hinge": "binary"}
+LinearObjective = LeastSquaresObjective | LogisticObjective | HingeObjective
 
 
 def build_problem(spec: RunSpec, arena: Arena) -> Problem:
     """Generate or load the data into ``arena`` and pair it with the objective.
 
-    Each builder reads its data and objective kind's own keys (``options``).
+    The objective's class picks the builder; each reads its data kind's own fields.
     """
-    return _BUILDERS[spec.objective.kind](spec, arena)
+    objective = spec.objective
+    match objective:
+        case LeastSquaresObjective() | LogisticObjective() | HingeObjective():
+            return _build_linear(spec, objective, arena)
+        case QuadraticObjective():
+            return _build_quadratic(spec, objective)
+        case PcaObjective():
+            return _build_pca(spec, arena)
+        case MlpObjective():
+            return _build_mlp(spec, objective, arena)
+        case SoftmaxObjective():
+            return _build_softmax(spec, objective, arena)
 
 
-def _build_linear(spec: RunSpec, arena: Arena) -> Problem:
-    data = spec.data.options
-    kind, l2, batch = spec.objective.kind, spec.objective.l2, spec.sgd.batch_size
-    if spec.data.kind == "gaussian_linear":
-        if spec.data.stream:
-            w_true = planted_weights(data["d"], data["seed"])
-            return GaussianStream(w_true, data["noise"], l2, batch)
-        _check_memory(data["n"] * (data["d"] + 1) * 8)
-        X, y, _ = gaussian_linear(data["n"], data["d"], data["noise"], data["seed"], arena)
+def _build_linear(spec: RunSpec, objective: LinearObjective, arena: Arena) -> Problem:
+    data, kind, l2, batch = spec.data, objective.kind, objective.l2, spec.sgd.batch_size
+    if isinstance(data, GaussianLinearData):
+        if data.stream:
+            return GaussianStream(planted_weights(data.d, data.seed), data.noise, l2, batch)
+        _check_memory(data.n * (data.d + 1) * 8)
+        X, y, _ = gaussian_linear(data.n, data.d, data.noise, data.seed, arena)
         return LinearPool(X, y, kind, l2, batch)
-    if spec.data.kind == "logistic_planted":
-        if spec.data.stream:
-            w_true = data["scale"] * planted_weights(data["d"], data["seed"])
+    if isinstance(data, LogisticPlantedData):
+        if data.stream:
+            w_true = data.scale * planted_weights(data.d, data.seed)
             return PlantedStream(w_true, kind, l2, batch)
-        _check_memory(data["n"] * (data["d"] + 1) * 8)
-        X, y, _ = logistic_planted(data["n"], data["d"], data["scale"], data["seed"], arena)
+        _check_memory(data.n * (data.d + 1) * 8)
+        X, y, _ = logistic_planted(data.n, data.d, data.scale, data.seed, arena)
         return LinearPool(X, y, kind, l2, batch)
     loaded = _load(spec, _LABELS[kind])
     X = _publish(loaded.train.X, arena)
@@ -66,42 +88,43 @@ def _build_linear(spec: RunSpec, arena: Arena) -> Problem:
     return LinearPool(X, y, kind, l2, batch, _held_out(loaded))
 
 
-def _build_quadratic(spec: RunSpec, arena: Arena) -> Problem:
-    objective = spec.objective.options
-    d = objective["d"]
-    eigs = spectrum(d, objective["eig_max"], objective["eig_min"], objective["eigenvalues"])
-    center = planted_weights(d, spec.seed)
+def _build_quadratic(spec: RunSpec, objective: QuadraticObjective) -> Problem:
+    q = objective
+    eigs = spectrum(q.d, q.eig_max, q.eig_min, q.eigenvalues)
+    center = planted_weights(q.d, spec.seed)
     # Every worker's own quadratic, numbered over all nodes (each node builds all of them).
-    workers = worker_quadratics(
-        eigs, center, objective["zeta"], objective["curvature_spread"], spec.ranks, spec.seed
-    )
-    sigma, beta, batch = objective["sigma"], objective["beta"], spec.sgd.batch_size
-    return Quadratic(eigs, center, sigma, beta, batch, workers)
+    workers = worker_quadratics(eigs, center, q.zeta, q.curvature_spread, spec.ranks, spec.seed)
+    return Quadratic(eigs, center, q.sigma, q.beta, spec.sgd.batch_size, workers)
 
 
 def _build_pca(spec: RunSpec, arena: Arena) -> Problem:
-    data, batch = spec.data.options, spec.sgd.batch_size
-    if spec.data.kind == "pca_spectrum":
-        eigs = spectrum(data["d"], data["eig_max"], data["eig_min"], data["eigenvalues"])
-        if spec.data.stream:
-            return PcaStream(eigs, random_rotation(data["d"], data["seed"]), batch)
-        _check_memory(data["n"] * data["d"] * 8)
-        X, _ = pca_spectrum(data["n"], eigs, data["seed"], arena)
+    data, batch = spec.data, spec.sgd.batch_size
+    if isinstance(data, PcaSpectrumData):
+        eigs = spectrum(data.d, data.eig_max, data.eig_min, data.eigenvalues)
+        if data.stream:
+            return PcaStream(eigs, random_rotation(data.d, data.seed), batch)
+        _check_memory(data.n * data.d * 8)
+        X, _ = pca_spectrum(data.n, eigs, data.seed, arena)
         return PcaPool(X, batch)
     loaded = _load(spec, None)
     test = None if loaded.test is None else _dense(loaded.test.X, spec, None)
     return PcaPool(_dense(loaded.train.X, spec, arena), batch, test)
 
 
-def _build_mlp(spec: RunSpec, arena: Arena) -> Problem:
-    data, objective = spec.data.options, spec.objective.options
-    batch = spec.sgd.batch_size
-    if spec.data.kind == "logistic_planted":
-        _check_memory(data["n"] * (data["d"] + 1) * 8)
-        X, y, _ = logistic_planted(data["n"], data["d"], data["scale"], data["seed"], arena)
-        labels = arena.empty((data["n"],), np.int64)
-        labels[:] = (y > 0).astype(np.int64)
-        return MlpPool(X, labels, 2, objective["hidden"], objective["l2"], batch)
+def _planted_classes(data: LogisticPlantedData, arena: Arena) -> tuple[np.ndarray, np.ndarray]:
+    """A planted logistic pool with its labels as two classes, 0/1."""
+    _check_memory(data.n * (data.d + 1) * 8)
+    X, y, _ = logistic_planted(data.n, data.d, data.scale, data.seed, arena)
+    labels = arena.empty((data.n,), np.int64)
+    labels[:] = (y > 0).astype(np.int64)
+    return X, labels
+
+
+def _build_mlp(spec: RunSpec, objective: MlpObjective, arena: Arena) -> Problem:
+    data, hidden, l2, batch = spec.data, objective.hidden, objective.l2, spec.sgd.batch_size
+    if isinstance(data, LogisticPlantedData):
+        X, labels = _planted_classes(data, arena)
+        return MlpPool(X, labels, 2, hidden, l2, batch)
     loaded = _load(spec, "classes")
     X = _dense(loaded.train.X, spec, arena)
     labels = arena.empty((loaded.train.n,), np.int64)
@@ -109,17 +132,13 @@ def _build_mlp(spec: RunSpec, arena: Arena) -> Problem:
     test = None
     if loaded.test is not None:
         test = (_dense(loaded.test.X, spec, None), np.asarray(loaded.test.y, np.int64))
-    return MlpPool(X, labels, loaded.classes, objective["hidden"], objective["l2"], batch, test)
+    return MlpPool(X, labels, loaded.classes, hidden, l2, batch, test)
 
 
-def _build_softmax(spec: RunSpec, arena: Arena) -> Problem:
-    data = spec.data.options
-    batch, l2 = spec.sgd.batch_size, spec.objective.l2
-    if spec.data.kind == "logistic_planted":  # two classes, 0/1
-        _check_memory(data["n"] * (data["d"] + 1) * 8)
-        X, y, _ = logistic_planted(data["n"], data["d"], data["scale"], data["seed"], arena)
-        labels = arena.empty((data["n"],), np.int64)
-        labels[:] = (y > 0).astype(np.int64)
+def _build_softmax(spec: RunSpec, objective: SoftmaxObjective, arena: Arena) -> Problem:
+    data, l2, batch = spec.data, objective.l2, spec.sgd.batch_size
+    if isinstance(data, LogisticPlantedData):
+        X, labels = _planted_classes(data, arena)
         return SoftmaxPool(X, labels, 2, l2, batch)
     loaded = _load(spec, "classes")
     labels = arena.empty((loaded.train.n,), np.int64)
@@ -129,19 +148,11 @@ def _build_softmax(spec: RunSpec, arena: Arena) -> Problem:
     return SoftmaxPool(_publish(loaded.train.X, arena), labels, loaded.classes, l2, batch, test)
 
 
-_BUILDERS: dict[str, Callable[[RunSpec, Arena], Problem]] = {
-    "least_squares": _build_linear,
-    "logistic": _build_linear,
-    "hinge": _build_linear,
-    "quadratic": _build_quadratic,
-    "pca": _build_pca,
-    "mlp": _build_mlp,
-    "softmax": _build_softmax,
-}
-
-
 def _load(spec: RunSpec, labels: str | None) -> Split:
-    loaded = load_split(spec.data.as_dict(), spec.objective.kind, labels)
+    data = spec.data
+    if not isinstance(data, LOADED_DATA):  # validation pairs every objective with its data
+        raise AssertionError(f"objective {spec.objective.kind} cannot use data {data.kind}")
+    loaded = load_split(data, spec.objective.kind, labels)
     if loaded.train.n < spec.sgd.batch_size:
         raise DataError(
             f"{loaded.train.source}: sgd.batch_size ({spec.sgd.batch_size}) is larger "
