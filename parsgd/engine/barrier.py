@@ -3,7 +3,7 @@
 Each rank announces a meeting by a release store of its generation into its own counter (one
 128-byte line each, so announcing does not evict the others'), then waits until every member
 of the meeting has reached it, with acquire loads. Waiting backs off as the wait grows: a
-short spin (a peer that is running arrives within a microsecond), then ``sched_yield`` (a peer
+spin of 20 us (a peer that is running arrives within microseconds), then ``sched_yield`` (a peer
 that lost its core gets it back within its time slice), then sleeps growing with the wait up
 to a millisecond (more workers than cores, a peer evaluating a large loss). While it waits it
 watches the abort flag (a peer died), its parent (the coordinator died) and, once a stop was
@@ -46,7 +46,12 @@ PAD = 16
 # they cross to the peer's core with the line the barrier moves anyway.
 GENERATION, POSITION, FLAGS = 0, 1, 2  # FLAGS + side
 
-_SPINS = 256  # loads before the first clock read: ~0.5 us
+_SPINS = 256  # loads between two clock reads: ~0.3 us
+# Spin for the first 20 us of a wait: a peer that has its core arrives within a few
+# microseconds, and a sched_yield costs ~0.6 us here (a system call), which the waiter
+# would add to the meeting for a peer that arrives meanwhile. At every: 1 a rank often waits
+# longer than 256 loads for the other's ordinary lead (a cache miss, an interrupt).
+_SPIN_NS = 20_000
 # Then yield the core for up to 2 ms of waiting: a peer that lost its core (more runnable
 # processes than cores) gets it back at once, where a sleep would cost at least the kernel's
 # timer slack (~50 us) every time.
@@ -58,14 +63,17 @@ _STOP_GRACE_NS = int(2 * STOP_GRACE_S * 1e9)
 
 
 # A coordinator that watches a barrier (``arrived``) shares the cores with the workers it
-# waits for: it yields for 200 us only, then sleeps at most 200 us.
+# waits for: it yields at once (no spin), for 200 us only, then sleeps at most 200 us.
 _WATCH_YIELD_NS = 200_000
 _WATCH_MAX_SLEEP_US = 200
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _back_off(waited: int, yield_ns: int, max_sleep_us: int) -> None:
-    """After ``waited`` ns of waiting: yield the core, then sleep waited/16, capped."""
+def _back_off(waited: int, spin_ns: int, yield_ns: int, max_sleep_us: int) -> None:
+    """After ``waited`` ns of waiting: go on spinning, then yield the core, then sleep
+    waited/16, capped."""
+    if waited < spin_ns:
+        return
     if waited < yield_ns:
         sched_yield()
     else:
@@ -126,7 +134,8 @@ def wait(
                 return STALLED
         if waited >= _YIELD_NS and getppid() != parent:  # checked only once sleeping
             return PARENT_GONE
-        _back_off(waited, _YIELD_NS, _MAX_SLEEP_US)
+        spins = 0
+        _back_off(waited, _SPIN_NS, _YIELD_NS, _MAX_SLEEP_US)
 
 
 @njit(cache=True, nogil=True)
@@ -154,7 +163,8 @@ def arrived(
         waited = now - started
         if waited > budget:
             return False
-        _back_off(waited, _WATCH_YIELD_NS, _WATCH_MAX_SLEEP_US)
+        spins = 0
+        _back_off(waited, 0, _WATCH_YIELD_NS, _WATCH_MAX_SLEEP_US)
 
 
 @njit(cache=True, nogil=True)

@@ -30,11 +30,10 @@ from parsgd.config.files import absolute_path, anchor_data_path, load_yaml
 from parsgd.config.limits import sweep_size_error
 from parsgd.config.load import (
     apply_overrides,
-    resolve,
     set_dotted,
+    spec_of_raw,
     spec_of_saved,
     unknown_key,
-    validate,
 )
 from parsgd.config.schema import show
 from parsgd.config.spec import RunSpec
@@ -246,13 +245,12 @@ def expand_sweep(sweep: Sweep, workers: int | None = None) -> list[Point]:
         try:
             for key, value in values.items():
                 _set_swept(raw, key, value)
-            config = validate(raw)
+            spec = spec_of_raw(raw, auto_workers=workers)
         except ConfigError as exc:
             failures.append(
                 f"sweep point {index + 1} of {len(combos)} ({describe_values(values)}): {exc}"
             )
             continue
-        spec = RunSpec.from_resolved(resolve(config, auto_workers=workers))
         points.append(Point(index, values, spec.renamed(make_run_id(values, spec))))
     if failures:
         more = f" (and {len(failures) - 1} more bad points)" if len(failures) > 1 else ""
