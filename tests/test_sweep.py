@@ -284,13 +284,14 @@ def test_sigusr1_stops_a_run_like_sigterm(tmp_path: Path) -> None:
 
 
 def test_two_sweeps_sharing_a_directory_run_each_point_once(tmp_path: Path) -> None:
-    # Four points of several seconds each (a meeting every step), one at a time per sweep;
-    # the second sweep starts once the first is running a point: both must get points.
+    # Four points of a few seconds each (24M steps at d = 256: ~3 s here), one at a time per
+    # sweep; the second sweep starts once the first is running a point: both must get points.
     base = write_config(
-        tmp_path / "base.yaml", workers=1, sgd={"steps": 300_000}, averaging={"every": 1},
-        eval={"every": 100_000},
+        tmp_path / "base.yaml", workers=1, data={"kind": "gaussian_linear", "n": 2000, "d": 256},
+        sgd={"steps": 12_000_000, "step_size": 0.001}, averaging={"every": 1000},
+        eval={"every": 4_000_000},
     )  # fmt: skip
-    grid = {"sgd.step_size": [0.01, 0.02, 0.03, 0.04]}
+    grid = {"sgd.step_size": [0.0005, 0.001, 0.0015, 0.002]}  # stable: step size x d < 1
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(yaml.safe_dump({"name": "avg", "base": base.name, "grid": grid}))
     out = tmp_path / "out"
