@@ -34,6 +34,10 @@ def test_bench_quick_writes_every_row(tmp_path: Path) -> None:
         "parsgd sweep --help",
         "M=2 pca every 1",
         "M=2 sparse_logistic every 1",
+        "C two threads d=100 every 1",
+        "C two threads d=10 every 1",
+        "meeting cost every 1 M=2, dense d=100",
+        "meeting cost every 1 M=2, pca d=10",
     ):
         assert any(expected in m for m in measures), expected
     ceiling = [r for r in record["rows"] if r["baseline"] == "C -O3 -march=native -ffast-math"]

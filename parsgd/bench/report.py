@@ -130,6 +130,9 @@ def baselines(raw: dict[str, Any]) -> str:
         if "skipped" in torch
         else f"  torch {torch.get('torch')}: PeriodicModelAverager over gloo, 2 ranks"
     )
+    meet = raw.get("c_meetings", {})
+    if "flags" in meet:
+        lines.append(f"  C two threads (meetings): {meet['compiler']}, {' '.join(meet['flags'])}")
     mpi = raw["averaging"].get("mpi_note") or "in-place Allreduce, 2 ranks on one node"
     lines.append(f"  MPI: mpi4py {v.get('mpi4py')}, mpich {v.get('mpich')}: {mpi}")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from typing import Any
 
 from parsgd.bench import (
     averaging,
+    c_meetings,
     contention,
     help,
     kernels,
@@ -29,6 +30,7 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
         ("kernels", kernels),
         ("averaging", averaging),
         ("throughput", throughput),
+        ("c_meetings", c_meetings),
         ("memory", memory),
         ("torch", torch_local_sgd),
         ("contention", contention),
@@ -42,7 +44,11 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
     info["elapsed_s"] = time.perf_counter() - started
     info["load_avg_1m_after"] = os.getloadavg()[0]
     info["cpu_pressure_after"] = report._cpu_pressure()
-    rows = report.build_rows(raw) + mpi_global.rows(raw["mpi"], raw["averaging"])
+    rows = (
+        report.build_rows(raw)
+        + c_meetings.rows(raw["c_meetings"], raw["throughput"])
+        + mpi_global.rows(raw["mpi"], raw["averaging"])
+    )
     print(report.baselines(raw))
     print(report.table(rows))
     m = info["machine"]
