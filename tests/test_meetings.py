@@ -19,12 +19,13 @@ from backend_pairs import Pairs, pair_traces, run_on_both_backends
 from conftest import ROOT, all_gone, run_cli, wait_until, write_config
 
 from parsgd.engine import meetings
-from parsgd.engine.barrier import PAD, wait
+from parsgd.engine.barrier import PAD, SPIN_WITH_CORES_NS, spin_budget, wait
 from parsgd.engine.control import (
     ABORT,
     ABORTED,
     GLOBAL,
     GROUP,
+    N_CONTROL,
     NONFINITE,
     OK,
     PARENT_GONE,
@@ -86,7 +87,7 @@ def _block(M: int, barrier: bool, control: np.ndarray, levels: list[int], W0: np
 
 
 def test_stop_request_ends_the_block_at_the_next_global_meeting() -> None:
-    control = np.zeros(2, np.int64)
+    control = np.zeros(N_CONTROL, np.int64)
     control[STOP_REQUEST] = 1
     (status, count, decision), _, _ = _block(
         4, False, control, [GROUP, GROUP, GLOBAL, GLOBAL], np.zeros((4, 3))
@@ -97,7 +98,7 @@ def test_stop_request_ends_the_block_at_the_next_global_meeting() -> None:
 def test_group_divergence_is_decided_at_the_next_global_meeting() -> None:
     W0 = np.zeros((4, 3))
     W0[3, 0] = np.nan  # group 1 (ranks 2, 3) diverges at the first, group-level, meeting
-    control = np.zeros(2, np.int64)
+    control = np.zeros(N_CONTROL, np.int64)
     (status, count, decision), W, _ = _block(4, False, control, [GROUP, GROUP, GLOBAL, GLOBAL], W0)
     assert (status, count, decision) == (OK, 3, NONFINITE)
     # Group 0 stayed finite through the group meetings: its rows averaged among themselves.
@@ -107,7 +108,7 @@ def test_group_divergence_is_decided_at_the_next_global_meeting() -> None:
 def test_groups_average_among_themselves_then_globally() -> None:
     W0 = np.arange(12, dtype=float).reshape(4, 3)
     X = np.ones((10, 3))
-    control = np.zeros(2, np.int64)
+    control = np.zeros(N_CONTROL, np.int64)
     _, W, _ = _block(4, False, control, [GROUP], W0)
     # One least-squares step at x = 1, y = 1, eta 0.1 on each row, then each pair averaged.
     stepped = W0 - 0.1 * ((W0 @ X[0]) - 1.0)[:, None] * X[0]
@@ -118,14 +119,14 @@ def test_groups_average_among_themselves_then_globally() -> None:
 
 
 def test_barrier_gives_up_on_abort() -> None:
-    control = np.zeros(2, np.int64)
+    control = np.zeros(N_CONTROL, np.int64)
     control[ABORT] = 1  # rank 1 never arrives
     (status, count, _), _, _ = _block(2, True, control, [GLOBAL], np.zeros((2, 3)))
     assert (status, count) == (ABORTED, 0)
 
 
 def test_barrier_gives_up_on_a_peer_that_never_answers_a_stop() -> None:
-    arrive, control = np.zeros(2 * PAD, np.int64), np.zeros(2, np.int64)
+    arrive, control = np.zeros(2 * PAD, np.int64), np.zeros(N_CONTROL, np.int64)
     control[STOP_REQUEST] = 1  # rank 1 never arrives (as if SIGSTOPped)
     assert wait(arrive, control, 0, 1, 0, 2, os.getppid()) == STALLED
     assert wait(arrive, control, 0, 1, 0, 2, os.getppid() + 1) == PARENT_GONE
@@ -354,3 +355,9 @@ def test_a_global_every_off_the_rounds_is_one_line_and_exit_2(
         f"end; got {global_every}"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_wait_spins_only_where_every_rank_has_a_core() -> None:
+    # Ranks sharing cores yield at once: a spin would keep the peer it waits for off the core.
+    assert spin_budget(2, 2) == SPIN_WITH_CORES_NS > 0
+    assert spin_budget(3, 2) == 0 and spin_budget(8, 2) == 0

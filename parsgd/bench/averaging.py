@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.config.load import usable_cpus
 from parsgd.data.shared import SharedArena
 from parsgd.engine import meetings
-from parsgd.engine.barrier import wait
-from parsgd.engine.control import GLOBAL, OK
+from parsgd.engine.barrier import spin_budget, wait
+from parsgd.engine.control import GLOBAL, OK, SPIN_NS
 from parsgd.engine.team import TeamState
 from parsgd.problems.steps import DenseLinear
 
@@ -109,6 +110,7 @@ def round_latency(d: int, kind: str, rounds: int, reps: int) -> float:
     arena = SharedArena()
     try:
         state = TeamState(arena, M, d)
+        state.control[SPIN_NS] = spin_budget(M, usable_cpus())  # as the engine sets it
         state.W[:] = np.arange(M, dtype=np.float64)[None, :, None]
         out = arena.zeros((M, reps))
         mp_barrier = context.Barrier(M) if kind == "mp_barrier" else None

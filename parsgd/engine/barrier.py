@@ -31,6 +31,7 @@ from parsgd.engine.control import (
     ABORTED,
     OK,
     PARENT_GONE,
+    SPIN_NS,
     STALLED,
     STOP_GRACE_S,
     STOP_REQUEST,
@@ -47,11 +48,13 @@ PAD = 16
 GENERATION, POSITION, FLAGS = 0, 1, 2  # FLAGS + side
 
 _SPINS = 256  # loads between two clock reads: ~0.3 us
-# Spin for the first 20 us of a wait: a peer that has its core arrives within a few
-# microseconds, and a sched_yield costs ~0.6 us here (a system call), which the waiter
-# would add to the meeting for a peer that arrives meanwhile. At every: 1 a rank often waits
-# longer than 256 loads for the other's ordinary lead (a cache miss, an interrupt).
-_SPIN_NS = 20_000
+# Where every rank has a core, spin for the first 20 us of a wait: a peer that has its core
+# arrives within a few microseconds, and a sched_yield costs ~0.6 us here (a system call),
+# which the waiter would add to the meeting for a peer that arrives meanwhile. At every: 1 a
+# rank often waits longer than 256 loads for the other's ordinary lead (a cache miss, an
+# interrupt). Where ranks share cores, a spin only keeps the peer it waits for off the core:
+# yield at once (``spin_budget``; the budget is the control block's SPIN_NS).
+SPIN_WITH_CORES_NS = 20_000
 # Then yield the core for up to 2 ms of waiting: a peer that lost its core (more runnable
 # processes than cores) gets it back at once, where a sleep would cost at least the kernel's
 # timer slack (~50 us) every time.
@@ -88,9 +91,9 @@ def _first_behind(arrive: np.ndarray, r: int, hi: int, generation: int) -> int:
     return r
 
 
-def counters(arena_zeros: object, ranks: int) -> np.ndarray:
-    """Zeroed counters for ``ranks`` ranks, from an arena's ``zeros`` (shared or local)."""
-    return arena_zeros((ranks * PAD,), np.int64)  # type: ignore[operator]
+def spin_budget(ranks_here: int, cores: int) -> int:
+    """The spin of a wait before it yields, for ``ranks_here`` waiting ranks on ``cores``."""
+    return SPIN_WITH_CORES_NS if ranks_here <= cores else 0
 
 
 @njit(cache=True, nogil=True)
@@ -114,6 +117,7 @@ def wait(
     spins = 0
     started = 0
     stop_seen = 0
+    spin_ns = control[SPIN_NS]
     while True:
         r = _first_behind(arrive, r, hi, generation)
         if r == hi:
@@ -135,7 +139,7 @@ def wait(
         if waited >= _YIELD_NS and getppid() != parent:  # checked only once sleeping
             return PARENT_GONE
         spins = 0
-        _back_off(waited, _SPIN_NS, _YIELD_NS, _MAX_SLEEP_US)
+        _back_off(waited, spin_ns, _YIELD_NS, _MAX_SLEEP_US)
 
 
 @njit(cache=True, nogil=True)

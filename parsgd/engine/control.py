@@ -6,9 +6,10 @@ coordinator name the same slots without importing one another.
 
 from __future__ import annotations
 
-# Slots of the control block (int64, in shared memory).
-STOP_REQUEST, ABORT = range(2)
-N_CONTROL = 2
+# Slots of the control block (int64, in shared memory). SPIN_NS, set once before the
+# workers start: how long a waiting rank spins before it yields its core (barrier.py).
+STOP_REQUEST, ABORT, SPIN_NS = range(3)
+N_CONTROL = 3
 
 # Bits of a rank's flags word, OR-ed into the decision of a global meeting.
 NONFINITE, STOP = 1, 2

@@ -23,11 +23,14 @@ import numpy as np
 
 from parsgd.config.advice import advisories
 from parsgd.config.files import dump_config
+from parsgd.config.load import usable_cpus
 from parsgd.config.spec import Config, RunSpec
 from parsgd.data.partition import Partition, make_partition
 from parsgd.data.shared import LocalArena, SharedArena, remove_stale_segments
 from parsgd.engine import backends
+from parsgd.engine.barrier import spin_budget
 from parsgd.engine.collector import Collector
+from parsgd.engine.control import SPIN_NS
 from parsgd.engine.logs import RunLog
 from parsgd.engine.loop import Outcome, Position
 from parsgd.engine.meetings import MOMENTUM_MODES
@@ -143,11 +146,13 @@ def _run_with_signals(
             nesterov=spec.sgd.nesterov,
             momentum_mode=MOMENTUM_MODES[spec.averaging.momentum],
         )
+        backend = backends.info(spec.backend)
+        ranks_here = M // spec.nodes if backend.across_nodes else M
+        state.control[SPIN_NS] = spin_budget(ranks_here, usable_cpus())
         team = Team(problem, plan, state, settings, partition)
         warm_up(team)  # here, before the workers fork, not inside a trial's clock
         if W0 is not None:
             team.load_models(start.trial, start.step, W0)
-        backend = backends.info(spec.backend)
         if backend.across_nodes:
             across: Any = backends.load(backend.name)
             # Forks this node's workers, then MPI_Init. Rank 0 writes the results; the others
