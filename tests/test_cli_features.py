@@ -300,19 +300,26 @@ def test_a_run_killed_with_its_sweep_is_lost_then_rerun(tmp_path: Path) -> None:
     (run_dir,) = _wait_for_run_dir(out / "s", proc)
     assert wait_until(lambda: trace_rows(run_dir) >= 2 or proc.poll() is not None, 120, 0.01)
     assert proc.poll() is None, "the sweep ended before it was killed: lengthen its run"
-    # As a node dies: every process at once, none left to record the end. The run is frozen
-    # first, or the sweep's death would reach it as SIGUSR1 (stop and checkpoint) in time.
+    # As a node dies: every process at once, none left to record the end. Both are frozen
+    # first, each waited for until it is stopped (a SIGUSR1 arriving while SIGSTOP is still
+    # pending is taken first, lower signal number first), then the run is killed before the
+    # sweep: a sweep dying first orphans the stopped run's process group, which the kernel
+    # then continues (SIGHUP, SIGCONT), and the run took the sweep's death (SIGUSR1) and
+    # stopped cleanly as `interrupted` before its SIGKILL came (seen under -n 2).
     run_pid = json.loads((run_dir / "run.json").read_text())["coordinator_pid"]
-    os.kill(run_pid, signal.SIGSTOP)
-    # Only once it is stopped: a SIGUSR1 arriving while SIGSTOP is still pending is taken
-    # first (lower signal number), and the run would stop cleanly as `interrupted`.
-    assert wait_until(lambda: psutil.Process(run_pid).status() == psutil.STATUS_STOPPED, 30)
+    for pid in (run_pid, proc.pid):
+        os.kill(pid, signal.SIGSTOP)
+        stopped = wait_until(lambda p=pid: psutil.Process(p).status() == psutil.STATUS_STOPPED, 30)
+        assert stopped, pid
+    os.kill(run_pid, signal.SIGKILL)
+    # A zombie until the sweep, stopped, is killed too and init reaps it.
+    assert wait_until(lambda: psutil.Process(run_pid).status() == psutil.STATUS_ZOMBIE, 30)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
-    os.kill(run_pid, signal.SIGKILL)
     assert wait_until(lambda: not psutil.pid_exists(run_pid) or
                       psutil.Process(run_pid).status() == psutil.STATUS_ZOMBIE, 30)  # fmt: skip
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "running", record
     status = run_cli("sweep", str(sweep), "--out", str(out), "--status")
     assert "0/1 done (1 lost)" in status.stdout, status.stdout + status.stderr
     rerun = run_cli("sweep", str(sweep), "--out", str(out))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import ROOT
+from sklearn import datasets
 from sklearn.datasets import load_breast_cancer
 
 from parsgd.data.bundled import load_bundled
@@ -96,6 +100,30 @@ def test_bundled_sets_load_with_their_classes(name: str, rows: int, classes: int
     table = load_bundled(name)
     assert table.n == rows
     assert class_labels(table.y, table.source, "mlp")[1] == classes
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "diabetes", "digits", "iris", "wine"])
+def test_bundled_sets_are_scikit_learns_arrays_bit_for_bit(name: str) -> None:
+    # Four are read from scikit-learn's files without its import; diabetes through its loader.
+    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    table = load_bundled(name)
+    assert table.X.dtype == np.float64 and table.y.dtype == np.float64
+    np.testing.assert_array_equal(table.X, X)
+    np.testing.assert_array_equal(table.y, y.astype(np.float64))
+    assert table.X.tobytes() == np.asarray(X, dtype=np.float64).tobytes()
+
+
+def test_bundled_data_loads_without_importing_scikit_learn() -> None:
+    # The CLI's start-up would pay over a second for it (parsgd/data/bundled.py).
+    code = (
+        "import sys; from parsgd.data.bundled import load_bundled; "
+        "[load_bundled(n) for n in ('breast_cancer', 'digits', 'iris', 'wine')]; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_labels_that_do_not_fit_the_objective() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli_in_process
 
 from parsgd.analysis.theory_curves import theory_curve
 from parsgd.config.load import load_config
@@ -41,7 +41,9 @@ def test_there_are_nine_experiments_each_with_a_full_variant() -> None:
 
 @pytest.mark.parametrize("path", SWEEPS + FULL, ids=lambda p: str(p.relative_to(PAPER)))
 def test_every_paper_sweep_expands_and_validates(path: Path) -> None:
-    result = run_cli("sweep", str(path), "--list")
+    # In this process: the same expansion and checks without a start-up per file (the
+    # command-line path of `sweep --list` is test_sweep.py's).
+    result = cli_in_process("sweep", str(path), "--list")
     assert result.returncode == 0, result.stderr
     assert path.read_text().startswith("# "), "each sweep is documented at its top"
 

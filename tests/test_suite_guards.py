@@ -12,16 +12,23 @@ from pathlib import Path
 import psutil
 from conftest import REQUIRE_ENV, ROOT, _listed_processes, wait_until
 
+# Two of test_slurm.py's tests on the cluster fixture, where the skip or failure is decided:
+# the whole file would add its other tests' runs (tens of seconds), which prove nothing here.
+SLURM_TESTS = (
+    "tests/test_slurm.py::test_sweep_as_job_array_matches_local_run",
+    "tests/test_slurm.py::test_srun_on_two_nodes_equals_serial",
+)
+
 
 def _pytest_without_slurm(tmp_path: Path, require: str | None) -> subprocess.CompletedProcess[str]:
-    """``pytest tests/test_slurm.py`` in a subprocess whose PATH holds no SLURM tool."""
+    """SLURM_TESTS by ``pytest`` in a subprocess whose PATH holds no SLURM tool."""
     tmp_path.mkdir()
     env = {k: v for k, v in os.environ.items() if k != REQUIRE_ENV}
     env["PATH"] = str(Path(sys.executable).parent)  # the venv's bin: python, no sbatch
     if require is not None:
         env[REQUIRE_ENV] = require
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/test_slurm.py", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", *SLURM_TESTS, "-p", "no:cacheprovider",
          "--basetemp", str(tmp_path / "basetemp")],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
@@ -33,12 +40,13 @@ def test_required_slurm_fails_instead_of_skipping_when_absent(tmp_path: Path) ->
     assert "slurm is required (PARSGD_REQUIRE) but unavailable: SLURM is not installed" in (
         required.stdout
     )
-    assert " skipped" not in required.stdout.splitlines()[-1], required.stdout[-3000:]
+    summary = required.stdout.splitlines()[-1]
+    assert "2 errors" in summary and " skipped" not in summary, required.stdout[-3000:]
 
     optional = _pytest_without_slurm(tmp_path / "optional", None)
     assert optional.returncode == 0, optional.stdout[-3000:]
     summary = optional.stdout.splitlines()[-1]
-    assert " skipped" in summary and "failed" not in summary and "error" not in summary
+    assert "2 skipped" in summary and "failed" not in summary and "error" not in summary
     # -rs (pyproject's addopts) lists each skip with its reason.
     assert "SKIPPED" in optional.stdout and "slurm: SLURM is not installed" in optional.stdout
 
