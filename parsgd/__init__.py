@@ -9,8 +9,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from parsgd import jitcache
 from parsgd.errors import ConfigError, DataError, ParsgdError, WorkerCrashed, WorkerError
 from parsgd.version import __version__
+
+jitcache.refresh()  # before any compiled function loads its cache (see jitcache)
 
 if TYPE_CHECKING:
     from parsgd.analysis.export import load
