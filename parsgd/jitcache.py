@@ -13,6 +13,7 @@ files; a checkout being edited pays one recompile after an edit to compiled code
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 from pathlib import Path
@@ -44,22 +45,33 @@ def refresh(package: Path = _PACKAGE, record: Path = _RECORD) -> bool:
     try:
         sources = sorted(package.rglob("*.py"))
         stamps = _stamps(package, sources)
-        try:
-            known = json.loads(record.read_text())
-        except (OSError, ValueError):
-            known = {}
-        if known.get("stamps") == stamps:
+        if _known(record).get("stamps") == stamps:
             return False  # the common case: nothing touched, ~1 ms of stat calls
-        content = _compiled_content(package, sources)
         record.parent.mkdir(exist_ok=True)  # where it cannot be written, touch nothing
-        dropped = False
-        if known.get("content") != content:  # changed, or unknown: caches may be stale
-            for pattern in ("*.nbi", "*.nbc"):
-                for path in package.rglob(pattern):
-                    path.unlink(missing_ok=True)
-                    dropped = True
-        # Written in place: a torn record reads as unknown, which only drops the caches again.
-        record.write_text(json.dumps({"stamps": stamps, "content": content}))
-        return dropped
+        # One process at a time (the ranks of a job start together): the others wait, then
+        # find the record up to date, so no process deletes caches another is writing.
+        with open(record.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            known = _known(record)
+            if known.get("stamps") == stamps:
+                return False
+            content = _compiled_content(package, sources)
+            dropped = False
+            if known.get("content") != content:  # changed, or unknown: may be stale
+                for pattern in ("*.nbi", "*.nbc"):
+                    for path in package.rglob(pattern):
+                        path.unlink(missing_ok=True)
+                        dropped = True
+            # In place: a torn record reads as unknown, which only drops the caches again.
+            record.write_text(json.dumps({"stamps": stamps, "content": content}))
+            return dropped
     except OSError:
         return False
+
+
+def _known(record: Path) -> dict[str, str]:
+    try:
+        known = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
