@@ -3,8 +3,9 @@
 ``measure`` starts ``mpiexec -n 2 python -m parsgd.bench.mpi_global SPEC REPS``; each rank
 times, interleaved repetition by repetition so that a noisy neighbour slows both alike:
 
-    global      MpiLink.global_sum (fixed rank order: Allgather or Alltoall + Allgather,
-                non-blocking and polled with heartbeats) of the node's sum, then the divide
+    global      MpiLink.global_sum (fixed rank order, engine/backends/mpi_sums.py: a
+                persistent Allgather, or Alltoall + Allgather of chunks; non-blocking and
+                polled with heartbeats) of the node's sum, then the divide
     allreduce   comm.Allreduce(IN_PLACE, SUM) of the same buffer, then the divide
 
 Rank 0 prints one JSON line ``{"d": {"global": s, "allreduce": s}}`` (median s per round).

@@ -6,10 +6,11 @@ Determinism: MPI_Allreduce does not fix the order in which it adds the ranks' va
 the sums here never use it. ``global_sum`` returns, element by element,
 ``((s_0 + s_1) + s_2) + ... + s_{R-1}`` over the ranks' vectors in rank order, on every rank
 the same bits, which is what the shared-memory meeting computes for ``nodes: R`` groups (see
-engine/meetings.py: group sums added in group order). Small vectors: Allgather then the
-ordered sum. Large ones: Alltoall of R chunks, each rank adds its chunk's R parts in rank
-order, then Allgather of the summed chunks (each rank sends and receives about 2d, as a
-ring Allreduce does, not R*d). Flags are integers (OR is exact in any order).
+engine/meetings.py: group sums added in group order). ``mpi_sums`` does it: small vectors
+by a persistent Allgather then the compiled ordered sum, large ones by an Alltoall of R
+chunks, each rank adding its chunk's R parts in rank order, then an Allgather of the summed
+chunks (each rank sends and receives about 2d, as Allreduce does, not R*d). Flags are
+integers (OR is exact in any order).
 
 No collective waits forever: every operation is non-blocking and is polled; while polling,
 and whenever the coordinator is idle (``pump``), the ranks exchange heartbeats on their own
@@ -40,11 +41,11 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.engine.backends.mpi_sums import RankOrderSum, ordered_sum
 from parsgd.errors import ParsgdError
 
 HEARTBEAT_S = 0.5
 TIMEOUT_S = 5.0
-_SMALL_BYTES = 64 * 1024  # up to this per rank: Allgather whole vectors
 _HOST_BYTES = 256
 _MPI_SHM = "/dev/shm/mpich_shm_"
 HYDRA_TOPOLOGY = "hydra_hwloc_xmlfile_"  # MPICH's hydra: a host's topology, for MPI_Init
@@ -105,7 +106,7 @@ class MpiLink:
         self._sending_logs: list[tuple[np.ndarray, Any]] = []
         self._log_inbox: list[tuple[int, str]] = []
         self._closed = False
-        self._buffers: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
+        self._sums = RankOrderSum(MPI, self.comm, self._wait)
         self.hosts = self._exchange_hosts()
         # Every rank has passed MPI_Init (it took part above), so every rank of this host has
         # mapped MPICH's shared-memory segment and read its launcher's topology file: unlink
@@ -185,29 +186,9 @@ class MpiLink:
         self._wait(self.comm.Ibarrier())
 
     def global_sum(self, local: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """``out`` = the ranks' ``local`` vectors (float64, 1-d) added in rank order."""
-        d = local.shape[0]
-        if d * 8 <= _SMALL_BYTES or self.size == 1:
-            (every,) = self._buffer(d, (self.size, d))
-            self._wait(self.comm.Iallgather(local, every))
-            _ordered_sum(every, out)
-            return out
-        chunk = -(-d // self.size)
-        send, parts, mine, whole = self._buffer(
-            d, (self.size, chunk), (self.size, chunk), (chunk,), (self.size * chunk,)
-        )
-        send.reshape(-1)[:d] = local
-        self._wait(self.comm.Ialltoall(send, parts))
-        _ordered_sum(parts, mine)
-        self._wait(self.comm.Iallgather(mine, whole))
-        out[:] = whole[:d]
-        return out
-
-    def _buffer(self, d: int, *shapes: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-        key = (d, *shapes)
-        if key not in self._buffers:
-            self._buffers[key] = tuple(np.zeros(shape) for shape in shapes)
-        return self._buffers[key]
+        """``out`` = the ranks' ``local`` vectors (float64, 1-d, contiguous) added in rank
+        order (``mpi_sums``: the same bits on every rank)."""
+        return self._sums.global_sum(local, out)
 
     def gather_rows(self, mine: np.ndarray, out: np.ndarray) -> None:
         """``out`` (R x ``mine``'s rows) = every rank's ``mine`` stacked in rank order."""
@@ -225,7 +206,7 @@ class MpiLink:
         every = np.zeros((self.size, values.shape[0]))
         self._wait(self.comm.Iallgather(np.ascontiguousarray(values, dtype=np.float64), every))
         out = np.empty(values.shape[0])
-        _ordered_sum(every, out)
+        ordered_sum(every, out)
         return out
 
     def gather_json(self, value: Any) -> list[Any]:
@@ -312,6 +293,7 @@ class MpiLink:
         if self.rank == 0:
             self._take_logs()
         self._closed = True
+        self._sums.free()
         for request in self._listening.values():
             request.Cancel()
             request.Wait()
@@ -363,10 +345,3 @@ def _unlink_launcher_topology() -> None:
                 target = os.readlink(fd)
                 if Path(target).name.startswith(HYDRA_TOPOLOGY):
                     os.unlink(target)
-
-
-def _ordered_sum(rows: np.ndarray, out: np.ndarray) -> None:
-    """``out = rows[0] + rows[1] + ...``, added in row order (no pairwise reassociation)."""
-    out[:] = rows[0]
-    for row in rows[1:]:
-        out += row
