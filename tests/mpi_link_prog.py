@@ -1,8 +1,10 @@
 """Run under ``mpiexec -n R``: exercises the MPI transport (engine/backends/mpi_link.py).
 
     sums      fork a child before MPI_Init (as a rank forks its workers), then check that
-              global_sum, sum_stats and any_flags give on every rank the bits of the serial
-              fixed-order sum, for small (Allgather) and large (Alltoall) vectors, twice
+              gather_in_place brings every rank's rows, bit for bit, into every rank's
+              buffer, for small and large rows, twice into the same buffers (persistent
+              requests reused) and into others; that the meetings' fixed-order average of
+              the gathered rows is the serial sum's bits on every rank
     stopped   rank 1 SIGSTOPs itself during a meeting: rank 0 must raise PeerLost naming
               rank 1, then abort the job (which also ends the stopped rank)
     killed    rank 1 SIGKILLs itself; the launcher or rank 0 must end the job
@@ -20,6 +22,7 @@ import numpy as np
 
 from parsgd.engine.backends.mpi_link import MpiLink, PeerLost
 from parsgd.engine.backends.mpi_setup import init_mpi, launched
+from parsgd.engine.meetings import average_rows
 
 SIZES = (1, 7, 1000, 8191, 100_003)
 
@@ -52,22 +55,25 @@ def check_sums() -> None:
     MPI = init_mpi()
     link = MpiLink(MPI)
     assert link.rank == launch.rank and link.size == launch.size
-    for again in (0, 1):  # a size's second round reuses its buffers and requests
+    buffers = {d: [np.zeros((link.size, d)) for _ in range(2)] for d in SIZES}
+    for again in (0, 1, 2):  # the same buffers twice (persistent requests), then new ones
         for d in SIZES:
             parts = vectors(link.size, d, again)
-            out = np.empty(d)
-            link.global_sum(parts[link.rank].copy(), out)  # another array than last round's
-            expected = serial_sum(parts)
-            if link.size >= 3 and d == SIZES[-1]:  # power: another order gives other bits
-                assert serial_sum(parts[::-1]).tobytes() != expected.tobytes()
-            if out.tobytes() != expected.tobytes():
-                say(f"WRONG global_sum d={d} rank {link.rank} round {again}")
+            table = buffers[d][again % 2] if again < 2 else np.zeros((link.size, d))
+            table[:] = np.nan  # every other rank's row must arrive
+            table[link.rank] = parts[link.rank]
+            link.gather_in_place(table)
+            if table.tobytes() != np.stack(parts).tobytes():
+                say(f"WRONG gather d={d} rank {link.rank} round {again}")
                 sys.exit(1)
-    stats = link.sum_stats(np.array([0.1 * (link.rank + 1), 1e16, 1.0]))
-    expected = serial_sum([np.array([0.1 * (r + 1), 1e16, 1.0]) for r in range(link.size)])
-    assert stats.tobytes() == expected.tobytes()
-    assert link.any_flags(1 << link.rank) == (1 << link.size) - 1
-    assert link.any_flags(0) == 0
+            out = np.empty(d)
+            average_rows(table, 0, link.size, 1, out, np.empty(min(d, 512)))
+            expected = serial_sum(parts) / link.size
+            if link.size >= 3 and d == SIZES[-1]:  # power: another order gives other bits
+                assert (serial_sum(parts[::-1]) / link.size).tobytes() != expected.tobytes()
+            if out.tobytes() != expected.tobytes():
+                say(f"WRONG average d={d} rank {link.rank} round {again}")
+                sys.exit(1)
     infos = link.gather_json({"rank": link.rank, "pid": os.getpid(), "pad": "x" * link.rank})
     assert [info["rank"] for info in infos] == list(range(link.size))
     assert infos[link.rank]["pid"] == os.getpid()
@@ -91,8 +97,8 @@ def check_sums() -> None:
 def check_lost(how: signal.Signals) -> None:
     MPI = init_mpi()
     link = MpiLink(MPI, timeout_s=2.0, heartbeat_s=0.2)
-    out = np.empty(10)
-    link.global_sum(np.ones(10), out)
+    rows = np.ones((link.size, 10))
+    link.gather_in_place(rows)
     say(f"READY rank {link.rank} pid {os.getpid()}")
     if link.rank == 1:
         os.kill(os.getpid(), how)
@@ -101,7 +107,7 @@ def check_lost(how: signal.Signals) -> None:
             for _ in range(10):
                 link.pump()
                 time.sleep(0.01)
-            link.global_sum(np.ones(10), out)
+            link.gather_in_place(rows)
     except PeerLost as exc:
         say(f"LOST rank {link.rank}: {exc}")
         link.abort(3)

@@ -1,12 +1,15 @@
 """The global averaging round across MPI ranks against a raw mpi4py Allreduce, same run.
 
 ``measure`` starts ``mpiexec -n 2 python -m parsgd.bench.mpi_global SPEC REPS``; each rank
-times, interleaved repetition by repetition so that a noisy neighbour slows both alike:
+(a node with one worker) times, interleaved repetition by repetition so that a noisy
+neighbour slows both alike:
 
-    global      MpiLink.global_sum (fixed rank order, engine/backends/mpi_sums.py: a
-                persistent Allgather, or Alltoall + Allgather of chunks; non-blocking and
-                polled with heartbeats) of the node's sum, then the divide
-    allreduce   comm.Allreduce(IN_PLACE, SUM) of the same buffer, then the divide
+    global      what a global meeting across nodes does, with the engine's own code: the
+                node's flags and its row of the model table to every node
+                (``mpi_node.exchange_flags``, ``MpiLink.gather_in_place``: persistent
+                Allgathers, polled with heartbeats), then the average of every row in the
+                meetings' fixed order (``meetings.average_rows``, as the workers compute it)
+    allreduce   comm.Allreduce(IN_PLACE, SUM) of the same row, then the divide
 
 Rank 0 prints one JSON line ``{"d": {"global": s, "allreduce": s}}`` (median s per round).
 
@@ -41,7 +44,11 @@ def _rounds(d: int, quick: bool) -> int:
 
 def main() -> None:
     from parsgd.engine.backends.mpi_link import MpiLink
+    from parsgd.engine.backends.mpi_node import exchange_flags
     from parsgd.engine.backends.mpi_setup import init_mpi
+    from parsgd.engine.barrier import PAD
+    from parsgd.engine.control import N_CONTROL
+    from parsgd.engine.meetings import average_rows
 
     sizes = {int(d): int(r) for d, r in json.loads(sys.argv[1]).items()}
     reps = int(sys.argv[2])
@@ -49,16 +56,22 @@ def main() -> None:
     link = MpiLink(MPI, timeout_s=600.0)  # the blocking Allreduce baseline sends no heartbeats
     comm = MPI.COMM_WORLD
     result: dict[str, dict[str, float]] = {}
+    R, rank = link.size, link.rank
+    arrive, control = np.zeros(R * PAD, dtype=np.int64), np.zeros(N_CONTROL, dtype=np.int64)
+    flag_rows = np.zeros((R, 2), dtype=np.int64)
     for d, rounds in sizes.items():
-        w = np.full(d, float(link.rank) + 0.5)
-        out = np.empty(d)
+        table = np.zeros((2, R, d))  # the model table's two buffers, one row a node
+        table[:, rank] = float(rank) + 0.5
+        w = np.full(d, float(rank) + 0.5)
+        out, tmp = np.empty(d), np.empty(min(d, 512))
         times: dict[str, list[float]] = {"global": [], "allreduce": []}
         for _ in range(reps):
             comm.Barrier()
             tic = time.perf_counter()
-            for _ in range(rounds):
-                link.global_sum(w, out)
-                out /= link.size
+            for i in range(rounds):
+                exchange_flags(link, flag_rows, arrive, control, i % 2, rank, rank + 1)
+                link.gather_in_place(table[i % 2])
+                average_rows(table[i % 2], 0, R, 1, out, tmp)
             times["global"].append((time.perf_counter() - tic) / rounds)
             comm.Barrier()
             tic = time.perf_counter()

@@ -1,16 +1,13 @@
-"""The global level across nodes over MPI: fixed-order sums, OR of flags, and no endless wait.
+"""The global level across nodes over MPI: every node's rows in place, and no endless wait.
 
 One rank per node (its coordinator) holds an ``MpiLink``; its workers never touch MPI.
 
 Determinism: MPI_Allreduce does not fix the order in which it adds the ranks' values, so
-the sums here never use it. ``global_sum`` returns, element by element,
-``((s_0 + s_1) + s_2) + ... + s_{R-1}`` over the ranks' vectors in rank order, on every rank
-the same bits, which is what the shared-memory meeting computes for ``nodes: R`` groups (see
-engine/meetings.py: group sums added in group order). ``mpi_sums`` does it: small vectors
-by a persistent Allgather then the compiled ordered sum, large ones by an Alltoall of R
-chunks, each rank adding its chunk's R parts in rank order, then an Allgather of the summed
-chunks (each rank sends and receives about 2d, as Allreduce does, not R*d). Flags are
-integers (OR is exact in any order).
+nothing here adds. At a global meeting each node's rank gathers every node's rows of the
+model table (and their flags) into its own node's copy, in place (``gather_in_place``: one
+persistent Allgather per buffer, started each meeting, no rows copied), and the node's
+workers then average all the rows themselves, in the fixed order of the shared-memory
+meeting with ``nodes: R`` groups (engine/meetings.py): the same bits on every node.
 
 No collective waits forever: every operation is non-blocking and is polled; while polling,
 and whenever the coordinator is idle (``pump``), the ranks exchange heartbeats on their own
@@ -41,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from parsgd.engine.backends.mpi_sums import RankOrderSum, ordered_sum
 from parsgd.errors import ParsgdError
 
 HEARTBEAT_S = 0.5
@@ -106,7 +102,8 @@ class MpiLink:
         self._sending_logs: list[tuple[np.ndarray, Any]] = []
         self._log_inbox: list[tuple[int, str]] = []
         self._closed = False
-        self._sums = RankOrderSum(MPI, self.comm, self._wait)
+        # Persistent in-place Allgathers by buffer (address, shape, dtype); see gather_in_place.
+        self._gathers: dict[tuple[int, tuple[int, ...], str], Any] = {}
         self.hosts = self._exchange_hosts()
         # Every rank has passed MPI_Init (it took part above), so every rank of this host has
         # mapped MPICH's shared-memory segment and read its launcher's topology file: unlink
@@ -185,29 +182,32 @@ class MpiLink:
         """Every rank has arrived (a non-blocking barrier, polled)."""
         self._wait(self.comm.Ibarrier())
 
-    def global_sum(self, local: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """``out`` = the ranks' ``local`` vectors (float64, 1-d, contiguous) added in rank
-        order (``mpi_sums``: the same bits on every rank)."""
-        return self._sums.global_sum(local, out)
+    def gather_in_place(self, array: np.ndarray) -> None:
+        """Every rank's block of ``array``'s rows (rank r owns the r-th of R equal blocks)
+        from its owner, in place.
 
-    def gather_rows(self, mine: np.ndarray, out: np.ndarray) -> None:
-        """``out`` (R x ``mine``'s rows) = every rank's ``mine`` stacked in rank order."""
-        self._wait(self.comm.Iallgather(mine, out))
-
-    def any_flags(self, flags: int) -> int:
-        """Bitwise OR of every rank's flags (stop requested, non-finite, failed...)."""
-        mine = np.array([flags], dtype=np.int64)
-        every = np.zeros(1, dtype=np.int64)
-        self._wait(self.comm.Iallreduce(mine, every, op=self.MPI.BOR))
-        return int(every[0])
-
-    def sum_stats(self, values: np.ndarray) -> np.ndarray:
-        """The ranks' statistics (float64, 1-d) added in rank order: the same bits everywhere."""
-        every = np.zeros((self.size, values.shape[0]))
-        self._wait(self.comm.Iallgather(np.ascontiguousarray(values, dtype=np.float64), every))
-        out = np.empty(values.shape[0])
-        ordered_sum(every, out)
-        return out
+        The global meetings exchange the model table, flags and statistics this way, every
+        meeting into the same few buffers, so each buffer gets one persistent Allgather
+        (MPI-4 ``Allgather_init``), made the first time it is seen (on every rank in the same
+        order, the plan's) and started anew each time: a request built afresh every meeting
+        cost more than the Allreduce of the same bytes at d = 1e3. An MPI without persistent
+        collectives gets an ``Iallgather`` each time.
+        """
+        if array.shape[0] % self.size or not array.flags.c_contiguous:
+            raise ValueError(f"cannot gather {array.shape} in place over {self.size} ranks")
+        key = (array.ctypes.data, array.shape, array.dtype.str)
+        request = self._gathers.get(key)
+        if request is None:
+            try:
+                request = self.comm.Allgather_init(self.MPI.IN_PLACE, array)
+                self._gathers[key] = request
+            except NotImplementedError:  # mpi4py's word for a function the MPI lacks
+                request = None
+        if request is None:
+            self._wait(self.comm.Iallgather(self.MPI.IN_PLACE, array))
+            return
+        request.Start()
+        self._wait(request)
 
     def gather_json(self, value: Any) -> list[Any]:
         """Every rank's JSON-able ``value`` (its host, pids, ...), in rank order, on every rank."""
@@ -293,7 +293,9 @@ class MpiLink:
         if self.rank == 0:
             self._take_logs()
         self._closed = True
-        self._sums.free()
+        for request in self._gathers.values():  # inactive between meetings
+            request.Free()
+        self._gathers.clear()
         for request in self._listening.values():
             request.Cancel()
             request.Wait()

@@ -80,6 +80,26 @@ def spanning_barriers(team: Team, start: Position) -> Iterator[Due]:
                 yield Due(generation, STATS, trial, index)
 
 
+def exchange_flags(
+    link: MpiLink, rows: np.ndarray, arrive: np.ndarray, control: np.ndarray, side: int,
+    lo: int, hi: int,
+) -> None:  # fmt: skip
+    """A global meeting's flags across nodes. This node's stop request and the flags its
+    ranks lo..hi-1 announced (their barrier lines, ``side``) go to every node in ``rows``
+    (one row a node, gathered in place); every other node's ranks' flags come into their
+    lines here, with a stop request on any node OR-ed into one of them, so that the workers'
+    own decision (``meetings.run_block``) is every node's."""
+    mine = rows[link.rank]
+    mine[0] = int(control[STOP_REQUEST] != 0)
+    mine[1:] = arrive[lo * PAD + FLAGS + side : hi * PAD : PAD]
+    link.gather_in_place(rows)
+    bits = rows[:, 1:].reshape(-1)
+    if rows[:, 0].any():  # a stop request on any node stops every node here
+        bits[0 if lo > 0 else hi] |= STOP
+    for rank in (*range(lo), *range(hi, bits.size)):
+        arrive[rank * PAD + FLAGS + side] = bits[rank]
+
+
 class NodeCoordinator(Coordinator):
     """This node's workers, and its part in the meetings that span nodes."""
 
@@ -141,6 +161,8 @@ class NodeCoordinator(Coordinator):
     def attach(self, link: MpiLink) -> None:
         """MPI is up: from here the coordinator answers for the other nodes."""
         self.link = link
+        # Each node's stop request and its ranks' flags, one row a node (exchange_flags).
+        self.flag_rows = np.zeros((link.size, 1 + self.hi - self.lo), dtype=np.int64)
         if link.size > 1:
             self._advance()
 
@@ -182,24 +204,14 @@ class NodeCoordinator(Coordinator):
             self._gather(st.stats)
             return
         side = (due.trial * len(team.plan.steps) + due.meeting) % 2
-        requested = int(st.control[STOP_REQUEST] != 0)
-        words = st.arrive[FLAGS + side :: PAD]
-        mine = np.concatenate([[requested], words[self.lo : self.hi]]).astype(np.int64)
         assert self.link is not None
-        every = np.zeros((self.link.size, mine.size), dtype=np.int64)
-        self.link.gather_rows(mine, every)
-        bits = every[:, 1:].reshape(-1)
-        if every[:, 0].any():  # a stop request on any node stops every node here
-            bits[0 if self.lo > 0 else self.hi] |= STOP
-        for rank in (*range(self.lo), *range(self.hi, bits.size)):
-            st.arrive[rank * PAD + FLAGS + side] = bits[rank]
+        exchange_flags(self.link, self.flag_rows, st.arrive, st.control, side, self.lo, self.hi)
         self._gather(st.table[team.buffer_before(due.trial, due.meeting)])
 
     def _gather(self, array: np.ndarray) -> None:
-        """Every node's rows lo..hi of ``array`` into this node's copy, in rank order."""
+        """Every node's rows of ``array`` into this node's copy, in rank order, in place."""
         assert self.link is not None
-        mine = array[self.lo : self.hi].copy()  # not a view: MPI refuses aliased buffers
-        self.link.gather_rows(mine, array)
+        self.link.gather_in_place(array)
 
     def models_after(self, outcome: Outcome) -> None:
         """Every node's rows after the last meeting (collective), for rank 0's checkpoint."""
