@@ -1,7 +1,7 @@
 """Run under ``mpiexec -n R``: exercises the MPI transport (engine/backends/mpi_link.py).
 
     sums      fork a child before MPI_Init (as a rank forks its workers), then check that
-              gather_in_place brings every rank's rows, bit for bit, into every rank's
+              in_place_gather brings every rank's rows, bit for bit, into every rank's
               buffer, for small and large rows, twice into the same buffers (persistent
               requests reused) and into others; that the meetings' fixed-order average of
               the gathered rows is the serial sum's bits on every rank
@@ -56,13 +56,15 @@ def check_sums() -> None:
     link = MpiLink(MPI)
     assert link.rank == launch.rank and link.size == launch.size
     buffers = {d: [np.zeros((link.size, d)) for _ in range(2)] for d in SIZES}
-    for again in (0, 1, 2):  # the same buffers twice (persistent requests), then new ones
+    gathers = {d: [link.in_place_gather(table) for table in buffers[d]] for d in SIZES}
+    for again in range(5):  # each buffer's persistent request twice, then a new buffer
         for d in SIZES:
             parts = vectors(link.size, d, again)
-            table = buffers[d][again % 2] if again < 2 else np.zeros((link.size, d))
+            table = buffers[d][again % 2] if again < 4 else np.zeros((link.size, d))
             table[:] = np.nan  # every other rank's row must arrive
             table[link.rank] = parts[link.rank]
-            link.gather_in_place(table)
+            gather = gathers[d][again % 2] if again < 4 else link.in_place_gather(table)
+            gather()
             if table.tobytes() != np.stack(parts).tobytes():
                 say(f"WRONG gather d={d} rank {link.rank} round {again}")
                 sys.exit(1)
@@ -98,7 +100,8 @@ def check_lost(how: signal.Signals) -> None:
     MPI = init_mpi()
     link = MpiLink(MPI, timeout_s=2.0, heartbeat_s=0.2)
     rows = np.ones((link.size, 10))
-    link.gather_in_place(rows)
+    gather = link.in_place_gather(rows)
+    gather()
     say(f"READY rank {link.rank} pid {os.getpid()}")
     if link.rank == 1:
         os.kill(os.getpid(), how)
@@ -107,7 +110,7 @@ def check_lost(how: signal.Signals) -> None:
             for _ in range(10):
                 link.pump()
                 time.sleep(0.01)
-            link.gather_in_place(rows)
+            gather()
     except PeerLost as exc:
         say(f"LOST rank {link.rank}: {exc}")
         link.abort(3)

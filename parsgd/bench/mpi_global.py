@@ -5,9 +5,9 @@
 neighbour slows both alike:
 
     global      what a global meeting across nodes does, with the engine's own code: the
-                node's flags and its row of the model table to every node
-                (``mpi_node.exchange_flags``, ``MpiLink.gather_in_place``: persistent
-                Allgathers, polled with heartbeats), then the average of every row in the
+                node's row of the model table, its flags in the row's spare column, to
+                every node (``mpi_node.exchange_meeting``: one persistent in-place
+                Allgather, polled with heartbeats), then the average of every row in the
                 meetings' fixed order (``meetings.average_rows``, as the workers compute it)
     allreduce   comm.Allreduce(IN_PLACE, SUM) of the same row, then the divide
 
@@ -43,12 +43,14 @@ def _rounds(d: int, quick: bool) -> int:
 
 
 def main() -> None:
+    from parsgd.data.shared import LocalArena
     from parsgd.engine.backends.mpi_link import MpiLink
-    from parsgd.engine.backends.mpi_node import exchange_flags
+    from parsgd.engine.backends.mpi_node import exchange_meeting
     from parsgd.engine.backends.mpi_setup import init_mpi
     from parsgd.engine.barrier import PAD
     from parsgd.engine.control import N_CONTROL
     from parsgd.engine.meetings import average_rows
+    from parsgd.engine.team import TeamState
 
     sizes = {int(d): int(r) for d, r in json.loads(sys.argv[1]).items()}
     reps = int(sys.argv[2])
@@ -58,10 +60,14 @@ def main() -> None:
     result: dict[str, dict[str, float]] = {}
     R, rank = link.size, link.rank
     arrive, control = np.zeros(R * PAD, dtype=np.int64), np.zeros(N_CONTROL, dtype=np.int64)
-    flag_rows = np.zeros((R, 2), dtype=np.int64)
     for d, rounds in sizes.items():
-        table = np.zeros((2, R, d))  # the model table's two buffers, one row a node
-        table[:, rank] = float(rank) + 0.5
+        # The model table's two buffers as a run across nodes has them: a row a node, padded
+        # to whole cache lines past a spare column for the row's flags.
+        state = TeamState(LocalArena(), R, d, flag_column=True)
+        table, column = state.table, state.flag_column
+        assert column is not None
+        gathers = [link.in_place_gather(buffer) for buffer in table]
+        table[:, rank, :d] = float(rank) + 0.5
         w = np.full(d, float(rank) + 0.5)
         out, tmp = np.empty(d), np.empty(min(d, 512))
         times: dict[str, list[float]] = {"global": [], "allreduce": []}
@@ -69,8 +75,10 @@ def main() -> None:
             comm.Barrier()
             tic = time.perf_counter()
             for i in range(rounds):
-                exchange_flags(link, flag_rows, arrive, control, i % 2, rank, rank + 1)
-                link.gather_in_place(table[i % 2])
+                side = i % 2
+                exchange_meeting(
+                    gathers[side], table[side], column, arrive, control, side, rank, rank + 1
+                )
                 average_rows(table[i % 2], 0, R, 1, out, tmp)
             times["global"].append((time.perf_counter() - tic) / rounds)
             comm.Barrier()

@@ -118,14 +118,17 @@ def _run_with_signals(
 ) -> RunResult:
     start, W0 = begin.position, begin.W
     M = spec.ranks
-    arena = SharedArena() if backends.info(spec.backend).shared_memory else LocalArena()
+    backend = backends.info(spec.backend)
+    arena = SharedArena() if backend.shared_memory else LocalArena()
     try:
         problem = build_problem(spec, arena)  # DataError here: nothing written yet
         partition = _partition(spec, problem, M, arena)
         plan = Plan.from_spec(spec)
         shared_model = spec.method == "hogwild"
         momentum = spec.sgd.momentum
-        state = TeamState(arena, M, problem.d, shared_model, momentum > 0.0)
+        state = TeamState(
+            arena, M, problem.d, shared_model, momentum > 0.0, flag_column=backend.across_nodes
+        )
         if W0 is not None and W0.shape != state.W.shape[1:]:
             raise ConfigError(
                 f"{run_dir.checkpoint_path} holds models of shape {W0.shape}, this run "
@@ -146,7 +149,6 @@ def _run_with_signals(
             nesterov=spec.sgd.nesterov,
             momentum_mode=MOMENTUM_MODES[spec.averaging.momentum],
         )
-        backend = backends.info(spec.backend)
         ranks_here = M // spec.nodes if backend.across_nodes else M
         state.control[SPIN_NS] = spin_budget(ranks_here, usable_cpus())
         team = Team(problem, plan, state, settings, partition)

@@ -47,6 +47,7 @@ class TeamState:
         d: int,
         shared_model: bool = False,
         momentum: bool = False,
+        flag_column: bool = False,
     ) -> None:
         # Hogwild!: one model, updated in place by every rank, so one buffer of one row.
         buffers, rows = (1, 1) if shared_model else (2, workers)
@@ -56,8 +57,12 @@ class TeamState:
         # momentum a row is [w, v]: the buffer is averaged, checkpointed and resumed with its
         # model by the same code that handles the model.
         width = 2 * d if momentum else d
-        self.table = arena.zeros((buffers, rows, -(-width // ROW_ALIGN) * ROW_ALIGN))
+        # flag_column (a backend across nodes): the row's last column carries its rank's flags
+        # to the other nodes with the row itself (mpi_node.exchange_meeting), one message.
+        padded = -(-(width + flag_column) // ROW_ALIGN) * ROW_ALIGN
+        self.table = arena.zeros((buffers, rows, padded))
         self.W = self.table[:, :, :width]
+        self.flag_column = padded - 1 if flag_column else None
         self.stats = arena.zeros((workers, N_STATS))
         # One line per rank: its barrier generation, step reached and flags (barrier.py).
         self.arrive = arena.zeros((workers * PAD,), np.int64)

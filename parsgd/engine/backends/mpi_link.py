@@ -4,7 +4,7 @@ One rank per node (its coordinator) holds an ``MpiLink``; its workers never touc
 
 Determinism: MPI_Allreduce does not fix the order in which it adds the ranks' values, so
 nothing here adds. At a global meeting each node's rank gathers every node's rows of the
-model table (and their flags) into its own node's copy, in place (``gather_in_place``: one
+model table (and their flags) into its own node's copy, in place (``in_place_gather``: one
 persistent Allgather per buffer, started each meeting, no rows copied), and the node's
 workers then average all the rows themselves, in the fixed order of the shared-memory
 meeting with ``nodes: R`` groups (engine/meetings.py): the same bits on every node.
@@ -33,6 +33,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +103,7 @@ class MpiLink:
         self._sending_logs: list[tuple[np.ndarray, Any]] = []
         self._log_inbox: list[tuple[int, str]] = []
         self._closed = False
-        # Persistent in-place Allgathers by buffer (address, shape, dtype); see gather_in_place.
-        self._gathers: dict[tuple[int, tuple[int, ...], str], Any] = {}
+        self._persistent: list[Any] = []  # in_place_gather's requests, freed by close
         self.hosts = self._exchange_hosts()
         # Every rank has passed MPI_Init (it took part above), so every rank of this host has
         # mapped MPICH's shared-memory segment and read its launcher's topology file: unlink
@@ -182,32 +182,31 @@ class MpiLink:
         """Every rank has arrived (a non-blocking barrier, polled)."""
         self._wait(self.comm.Ibarrier())
 
-    def gather_in_place(self, array: np.ndarray) -> None:
-        """Every rank's block of ``array``'s rows (rank r owns the r-th of R equal blocks)
-        from its owner, in place.
+    def in_place_gather(self, array: np.ndarray) -> Callable[[], None]:
+        """A gather of ``array`` in place, to call at every meeting: every rank's block of
+        its rows (rank r owns the r-th of R equal blocks) from its owner. Collective: every
+        rank makes its gathers in the same order.
 
-        The global meetings exchange the model table, flags and statistics this way, every
-        meeting into the same few buffers, so each buffer gets one persistent Allgather
-        (MPI-4 ``Allgather_init``), made the first time it is seen (on every rank in the same
-        order, the plan's) and started anew each time: a request built afresh every meeting
-        cost more than the Allreduce of the same bytes at d = 1e3. An MPI without persistent
-        collectives gets an ``Iallgather`` each time.
+        The global meetings exchange the model table (flags included) and the statistics
+        this way, every meeting into the same few buffers, so each buffer gets one
+        persistent Allgather (MPI-4 ``Allgather_init``), started anew at each call and
+        polled by ``_wait``: a request built afresh every meeting cost more than an Allreduce
+        of the same bytes at d = 1e3. An MPI without persistent collectives gets an
+        ``Iallgather`` at each call.
         """
         if array.shape[0] % self.size or not array.flags.c_contiguous:
             raise ValueError(f"cannot gather {array.shape} in place over {self.size} ranks")
-        key = (array.ctypes.data, array.shape, array.dtype.str)
-        request = self._gathers.get(key)
-        if request is None:
-            try:
-                request = self.comm.Allgather_init(self.MPI.IN_PLACE, array)
-                self._gathers[key] = request
-            except NotImplementedError:  # mpi4py's word for a function the MPI lacks
-                request = None
-        if request is None:
-            self._wait(self.comm.Iallgather(self.MPI.IN_PLACE, array))
-            return
-        request.Start()
-        self._wait(request)
+        try:
+            request = self.comm.Allgather_init(self.MPI.IN_PLACE, array)
+        except NotImplementedError:  # mpi4py's word for a function the MPI lacks
+            return lambda: self._wait(self.comm.Iallgather(self.MPI.IN_PLACE, array))
+        self._persistent.append(request)
+
+        def gather() -> None:
+            request.Start()
+            self._wait(request)
+
+        return gather
 
     def gather_json(self, value: Any) -> list[Any]:
         """Every rank's JSON-able ``value`` (its host, pids, ...), in rank order, on every rank."""
@@ -293,9 +292,9 @@ class MpiLink:
         if self.rank == 0:
             self._take_logs()
         self._closed = True
-        for request in self._gathers.values():  # inactive between meetings
+        for request in self._persistent:  # inactive between meetings
             request.Free()
-        self._gathers.clear()
+        self._persistent.clear()
         for request in self._listening.values():
             request.Cancel()
             request.Wait()
