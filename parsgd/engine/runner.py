@@ -282,6 +282,7 @@ def _run_claimed(
         if remote:
             sys.stderr.write(remote)
     finally:
+        signals.settled = True  # first: see StopSignals.settled
         with signals_ignored():
             collector.progress.close()
             trace.close()

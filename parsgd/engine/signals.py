@@ -36,6 +36,11 @@ class StopSignals:
         self._depth = 0
         self._pending: str | None = None
         self._raised = False  # the one "stop now" KeyboardInterrupt is on its way
+        # Set (a plain store, no call: Python runs a pending handler only at a call or a
+        # jump) as the runner's final bookkeeping begins: from there no signal may raise. A
+        # signal that arrived just before ``signals_ignored`` took hold used to raise there
+        # and skip the final run.json (exit 130 with status "running").
+        self.settled = False
 
     def __enter__(self) -> StopSignals:
         # A signal the process was started with ignored (nohup, a sweep's run process) stays
@@ -66,6 +71,8 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        if self.settled:
+            return
         if self.control is None:
             raise KeyboardInterrupt(f"{name} before the run started")
         if self.received is None:
