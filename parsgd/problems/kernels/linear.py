@@ -94,6 +94,15 @@ def sgd_dense(
         scale_axpy(1.0 - etas[t] * l2, w, -etas[t], grad)
 
 
+@njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+def _fold_scale(w: np.ndarray, scale: float) -> float:
+    """``w *= scale`` (the lazy L2 scale folded into w, if it is not 1); the scale left: 1."""
+    if scale != 1.0:
+        for j in range(w.shape[0]):
+            w[j] *= scale
+    return 1.0
+
+
 @njit(cache=True, nogil=True, fastmath=FAST)
 def sgd_csr(
     data: np.ndarray,
@@ -124,12 +133,8 @@ def sgd_csr(
                 eta /= scale
             sparse_axpy(-(eta * r), data, indices, lo, hi, w)
             if l2 != 0.0 and abs(scale) < _MIN_SCALE:
-                for j in range(w.shape[0]):
-                    w[j] *= scale
-                scale = 1.0
-        if scale != 1.0:
-            for j in range(w.shape[0]):
-                w[j] *= scale
+                scale = _fold_scale(w, scale)
+        _fold_scale(w, scale)
         return
     rows = np.empty(batch, np.int64)
     resid = np.empty(batch)
@@ -152,12 +157,8 @@ def sgd_csr(
             i = rows[k]
             sparse_axpy(-(step * resid[k]), data, indices, indptr[i], indptr[i + 1], w)
         if l2 != 0.0 and abs(scale) < _MIN_SCALE:
-            for j in range(w.shape[0]):
-                w[j] *= scale
-            scale = 1.0
-    if scale != 1.0:
-        for j in range(w.shape[0]):
-            w[j] *= scale
+            scale = _fold_scale(w, scale)
+    _fold_scale(w, scale)
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
