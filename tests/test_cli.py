@@ -117,4 +117,5 @@ def test_readme_names_the_two_setup_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     # parsgd alone for the quickstart; the test tools with the command that runs the tests.
     assert "pip install -e . && parsgd run configs/quickstart.yaml" in readme
-    assert "pip install -e '.[dev]' && python -m pytest" in readme
+    assert "pip install -e '.[dev]' && python -m pytest -n 2" in readme
+    assert "python -m pytest -n 2" in (ROOT / ".ci" / "run").read_text()  # CI runs the same
