@@ -7,8 +7,8 @@ it would load the old machine code from its cache. ``refresh`` runs once per pro
 ``parsgd`` is imported: if any source file's stamp changed since it last looked, and the
 content of the files that use numba is not what it recorded then (or nothing was recorded),
 it deletes the package's cache files (``*.nbi``, ``*.nbc``) so that everything compiles
-afresh. A pip install does not change its
-files; a checkout being edited pays one recompile after an edit to compiled code.
+afresh. A pip install does not change its files; a checkout being edited pays one recompile
+after an edit to compiled code.
 """
 
 from __future__ import annotations

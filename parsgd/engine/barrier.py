@@ -3,7 +3,8 @@
 Each rank announces a meeting by a release store of its generation into its own counter (one
 128-byte line each, so announcing does not evict the others'), then waits until every member
 of the meeting has reached it, with acquire loads. Waiting backs off as the wait grows: a
-spin of 20 us (a peer that is running arrives within microseconds), then ``sched_yield`` (a peer
+spin of up to 20 us where every rank has a core, adapting to how waits end (a peer that is
+running arrives within microseconds), then ``sched_yield`` (a peer
 that lost its core gets it back within its time slice), then sleeps growing with the wait up
 to a millisecond (more workers than cores, a peer evaluating a large loss). While it waits it
 watches the abort flag (a peer died), its parent (the coordinator died) and, once a stop was
