@@ -85,6 +85,7 @@ def average_rows(
     """
     d = out.shape[0]  # table's rows may be padded past d
     count = hi - lo
+    scale = 1.0 / count
     finite = True
     for b in range(0, d, _BLOCK):
         n = min(_BLOCK, d - b)
@@ -94,10 +95,16 @@ def average_rows(
             _sum_rows(table, g, min(g + group, hi), b, n, tmp)
             for k in range(n):
                 acc[k] += tmp[k]
-        for k in range(n):
-            v = acc[k] / count
-            acc[k] = v
-            finite &= v - v == 0.0  # inf - inf and nan - nan are nan
+        if count & (count - 1) == 0:  # x * 2**-k is x / 2**k, bit for bit, and ~10x cheaper
+            for k in range(n):
+                v = acc[k] * scale
+                acc[k] = v
+                finite &= v - v == 0.0  # inf - inf and nan - nan are nan
+        else:
+            for k in range(n):
+                v = acc[k] / count
+                acc[k] = v
+                finite &= v - v == 0.0
     return finite
 
 
