@@ -46,6 +46,7 @@ from numba import njit
 from parsgd.engine.atomics import load_acquire, ticks
 from parsgd.engine.barrier import FLAGS, PAD, POSITION, wait
 from parsgd.engine.control import GLOBAL, GROUP, NONFINITE, OK, STOP, STOP_REQUEST
+from parsgd.engine.views import borrowed
 from parsgd.problems.steps import Pack, advance
 
 # averaging.momentum: what a round that adopts an average does to a rank's momentum buffer
@@ -65,11 +66,11 @@ def _sum_rows(table: np.ndarray, lo: int, hi: int, b: int, n: int, out: np.ndarr
     Loops run over slices from index 0: with ``table[r, j]`` and j from an arbitrary ``b``,
     numba's negative-index wraparound hides the unit stride and LLVM emits gathers.
     """
-    row = table[lo, b : b + n]
+    row = borrowed(table[lo, b : b + n])
     for k in range(n):
         out[k] = row[k]
     for r in range(lo + 1, hi):
-        row = table[r, b : b + n]
+        row = borrowed(table[r, b : b + n])
         for k in range(n):
             out[k] += row[k]
 
@@ -89,7 +90,7 @@ def average_rows(
     finite = True
     for b in range(0, d, _BLOCK):
         n = min(_BLOCK, d - b)
-        acc = out[b : b + n]
+        acc = borrowed(out[b : b + n])
         _sum_rows(table, lo, min(lo + group, hi), b, n, acc)
         for g in range(lo + group, hi, group):
             _sum_rows(table, g, min(g + group, hi), b, n, tmp)
@@ -174,8 +175,9 @@ def run_block(
         is_global = level != GROUP
         if at > done:
             for k in range(ranks.shape[0]):
-                w = W[cur, rows[ranks[k]], :d]
-                x, eta = inputs[k, done - start : at - start], etas[done - start : at - start]
+                w = borrowed(W[cur, rows[ranks[k]], :d])
+                x = borrowed(inputs[k, done - start : at - start])
+                eta = borrowed(etas[done - start : at - start])
                 advance(data, ranks[k], w, x, eta, beta, nesterov)
         done = at
         toc = ticks()
@@ -201,24 +203,24 @@ def run_block(
                 return status, m, 0
         state[1] = 1 if is_global else 0
         decision = 0
+        table, table_next = borrowed(W[cur]), borrowed(W[nxt])
         for k in range(ranks.shape[0]):
             row = rows[ranks[k]]
+            adopted = borrowed(table_next[row, :d])
             finite = True
             if level != GROUP:
                 # The global average: adopted, or kept in scratch for statistics.
-                out = W[nxt, row, :d] if adopt[m] and level == GLOBAL else scratch[k]
-                finite = average_rows(W[cur], 0, n_rows, row_group, out, tmp)
+                out = adopted if adopt[m] and level == GLOBAL else borrowed(scratch[k])
+                finite = average_rows(table, 0, n_rows, row_group, out, tmp)
             if level != GLOBAL:
                 lo = (row // row_group) * row_group
-                finite_group = average_rows(
-                    W[cur], lo, lo + row_group, row_group, W[nxt, row, :d], tmp
-                )
+                finite_group = average_rows(table, lo, lo + row_group, row_group, adopted, tmp)
                 if level == GROUP:
                     finite = finite_group
             elif not adopt[m] and nxt != cur:
-                W[nxt, row, :] = W[cur, row, :]
+                table_next[row, :] = table[row, :]
             if level != GLOBAL or adopt[m]:
-                settle_buffer(W[nxt, row, :d], W[cur, row, :d], d_buffer, momentum_mode)
+                settle_buffer(adopted, borrowed(table[row, :d]), d_buffer, momentum_mode)
             if is_global:
                 decision = 0 if finite else NONFINITE
                 for s in range(M):
