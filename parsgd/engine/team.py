@@ -32,8 +32,10 @@ EXTRA_COLUMNS = ("test_loss", "test_accuracy", "alignment")
 WORKER_LOSS, AVG_LOSS_PARTIAL, SPREAD, COMPUTE_S, SYNC_S, EVAL_S, OWN_LOSS = range(7)
 N_STATS = 7
 
-# Float64s per cache line: the model rows' alignment.
-ROW_ALIGN = 8
+# Float64s per pair of cache lines (128 bytes), the model rows' alignment: the L2 prefetcher
+# fetches lines in aligned pairs, so a row ending mid-pair would drag its neighbour's
+# first line back and forth between the cores.
+ROW_ALIGN = 16
 
 
 class TeamState:
