@@ -17,6 +17,7 @@ import pytest
 import yaml
 from backend_pairs import Pairs, pair_traces, run_on_both_backends
 from conftest import ROOT, all_gone, run_cli, wait_until, write_config
+from numba import njit
 
 from parsgd.engine import meetings
 from parsgd.engine.barrier import PAD, SPIN_WITH_CORES_NS, spin_budget, wait
@@ -36,6 +37,7 @@ from parsgd.engine.control import (
 from parsgd.engine.rundir import read_trace
 from parsgd.engine.worker import FAULT_ENV
 from parsgd.problems.steps import DenseLinear
+from parsgd.views import borrowed, prefetch
 from tests.helpers import numbers
 
 
@@ -361,3 +363,20 @@ def test_a_wait_spins_only_where_every_rank_has_a_core() -> None:
     # Ranks sharing cores yield at once: a spin would keep the peer it waits for off the core.
     assert spin_budget(2, 2) == SPIN_WITH_CORES_NS > 0
     assert spin_budget(3, 2) == 0 and spin_budget(8, 2) == 0
+
+
+@njit
+def _through_borrowed(W: np.ndarray, row: int) -> float:
+    view = borrowed(W[row, 1:])
+    for j in range(view.shape[0]):
+        prefetch(view, j)  # a hint only: changes nothing
+        view[j] += 1.0
+    return float(view.sum())
+
+
+def test_a_borrowed_view_reads_and_writes_its_parent() -> None:
+    W = np.arange(12.0).reshape(3, 4)
+    expected = W.copy()
+    expected[1, 1:] += 1.0
+    assert _through_borrowed(W, 1) == expected[1, 1:].sum()
+    assert np.array_equal(W, expected)

@@ -4,6 +4,7 @@ A block of meetings runs for the ranks of this process (one rank behind a barrie
 processes backend, every rank in turn for the serial backend). For each meeting:
 
     local steps     rank r steps its model, row r of buffer ``cur`` (the problem's kernel)
+    fetch ahead     the next step's sample starts to come in from memory (a prefetch)
     announce        rank r publishes, in its line of ``arrive``, the step it reached and at
                     a global meeting its flags (stop request, earlier non-finite averages
                     of its group) for this meeting's side (parity)
@@ -46,8 +47,8 @@ from numba import njit
 from parsgd.engine.atomics import load_acquire, ticks
 from parsgd.engine.barrier import FLAGS, PAD, POSITION, wait
 from parsgd.engine.control import GLOBAL, GROUP, NONFINITE, OK, STOP, STOP_REQUEST
-from parsgd.engine.views import borrowed
-from parsgd.problems.steps import Pack, advance
+from parsgd.problems.steps import Pack, advance, fetch_ahead
+from parsgd.views import borrowed
 
 # averaging.momentum: what a round that adopts an average does to a rank's momentum buffer
 # (the second half of its row when sgd.momentum > 0): average it with the model, zero it,
@@ -191,6 +192,9 @@ def run_block(
                 if ranks[k] == 0 and load_acquire(control, STOP_REQUEST) != 0:
                     bits |= STOP
                 arrive[line + FLAGS + side] = bits
+        if at - start < inputs.shape[1]:  # the next step's sample comes in while we meet
+            for k in range(ranks.shape[0]):
+                fetch_ahead(data, borrowed(inputs[k, at - start]))
         if barrier:
             r = ranks[0]
             lo, hi = 0, M

@@ -27,6 +27,7 @@ from numba import njit
 from numba.extending import overload
 
 from parsgd.problems.kernels import least_squares, linear, mlp, pca, quadratic, softmax
+from parsgd.views import borrowed, prefetch
 
 
 class DenseLinear(NamedTuple):
@@ -238,6 +239,54 @@ def advance(
             vj = beta * v[j] + g
             v[j] = vj
             w[j] -= eta * (g + beta * vj) if nesterov else eta * vj
+
+
+# What a step reads first, fetched ahead while its workers meet: at ``every: 1`` the meeting
+# would otherwise end and the step then wait for its random row from memory. Pool loops pick
+# row ``min(int(u * n), n - 1)`` for each uniform u of a step (``kernels``); the streams read
+# nothing that is not already in cache.
+def _pool_rows(data: Any, x: Any) -> None:
+    X = data.X
+    n = X.shape[0]
+    for k in range(x.shape[0]):
+        row = borrowed(X[min(int(x[k] * n), n - 1)])
+        for j in range(0, row.shape[0], 8):  # a 64-byte line holds 8 float64s
+            prefetch(row, j)
+
+
+def _csr_rows(data: Any, x: Any) -> None:
+    n = data.indptr.shape[0] - 1
+    for k in range(x.shape[0]):
+        prefetch(data.indptr, min(int(x[k] * n), n - 1))
+
+
+def _nothing(data: Any, x: Any) -> None:
+    return None
+
+
+_AHEAD: dict[type, Callable[..., None]] = {
+    DenseLinear: _pool_rows,
+    PcaPool: _pool_rows,
+    Mlp: _pool_rows,
+    SoftmaxDense: _pool_rows,
+    CsrLinear: _csr_rows,
+    SoftmaxCsr: _csr_rows,
+}
+
+
+def _ahead(data: Pack, x: np.ndarray) -> None:
+    raise NotImplementedError("compiled code only: call fetch_ahead()")
+
+
+@overload(_ahead, jit_options={"nogil": True}, inline="always")
+def _typed_ahead(data: Any, x: Any) -> Callable[..., None]:
+    return _AHEAD.get(data.instance_class, _nothing)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def fetch_ahead(data: Pack, x: np.ndarray) -> None:
+    """Start bringing into cache what a step with inputs ``x`` (one step's row) reads first."""
+    _ahead(data, x)
 
 
 def _identity(uniforms: np.ndarray) -> np.ndarray:
