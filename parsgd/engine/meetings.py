@@ -206,6 +206,10 @@ def run_block(
             if status != OK:
                 return status, m, 0
         state[1] = 1 if is_global else 0
+        flags = 0
+        if is_global:  # read now, while the barrier has just brought the members' lines here
+            for s in range(M):
+                flags |= arrive[s * PAD + FLAGS + side]
         decision = 0
         table, table_next = borrowed(W[cur]), borrowed(W[nxt])
         for k in range(ranks.shape[0]):
@@ -226,9 +230,7 @@ def run_block(
             if level != GLOBAL or adopt[m]:
                 settle_buffer(adopted, borrowed(table[row, :d]), d_buffer, momentum_mode)
             if is_global:
-                decision = 0 if finite else NONFINITE
-                for s in range(M):
-                    decision |= arrive[s * PAD + FLAGS + side]
+                decision = flags if finite else flags | NONFINITE
                 pending[k] = 0
             elif not finite:
                 pending[k] |= NONFINITE
