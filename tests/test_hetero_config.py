@@ -82,6 +82,15 @@ def _write(path: Path, **sections: object) -> Path:
             {"method": "hogwild", "sgd": {"momentum": 0.9}},
             "sgd.momentum is not supported with method hogwild",
         ),
+        (
+            {"method": "hogwild", "nodes": 2},
+            "method hogwild needs nodes 1 (one shared model in one machine's memory); got nodes 2",
+        ),
+        (
+            {"method": "hogwild", "backend": "mpi", "nodes": "auto"},
+            "method hogwild needs nodes 1 (one shared model in one machine's memory); got nodes "
+            "auto (the MPI world size under backend mpi)",
+        ),
         ({"sgd": {"momentum": 1.0}}, "sgd.momentum must be a finite number >= 0 and <= 0.999"),
         ({"sgd": {"nesterov": True}}, "sgd.nesterov needs sgd.momentum > 0"),
         (

@@ -10,6 +10,7 @@ from typing import Any
 from parsgd.config.hetero import hetero_errors
 from parsgd.config.kinds import DATA_FOR_OBJECTIVE, POOL_ONLY_OBJECTIVES
 from parsgd.config.spec import Config
+from parsgd.engine import backends
 from parsgd.schedules import StepSize
 
 
@@ -27,6 +28,19 @@ def _global_every_errors(averaging: dict[str, Any]) -> list[str]:
                 f"or end; got {global_every}"
             ]
     return []
+
+
+def _hogwild_errors(config: Config) -> list[str]:
+    """Hogwild! is one model in one machine's memory, updated in place by every worker: it
+    has no nodes to average across (``nodes: auto`` is the MPI world under backend mpi)."""
+    nodes = config["nodes"]
+    if config["method"] != "hogwild" or nodes == 1:
+        return []
+    if nodes == "auto" and not backends.info(config["backend"]).across_nodes:
+        return []
+    meaning = " (the MPI world size under backend mpi)" if nodes == "auto" else ""
+    return [f"method hogwild needs nodes 1 (one shared model in one machine's memory); "
+            f"got nodes {nodes}{meaning}"]  # fmt: skip
 
 
 def cross_field_errors(config: Config, step_size: StepSize) -> list[str]:
@@ -87,6 +101,7 @@ def cross_field_errors(config: Config, step_size: StepSize) -> list[str]:
             )
         )
     errors.extend(hetero_errors(config))
+    errors.extend(_hogwild_errors(config))
     for prefix, section in (("data", data), ("objective", objective)):
         eigenvalues = section.get("eigenvalues")
         if eigenvalues is not None and len(eigenvalues) != section["d"]:
