@@ -39,7 +39,7 @@ from parsgd.engine.resume import Start, find_start
 from parsgd.engine.rundir import RunDirectory, TraceWriter, check_writable
 from parsgd.engine.signals import StopSignals, signals_ignored
 from parsgd.engine.team import Settings, Team, TeamState
-from parsgd.engine.warmup import warm_up
+from parsgd.engine.warmup import keep_start_up_heap, warm_up
 from parsgd.errors import ConfigError, ParsgdError, WorkerError
 from parsgd.problems.base import Problem
 from parsgd.problems.registry import build_problem
@@ -153,6 +153,7 @@ def _run_with_signals(
         state.control[SPIN_NS] = spin_budget(ranks_here, usable_cpus())
         team = Team(problem, plan, state, settings, partition)
         warm_up(team)  # here, before the workers fork, not inside a trial's clock
+        keep_start_up_heap()
         if W0 is not None:
             team.load_models(start.trial, start.step, W0)
         if backend.across_nodes:
