@@ -30,11 +30,11 @@ import numpy as np
 from parsgd.analysis.runs import Run
 from parsgd.config.kind_specs import (
     LINEAR_OBJECTIVES,
-    SYNTHETIC_DATA,
     DataSpec,
     ObjectiveSpec,
     PcaObjective,
     QuadraticObjective,
+    SyntheticData,
 )
 from parsgd.config.spec import RunSpec
 from parsgd.errors import ConfigError
@@ -194,7 +194,7 @@ def model_size(run: Run) -> int:
     if isinstance(objective, QuadraticObjective):
         return objective.d
     linear = (*LINEAR_OBJECTIVES, PcaObjective)
-    if isinstance(objective, linear) and isinstance(data, SYNTHETIC_DATA):
+    if isinstance(objective, linear) and isinstance(data, SyntheticData):
         return data.d  # synthetic data: the model has one weight per feature
     key = (data, objective, spec.seed)  # the sections are frozen: they are their own key
     if key not in _SIZES:

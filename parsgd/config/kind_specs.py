@@ -55,44 +55,42 @@ class NoData:
 
 
 @dataclass(frozen=True, slots=True)
-class GaussianLinearData:
+class SyntheticData:
+    """What every generated pool (or stream) has: ``n`` rows of ``d`` features, drawn from
+    ``seed``, or drawn afresh each step (``stream``), split among the workers by
+    ``partition``. Not a kind itself: the classes below are."""
+
+    n: int
+    d: int
+    stream: bool
+    seed: int
+    partition: Partition
+
+
+@dataclass(frozen=True, slots=True)
+class GaussianLinearData(SyntheticData):
     """Gaussian features, a planted linear model plus Gaussian label noise."""
 
     kind: ClassVar[str] = "gaussian_linear"
-    n: int
-    d: int
     noise: float
-    stream: bool
-    seed: int
-    partition: Partition
 
 
 @dataclass(frozen=True, slots=True)
-class LogisticPlantedData:
+class LogisticPlantedData(SyntheticData):
     """Gaussian features, labels drawn from a planted logistic model."""
 
     kind: ClassVar[str] = "logistic_planted"
-    n: int
-    d: int
     scale: float
-    stream: bool
-    seed: int
-    partition: Partition
 
 
 @dataclass(frozen=True, slots=True)
-class PcaSpectrumData:
+class PcaSpectrumData(SyntheticData):
     """Samples of a covariance with a given spectrum."""
 
     kind: ClassVar[str] = "pca_spectrum"
-    n: int
-    d: int
     eig_max: float
     eig_min: float
     eigenvalues: tuple[float, ...] | None
-    stream: bool
-    seed: int
-    partition: Partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +124,7 @@ class BundledData:
 DataSpec = (
     NoData | GaussianLinearData | LogisticPlantedData | PcaSpectrumData | FileData | BundledData
 )
-# Generated pools (or streams) with ``n`` rows of ``d`` features; and data read from disk.
-SYNTHETIC_DATA = (GaussianLinearData, LogisticPlantedData, PcaSpectrumData)
+# Data read from disk (``SyntheticData``: the generated kinds).
 LOADED_DATA = (FileData, BundledData)
 
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from parsgd.config.hetero import hash_defaults_dropped
 from parsgd.config.kind_specs import (
-    SYNTHETIC_DATA,
     DataSpec,
     ObjectiveSpec,
+    SyntheticData,
     data_spec,
     objective_spec,
 )
@@ -182,7 +182,7 @@ class RunSpec:
 
     def with_samples_at_most(self, n: int) -> RunSpec:
         """The same run on a synthetic pool of at most ``n`` samples (to compile kernels on)."""
-        if not isinstance(self.data, SYNTHETIC_DATA) or self.data.n <= n:
+        if not isinstance(self.data, SyntheticData) or self.data.n <= n:
             return self
         data = {**self._resolved["data"], "n": n}
         return RunSpec.from_resolved({**self._resolved, "data": data})
