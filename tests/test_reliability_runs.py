@@ -31,13 +31,16 @@ from parsgd.engine.rundir import read_trace, try_lock
 from parsgd.sweep.state import RunClaim, _lock_held
 
 
+_LONG_STEPS = 30_000_000  # ~1.5 s: 3M steps of d = 8 once ended before a signal landed
+
+
 def _long(tmp_path: Path) -> Path:
     return write_config(
         tmp_path / "long.yaml",
         trials=1,
-        sgd={"steps": 3_000_000, "step_size": 0.01},
+        sgd={"steps": _LONG_STEPS, "step_size": 0.01},
         averaging={"every": 500},
-        eval={"every": 30_000},
+        eval={"every": 300_000},
         checkpoint={"every": 20},
     )
 
@@ -74,11 +77,12 @@ def test_signals_during_shutdown_still_exit_130_with_data_intact(
     assert wait_until(lambda: all_gone(record["pids"]), 5)
     rows = read_trace(out / "t" / "trace.csv")
     assert (out / "t" / "trace.csv").read_bytes().endswith(b"\n") and rows
+    assert int(rows[-1]["step"]) < _LONG_STEPS  # stopped mid-run
     if (out / "t" / "checkpoint.npz").exists():  # stopped at a meeting: resumable
         resumed = run_cli("run", str(config), "--out", str(out), "--resume")
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         steps = [int(row["step"]) for row in read_trace(out / "t" / "trace.csv")]
-        assert steps == sorted(set(steps)) and steps[-1] == 3_000_000
+        assert steps == sorted(set(steps)) and steps[-1] == _LONG_STEPS
     assert not leftovers(tmp_path)
 
 
@@ -102,7 +106,7 @@ def test_a_run_whose_process_vanished_is_lost_for_resume_and_report(tmp_path: Pa
     assert "lost" in resumed.stderr
     final = json.loads((out / "t" / "run.json").read_text())
     assert final["status"] == "completed" and final["resumed_from"] is not None
-    assert int(read_trace(out / "t" / "trace.csv")[-1]["step"]) == 3_000_000
+    assert int(read_trace(out / "t" / "trace.csv")[-1]["step"]) == _LONG_STEPS
     assert not leftovers(tmp_path)
 
 
