@@ -251,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     # A run's start-up makes a million long-lived objects (numba's type registries, most of
     # them) and nothing to collect: the cyclic collector would scan them all, two full
-    # passes and ~260 young ones, ~120 ms of a 0.8 s start. It stays off until the run's
-    # kernels are loaded (engine/warmup.keep_start_up_heap turns it back on).
+    # passes and ~260 young ones, ~120 ms of a 0.8 s start. It stays off until numba's
+    # registries are loaded (numba_start.start_numba turns it back on).
     gc.disable()
     args = _parser().parse_args(argv)
     handler = getattr(args, "handler", None)

@@ -30,7 +30,6 @@ from reliability_helpers import (
 from parsgd.engine.rundir import read_trace, try_lock
 from parsgd.sweep.state import RunClaim, _lock_held
 
-
 _LONG_STEPS = 30_000_000  # ~1.5 s: 3M steps of d = 8 once ended before a signal landed
 
 

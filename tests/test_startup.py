@@ -1,4 +1,5 @@
-"""What a run's start-up does not do: import scipy.linalg for numba (parsgd/numba_start.py)."""
+"""What a run's start-up does not do: import scipy.linalg for numba, or scan numba's registries
+with the cyclic collector (parsgd/numba_start.py)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def test_numba_keeps_blas_for_what_compiles_later() -> None:
         "import numpy as np\n"
         "import numba.np.linalg as linalg\n"
         "probe = linalg.ensure_blas\n"
-        "from parsgd.numba_start import load_registries_without_scipy\n"
-        "load_registries_without_scipy()\n"
+        "from parsgd.numba_start import start_numba\n"
+        "start_numba()\n"
         "import numba.np.arraymath as arraymath\n"
         "assert linalg.ensure_blas is probe and arraymath.ensure_blas is probe\n"
         "assert not arraymath._HAVE_BLAS\n"

@@ -6,8 +6,6 @@ inside its first trial's clock; a sweep calls it once before forking its runs.
 
 from __future__ import annotations
 
-import gc
-
 import numpy as np
 
 from parsgd.data.shared import LocalArena
@@ -35,17 +33,6 @@ def warm_up(team: Team) -> None:
         team.settings.momentum_mode,
     )  # fmt: skip
     wait(np.zeros(PAD, dtype=np.int64), st.control, 0, 0, 0, 0, 0)
-
-
-def keep_start_up_heap() -> None:
-    """Start-up's objects (numba's registries, the loaded kernels' wrappers) live as long as
-    the run: move them out of the cyclic collector's view and turn it back on (``parsgd run``
-    turns it off while it starts; a caller that left it on, a sweep running point after
-    point, is left alone). Called before the workers fork, so a worker's collections never
-    write to the pages it shares with the coordinator either."""
-    if not gc.isenabled():
-        gc.freeze()
-        gc.enable()
 
 
 def warm_up_problem(problem: Problem) -> None:
