@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,14 @@ if __name__ != "conftest":  # a second copy would have its own list of CLI runs 
     raise ImportError("import this module as `conftest` (pytest's copy), not as " + __name__)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A suite started in the background by a non-interactive shell (``cmd &``, a CI script's
+# job) inherits SIGINT ignored, since bash ignores it for asynchronous commands, and so
+# would every run it starts, which then rightly keeps it ignored (as Python does). The
+# SIGINT tests stand for a terminal's Ctrl-C: the suite takes Ctrl-C back, and the runs it
+# starts begin with SIGINT at its default (a handler, unlike SIG_IGN, is reset by exec).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 REQUIRE_ENV = "PARSGD_REQUIRE"
 
 # Where the current test's runs wrote (its tmp_path, each CLI --out): see no_leaks.
