@@ -4,7 +4,7 @@ Every view numba makes (``W[cur, row, :d]``, ``inputs[k, a:b]``) shares its pare
 so making one increments a reference count and dropping it decrements it again, each an
 atomic read-modify-write (``lock xadd``) behind a call, and passing views to a kernel that
 LLVM does not inline keeps every one of them. At ``every: 1`` a meeting made and dropped
-about ten views: two ranks in one process, d = 100, ~40 ns of a 190 ns meeting.
+about ten views: two ranks in one process, d = 100, ~30 ns of a 190 ns meeting.
 
 ``borrowed(view)`` is the same view with no meminfo: numba's increments and decrements of it
 test a null pointer and return. It is safe only while its parent is alive, which is why the

@@ -1,5 +1,5 @@
 """What a run's start-up does not do: import scipy.linalg for numba, or scan numba's registries
-with the cyclic collector (parsgd/numba_start.py)."""
+with the cyclic collector (parsgd/numba_start.py), or import psutil."""
 
 from __future__ import annotations
 
@@ -21,6 +21,16 @@ def test_a_run_never_imports_scipy_linalg(tmp_path: Path) -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
     assert "numba.np.arraymath" in imported  # the registries did load, in this process
     assert "scipy.linalg" not in imported
+    assert "psutil" not in imported  # registry._available_memory reads /proc/meminfo
+
+
+def test_available_memory_is_what_psutil_says() -> None:
+    import psutil
+
+    from parsgd.problems.registry import _available_memory
+
+    ours, theirs = _available_memory(), psutil.virtual_memory().available
+    assert abs(ours - theirs) < 0.05 * theirs  # both read MemAvailable, a moment apart
 
 
 def test_numba_keeps_blas_for_what_compiles_later() -> None:
