@@ -73,9 +73,11 @@ def test_rcv1_shaped_svmlight_runs_without_densifying(tmp_path: Path) -> None:
     peak = json.loads(result.stdout.strip().splitlines()[-1])
     assert peak["status"] == 0
     dense_mib = N * D * 8 / 2**20  # 1,802 MiB
-    # Interpreter, numpy, scipy, scikit-learn and numba take ~200 MiB; the data ~5 MiB.
-    assert peak["coordinator_mib"] < dense_mib / 4, peak
-    assert peak["workers_mib"] < dense_mib / 4, peak
+    # Interpreter, numpy, scipy, scikit-learn and numba, with LLVM compiling the kernels
+    # into a fresh cache, peak at ~400 MiB alone and ~450 MiB inside the suite; the data
+    # take ~5 MiB. Densified, X alone would be 1,802 MiB: a third of it is the bound.
+    assert peak["coordinator_mib"] < dense_mib / 3, peak
+    assert peak["workers_mib"] < dense_mib / 3, peak
     trace = read_trace(out / "sparse" / "trace.csv")
     assert float(trace[-1]["subopt"]) < 0.5 * float(trace[0]["subopt"])
     assert trace[-1]["test_accuracy"]
