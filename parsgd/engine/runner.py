@@ -91,7 +91,6 @@ def run_experiment(
     continues the same config from its checkpoint, ``force`` replaces whatever is there,
     and without either a directory holding a run is refused (``engine.resume.find_start``).
     """
-    start_numba()  # before anything else compiles or loads: 0.2 s of start-up (numba_start.py)
     if not isinstance(spec, RunSpec):
         spec = RunSpec.from_resolved(spec)
     backend = backends.info(spec.backend)
@@ -123,6 +122,9 @@ def _run_with_signals(
     backend = backends.info(spec.backend)
     arena = SharedArena() if backend.shared_memory else LocalArena()
     try:
+        # numba's registries, before the first kernel compiles or loads (numba_start.py);
+        # not earlier, so a run refused above (results there, bad set-up) never pays them.
+        start_numba()
         problem = build_problem(spec, arena)  # DataError here: nothing written yet
         partition = _partition(spec, problem, M, arena)
         plan = Plan.from_spec(spec)
