@@ -8,7 +8,9 @@ about ten views: two ranks in one process, d = 100, ~30 ns of a 190 ns meeting.
 
 ``borrowed(view)`` is the same view with no meminfo: numba's increments and decrements of it
 test a null pointer and return. It is safe only while its parent is alive, which is why the
-meeting borrows only views of its own arguments, for the length of one meeting.
+meeting borrows only its own arguments and views of them, while it runs. A tuple (a
+problem's pack of arrays, ``steps.Pack``) is borrowed member by member: passing the pack
+into a step increments the count of every array in it, otherwise, around every call.
 
 ``prefetch(array, i)`` asks the CPU for the cache line of ``array[i]`` without waiting for it:
 the meeting fetches the next step's sample that way before its barrier (steps.fetch_ahead).
@@ -26,14 +28,11 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
 
-def _borrowed_impl(typingctx: Any, view: Any) -> Any:
-    if not isinstance(view, types.Array):
-        return None
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        aryty = signature.args[0]
-        source = make_array(aryty)(context, builder, args[0])
-        out = make_array(signature.return_type)(context, builder)
+def _borrow(context: Any, builder: Any, typ: Any, value: Any) -> Any:
+    """``value`` of numba type ``typ`` with every array in it (through tuples) borrowed."""
+    if isinstance(typ, types.Array):
+        source = make_array(typ)(context, builder, value)
+        out = make_array(typ)(context, builder)
         populate_array(
             out,
             data=source.data,
@@ -43,6 +42,27 @@ def _borrowed_impl(typingctx: Any, view: Any) -> Any:
             meminfo=None,
         )
         return out._getvalue()
+    if isinstance(typ, types.BaseTuple):
+        for i, member in enumerate(typ.types):
+            if _holds_arrays(member):
+                item = _borrow(context, builder, member, builder.extract_value(value, i))
+                value = builder.insert_value(value, item, i)
+    return value
+
+
+def _holds_arrays(typ: Any) -> bool:
+    if isinstance(typ, types.Array):
+        return True
+    return isinstance(typ, types.BaseTuple) and any(_holds_arrays(t) for t in typ.types)
+
+
+def _borrowed_impl(typingctx: Any, view: Any) -> Any:
+    """An array, or a tuple (a problem's NamedTuple pack) whose arrays are all borrowed."""
+    if not _holds_arrays(view):
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return _borrow(context, builder, signature.args[0], args[0])
 
     return view(view), codegen
 

@@ -380,3 +380,21 @@ def test_a_borrowed_view_reads_and_writes_its_parent() -> None:
     expected[1, 1:] += 1.0
     assert _through_borrowed(W, 1) == expected[1, 1:].sum()
     assert np.array_equal(W, expected)
+
+
+
+@njit
+def _step_through_borrowed_pack(data: DenseLinear, w: np.ndarray) -> tuple[float, int]:
+    pack = borrowed(data)  # every array of the pack borrowed, the scalars kept
+    pack.X[0, 0] = -1.0
+    for j in range(w.shape[0]):
+        w[j] += pack.X[1, j] * pack.y[1]
+    return pack.l2, pack.code
+
+
+def test_a_borrowed_pack_is_the_same_arrays_and_scalars() -> None:
+    X, y = np.arange(6.0).reshape(2, 3), np.array([0.5, 2.0])
+    w = np.zeros(3)
+    assert _step_through_borrowed_pack(DenseLinear(X, y, 0.25, 7), w) == (0.25, 7)
+    assert np.array_equal(w, 2.0 * np.array([3.0, 4.0, 5.0]))
+    assert X[0, 0] == -1.0  # written through to the parent
