@@ -27,6 +27,8 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
+_TUPLES = (types.Tuple, types.UniTuple, types.NamedTuple, types.NamedUniTuple)
+
 
 def _borrow(context: Any, builder: Any, typ: Any, value: Any) -> Any:
     """``value`` of numba type ``typ`` with every array in it (through tuples) borrowed."""
@@ -42,7 +44,7 @@ def _borrow(context: Any, builder: Any, typ: Any, value: Any) -> Any:
             meminfo=None,
         )
         return out._getvalue()
-    if isinstance(typ, types.BaseTuple):
+    if isinstance(typ, _TUPLES):
         for i, member in enumerate(typ.types):
             if _holds_arrays(member):
                 item = _borrow(context, builder, member, builder.extract_value(value, i))
@@ -53,7 +55,7 @@ def _borrow(context: Any, builder: Any, typ: Any, value: Any) -> Any:
 def _holds_arrays(typ: Any) -> bool:
     if isinstance(typ, types.Array):
         return True
-    return isinstance(typ, types.BaseTuple) and any(_holds_arrays(t) for t in typ.types)
+    return isinstance(typ, _TUPLES) and any(_holds_arrays(t) for t in typ.types)
 
 
 def _borrowed_impl(typingctx: Any, view: Any) -> Any:

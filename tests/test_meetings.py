@@ -382,7 +382,6 @@ def test_a_borrowed_view_reads_and_writes_its_parent() -> None:
     assert np.array_equal(W, expected)
 
 
-
 @njit
 def _step_through_borrowed_pack(data: DenseLinear, w: np.ndarray) -> tuple[float, int]:
     pack = borrowed(data)  # every array of the pack borrowed, the scalars kept
