@@ -224,7 +224,22 @@ def advance(
     """
     if beta == 0.0:
         step(data, rank, row, x, etas)
-        return
+    else:
+        _momentum_steps(data, rank, row, x, etas, beta, nesterov)
+
+
+@njit(cache=True, nogil=True)
+def _momentum_steps(
+    data: Pack,
+    rank: int,
+    row: np.ndarray,
+    x: np.ndarray,
+    etas: np.ndarray,
+    beta: float,
+    nesterov: bool,
+) -> None:
+    """``advance`` with momentum. Not inlined: its buffers and loop would cost every
+    meeting of a plain run registers in the compiled meeting (``run_block``)."""
     d = row.shape[0] // 2
     w = row[:d]
     v = row[d:]
