@@ -225,24 +225,19 @@ def advance(
     if beta == 0.0:
         step(data, rank, row, x, etas)
     else:
-        _momentum_steps(data, rank, row, x, etas, beta, nesterov)
+        d = row.shape[0] // 2
+        _momentum_steps(data, rank, row[:d], row[d:], x, etas, beta, nesterov)
 
 
 @njit(cache=True, nogil=True)
 def _momentum_steps(
-    data: Pack,
-    rank: int,
-    row: np.ndarray,
-    x: np.ndarray,
-    etas: np.ndarray,
-    beta: float,
-    nesterov: bool,
-) -> None:
-    """``advance`` with momentum. Not inlined: its buffers and loop would cost every
-    meeting of a plain run registers in the compiled meeting (``run_block``)."""
-    d = row.shape[0] // 2
-    w = row[:d]
-    v = row[d:]
+    data: Pack, rank: int, w: np.ndarray, v: np.ndarray, x: np.ndarray, etas: np.ndarray,
+    beta: float, nesterov: bool,
+) -> None:  # fmt: skip
+    """``advance`` with momentum, on the model w and its buffer v. Not inlined: its
+    buffers and loop would cost every meeting of a plain run registers in the compiled
+    meeting (``run_block``)."""
+    d = w.shape[0]
     probe = np.empty(d)
     unit = np.ones(1)
     for t in range(etas.shape[0]):
