@@ -31,12 +31,14 @@ which gives the same bits as the shared-memory run with ``nodes`` groups.
 
 Recording and checkpoint meetings end a block: Python computes statistics there.
 
-The helpers a meeting calls (the average, the buffer rule, ``steps.advance`` and ``step``)
-are inlined into ``run_block`` by numba itself (``inline="always"``): as separate functions,
-every array view handed to them costs an atomic reference-count increment and decrement that
-LLVM cannot prune across the call. At ``every: 1`` that was 40% of a meeting's fixed cost
-(two ranks in one process, d = 10: 2,000 cycles a meeting before, 1,200 after). The objective
-loops keep their own functions, since their ``fastmath`` flags would not survive inlining.
+What the common meeting calls (the average, ``steps.advance`` and ``step``) is inlined into
+``run_block`` by numba itself (``inline="always"``). The objective loops keep their own
+functions, since their ``fastmath`` flags would not survive inlining, and so do the rare
+cases (``_meet_row``: group levels, an average kept for statistics, momentum buffers; the
+momentum loop), whose branches would otherwise cost the common meeting its registers.
+``run_block`` borrows its array arguments (``views.borrowed``), so no view and no call
+takes a reference count: each would be a locked instruction, a fence that waits until this
+core's stores reach the peer's cache (ten a meeting, pca d = 10, before).
 """
 
 from __future__ import annotations
