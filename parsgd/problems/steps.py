@@ -27,7 +27,7 @@ from numba import njit
 from numba.extending import overload
 
 from parsgd.problems.kernels import least_squares, linear, mlp, pca, quadratic, softmax
-from parsgd.views import borrowed, prefetch
+from parsgd.views import prefetch
 
 
 class DenseLinear(NamedTuple):
@@ -259,7 +259,7 @@ def _pool_rows(data: Any, x: Any) -> None:
     X = data.X
     n = X.shape[0]
     for k in range(x.shape[0]):
-        row = borrowed(X[min(int(x[k] * n), n - 1)])
+        row = X[min(int(x[k] * n), n - 1)]  # the meeting's pack is borrowed: no refcount
         for j in range(0, row.shape[0], 8):  # a 64-byte line holds 8 float64s
             prefetch(row, j)
 
