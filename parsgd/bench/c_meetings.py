@@ -1,13 +1,21 @@
-"""The C baseline of averaging every step: what two cores allow a meeting to cost.
+"""The C ceiling of averaging every step: what two cores allow a meeting to cost.
 
 Two threads run the benchmark's dense least-squares loop (``c_loops``), each on its own
-model, and meet every ``every`` steps the way parsgd's compiled meetings do: announce by a
-release store of a generation into the thread's own 128-byte line, spin on the peer's with
-acquire loads (no yield, no sleep, no fault checks: the ceiling), then write the average of
-both rows of the current buffer into the thread's row of the other buffer (double-buffered,
-one barrier a round). Built at ``-O3 -march=native -ffast-math -pthread``. Its every-1 /
-every-end ratio bounds ours: a round trip of one cache line between the two cores is about
-100 ns, so where a step costs tens of ns no implementation can average every step cheaply.
+model of the same length as the objective's, and meet every step the way parsgd's compiled
+meetings do: announce by a release store of a generation into the thread's own 128-byte line,
+spin on the peer's with acquire loads (no yield, no sleep, no fault checks: the ceiling), then
+write the average of both rows of the current buffer into the thread's row of the other
+buffer (double-buffered, one barrier a round). Built at ``-O3 -march=native -ffast-math
+-pthread``. It is sampled beside each of the throughput's every-1 / every-end pairs, in the
+same minute, because what a meeting costs moves 2-4x with where the hypervisor places the two
+vCPUs (a round trip of one cache line between them: ~100 ns on one host, ~300 ns on another).
+
+The verdict is the every-1 / every-end ratio's, now against two numbers: its target, and
+the host's ceiling for that pair, our step with C's meeting, ``step / (step + C's
+meeting)``, the most any implementation gets here. Where that ceiling is itself below the
+target and ours reaches ``CEILING_SHARE`` of it, the row reads "host-bound", not "FAIL".
+Beside it, for the reader: the meeting cost, ours against C's at the same model length
+(ratio C / ours), and C's own every-1 / every-end ratio.
 """
 
 from __future__ import annotations
@@ -86,14 +94,47 @@ double two_threads(const double *X, const double *y, const double *u0, const dou
 }
 """
 
-# (n, d): the H curve's dense setting, and a d = 10 pool as small as the pca row's.
-SETTINGS = {"d=100": (100_000, 100), "d=10": (10_000, 10)}
+
+class Ceiling:
+    """The C two-thread loop, built once into a temporary directory, sampled per model size."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.path, self.version = compiler()
+        self.samples: dict[str, dict[str, Any]] = {}
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._lib: Any = None
+
+    def __enter__(self) -> Ceiling:
+        if self.path is not None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="parsgd_bench_")
+            self._lib = _build(self.path, Path(self._tmp.name))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def sample(self, name: str, d: int, n: int = 10_000) -> None:
+        """One every-1 and one every-end rate of the loop at model length ``d``, kept under name."""
+        if self._lib is None:
+            return
+        got = self.samples.setdefault(name, {"d": d, "1": [], "end": []})
+        got["1"].append(_rate(self._lib, n, d, self.steps, 1))
+        got["end"].append(_rate(self._lib, n, d, self.steps, 0))
+
+    def result(self) -> dict[str, Any]:
+        """Medians per name, with every sample, and the compiler; or why it was skipped."""
+        if self._lib is None:
+            return {"skipped": self.version}
+        out: dict[str, Any] = {"compiler": self.version, "flags": [*FLAGS["c_fast"], "-pthread"]}
+        for name, got in self.samples.items():
+            medians = {h: float(np.median(got[h])) for h in ("1", "end")}
+            out[name] = {"d": got["d"], **medians, "samples": got}
+        return out
 
 
-def _build(workdir: Path) -> Any:
-    path, _ = compiler()
-    if path is None:
-        return None
+def _build(path: str, workdir: Path) -> Any:
     source, target = workdir / "meet.c", workdir / "meet.so"
     source.write_text(SOURCE)
     flags = [*FLAGS["c_fast"], "-pthread", "-shared", "-fPIC"]
@@ -108,34 +149,25 @@ def _rate(lib: Any, n: int, d: int, steps: int, every: int) -> float:
     X = rng.standard_normal((n, d))
     y = X @ rng.standard_normal(d) + 0.1 * rng.standard_normal(n)
     u = [StepStream(0, 0, r, 1).uniforms(0, steps)[:, 0].copy() for r in range(2)]
-    stride = -(-d // 16) * 16
-    W = np.zeros((2, 2, stride))
-    arrive = np.zeros(32, dtype=np.int64)
+    stride = -(-d // 16) * 16  # rows of whole 128-byte line pairs, as the engine's
+    W = _aligned((2, 2, stride), np.float64)
+    arrive = _aligned((32,), np.int64)
     ptr = ctypes.c_void_p
     rate = lib.two_threads(
         *(ptr(a.ctypes.data) for a in (X, y, u[0], u[1], W, arrive)),
         *(ctypes.c_int64(v) for v in (n, d, stride, steps, every)),
-        ctypes.c_double(0.002 if d >= 100 else 0.01),
+        ctypes.c_double(min(0.01, 0.2 / d)),  # stable for these unit-variance features
     )
     return float(rate)
 
 
-def measure(quick: bool) -> dict[str, Any]:
-    """Samples/s of both threads at every 1 and every end, medians of interleaved reps."""
-    path, version = compiler()
-    if path is None:
-        return {"skipped": version}
-    steps, reps = (200_000, 3) if quick else (1_000_000, 5)
-    result: dict[str, Any] = {"compiler": version, "flags": [*FLAGS["c_fast"], "-pthread"]}
-    with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
-        lib = _build(Path(tmp))
-        for name, (n, d) in SETTINGS.items():
-            got: dict[str, list[float]] = {"1": [], "end": []}
-            for _ in range(reps):
-                got["1"].append(_rate(lib, n, d, steps, 1))
-                got["end"].append(_rate(lib, n, d, steps, 0))
-            result[name] = {h: float(np.median(v)) for h, v in got.items()}
-    return result
+def _aligned(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """Zeros starting on a 128-byte boundary: the L2 prefetcher moves lines in pairs, so a
+    row or counter sharing a pair with the peer's would cost the C loop what ours avoids."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.zeros(size + 128, dtype=np.uint8)
+    start = -raw.ctypes.data % 128
+    return raw[start : start + size].view(dtype).reshape(shape)
 
 
 def _meeting_ns(rates: dict[str, float]) -> float:
@@ -143,25 +175,53 @@ def _meeting_ns(rates: dict[str, float]) -> float:
     return 2e9 / rates["1"] - 2e9 / rates["end"]
 
 
-def rows(raw: dict[str, Any], throughput: dict[str, Any]) -> list[Row]:
-    """The C ceiling's every-1 / every-end ratio, and ours against its meeting cost."""
-    if "skipped" in raw:
-        return [Row("C two threads every 1 / every end", None, "samples/s", "", None, None, None,
-                    raw["skipped"])]  # fmt: skip
-    ours = {"d=100": throughput["h_curve"], "d=10": throughput["objectives"].get("pca")}
+def rows(throughput: dict[str, Any]) -> list[Row]:
+    """Per pair: every 1 / every end against the host's ceiling, and the meeting against C's."""
+    ceiling = throughput["ceiling"]
+    curve = throughput["h_curve"]
+    pairs = {**throughput["objectives"], "d=100": {"1": curve["1"], "end": curve["end"]}}
     out = []
-    for name in SETTINGS:
-        c = raw[name]
-        out.append(
-            Row(f"C two threads {name} every 1", c["1"], "samples/s", "C every end", c["end"],
-                c["1"] / c["end"], None, "the same meeting, spin-only barrier: the ceiling")
-        )  # fmt: skip
-        mine = ours[name]
-        if mine:
-            label = "dense d=100" if name == "d=100" else "pca d=10"
-            out.append(
-                Row(f"meeting cost every 1 M=2, {label}", _meeting_ns(mine), "ns",
-                    f"C two threads {name}", _meeting_ns(c), _meeting_ns(c) / _meeting_ns(mine),
-                    None, "per step, over every end; ratio = C / ours")
-            )  # fmt: skip
+    for name, ours in pairs.items():
+        target = 0.4 if name == "d=100" else 0.2
+        label = "dense d=100" if name == "d=100" else name
+        ratio = Row(
+            f"throughput M=2 {label} every 1",
+            ours["1"],
+            "samples/s",
+            "every end",
+            ours["end"],
+            ours["1"] / ours["end"],
+            target,
+        )
+        c = ceiling.get(name)
+        if c is None:  # no compiler: the ratio alone, judged as stated
+            ratio.note = f"C ceiling {ceiling.get('skipped', 'not sampled')}"
+            out.append(ratio)
+            continue
+        step_ns, c_meeting = 2e9 / ours["end"], _meeting_ns(c)
+        ratio.bound = step_ns / (step_ns + max(c_meeting, 0.0))
+        ratio.note = (
+            f"host ceiling {ratio.bound:.3g}: our {step_ns:.0f} ns step + C's"
+            f" {c_meeting:.0f} ns meeting"
+        )
+        mine = _meeting_ns(ours)  # a difference of two rates: noise where steps dominate
+        meeting = Row(
+            f"meeting cost every 1 M=2, {label} (d={c['d']})",
+            mine,
+            "ns",
+            f"C two threads d={c['d']}",
+            c_meeting,
+            c_meeting / mine if mine > 0 else None,
+            note="per step over every end, sampled beside it; ratio = C / ours",
+        )
+        c_ratio = Row(
+            f"C two threads d={c['d']} every 1 (beside {label})",
+            c["1"],
+            "samples/s",
+            "C every end",
+            c["end"],
+            c["1"] / c["end"],
+            note="the same meeting, spin-only barrier",
+        )
+        out += [ratio, meeting, c_ratio]
     return out

@@ -30,7 +30,6 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
         ("kernels", kernels),
         ("averaging", averaging),
         ("throughput", throughput),
-        ("c_meetings", c_meetings),
         ("memory", memory),
         ("torch", torch_local_sgd),
         ("contention", contention),
@@ -46,7 +45,7 @@ def run_bench(quick: bool, json_path: Path | None) -> int:
     info["cpu_pressure_after"] = report._cpu_pressure()
     rows = (
         report.build_rows(raw)
-        + c_meetings.rows(raw["c_meetings"], raw["throughput"])
+        + c_meetings.rows(raw["throughput"])
         + mpi_global.rows(raw["mpi"], raw["averaging"])
     )
     print(report.baselines(raw))

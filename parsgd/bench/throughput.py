@@ -5,7 +5,9 @@ start-up excluded), the median over the trials of one run. The H curve runs M = 
 d = 100 with averaging every H steps; parallel efficiency compares M = 2 with M = 1, both
 averaging rarely (every 1000 steps), interleaved so a noisy neighbour hits both alike. The
 objective rows run pca, mlp (hidden 16), quadratic and sparse logistic (a small svmlight
-file) at small d with M = 2, averaging every step against one-shot, side by side.
+file) at small d with M = 2, averaging every step against one-shot, side by side, and
+beside each pair the C ceiling of averaging every step at the same model length
+(``c_meetings``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from parsgd.bench.c_meetings import Ceiling
 from parsgd.config.load import load_config
+from parsgd.data.shared import LocalArena
 from parsgd.engine.runner import run_experiment
+from parsgd.problems.registry import build_problem
 
 H_VALUES: tuple[int | str, ...] = (1, 2, 5, 10, 20, 50, 100, 1000, "end")
 H_QUICK: tuple[int | str, ...] = (1, 10, 100, "end")
@@ -62,6 +67,12 @@ def objectives(directory: Path) -> dict[str, list[str]]:
             "sgd.step_size=0.01",
         ],
     }
+
+
+def model_size(setting: list[str]) -> int:
+    """The length of the averaged model of an objective row (what a meeting moves)."""
+    spec = load_config(None, ["workers=2", *setting])
+    return int(build_problem(spec, LocalArena()).d)
 
 
 def run_rate(
@@ -109,15 +120,20 @@ def measure(quick: bool) -> dict[str, Any]:
     curve: dict[str, list[float]] = {str(h): [] for h in h_values}
     ratios: dict[str, dict[str, list[float]]] = {}
     pairs: dict[int, list[float]] = {1: [], 2: []}
-    with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp:
+    ceiling = Ceiling(200_000 if quick else 1_000_000)
+    with tempfile.TemporaryDirectory(prefix="parsgd_bench_") as tmp, ceiling:
         out = Path(tmp)
+        settings = objectives(out)
+        sizes = {name: model_size(setting) for name, setting in settings.items()}
         for _ in range(passes):
             for h in h_values:
                 curve[str(h)].append(run_rate(out, 2, h, _steps_for(quick), trials))
-            for name, setting in objectives(out).items():
+            ceiling.sample("d=100", _D, _N)  # beside the H curve's every 1 and every end
+            for name, setting in settings.items():
                 got = ratios.setdefault(name, {"1": [], "end": []})
                 for h in ("1", "end"):  # side by side, so one noisy burst hits both
                     got[h].append(run_rate(out, 2, h, _steps_for(quick), trials, setting))
+                ceiling.sample(name, sizes[name])  # the host's ceiling, in the same minute
             for _ in range(1 if quick else 2):  # short runs, many pairs
                 for workers in (1, 2):
                     pairs[workers].append(run_rate(out, workers, 1000, 200_000, trials))
@@ -130,6 +146,7 @@ def measure(quick: bool) -> dict[str, Any]:
         "objectives": {
             name: {h: float(np.median(v)) for h, v in got.items()} for name, got in ratios.items()
         },
+        "ceiling": ceiling.result(),
         "m1": float(np.median(pairs[1])),
         "m2": float(np.median(pairs[2])),
         "pairs": pairs,
