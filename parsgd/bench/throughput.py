@@ -95,7 +95,13 @@ def run_rate(
     result = run_experiment(spec, out, force=True)  # its own scratch runs, remeasured
     if result.status != "completed":
         raise RuntimeError(f"benchmark run {name} ended {result.status}: {result.reason}")
-    with (result.directory / "trace.csv").open() as handle:
+    return trial_rate(result.directory, steps)
+
+
+def trial_rate(run_dir: Path, steps: int) -> float:
+    """Median over a run's trials of samples / wall_s at the last trace row (the trial's own
+    clock: start-up, data generation and the kernel warm-up are not in it)."""
+    with (run_dir / "trace.csv").open() as handle:
         last = {}
         for row in csv.DictReader(handle):
             if int(row["step"]) == steps:
