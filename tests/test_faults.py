@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 from conftest import (
@@ -33,7 +34,7 @@ from conftest import (
 
 from parsgd.data.shared import live_segments
 from parsgd.engine.rundir import read_trace
-from parsgd.engine.worker import FAULT_ENV
+from parsgd.engine.worker import FAULT_ENV, wait_for_start
 from tests.helpers import numbers
 
 
@@ -255,3 +256,42 @@ def test_disk_full_during_a_run_ends_it_failed_with_a_readable_record(
     assert record["status"] == "failed" and "No space left on device" in record["reason"]
     assert len(read_trace(tiny_disk / "t" / "trace.csv")) > 100
     assert wait_until(lambda: all_gone(record["pids"]), 5)
+
+
+def _held_worker(control: np.ndarray, parent: int) -> None:
+    wait_for_start(control, parent)
+
+
+def test_workers_held_at_the_start_go_when_released_or_aborted_and_see_a_dead_parent() -> None:
+    """The MPI node's start gate: a forked process waits while HOLD is set, starts when it is
+    cleared (or the run is aborted), and does not wait on for a parent that is gone."""
+    import multiprocessing
+
+    from parsgd.data.shared import SharedArena
+    from parsgd.engine.control import ABORT, HOLD, N_CONTROL
+    from parsgd.engine.loop import ParentGone
+
+    context = multiprocessing.get_context("fork")
+    arena = SharedArena()
+    try:
+        for release in (HOLD, ABORT):
+            control = arena.zeros((N_CONTROL,), np.int64)
+            control[HOLD] = 1
+            child = context.Process(target=_held_worker, args=(control, os.getpid()))
+            child.start()
+            child.join(0.5)
+            assert child.is_alive()  # held
+            if release == HOLD:
+                control[HOLD] = 0  # MPI is up
+            else:
+                control[ABORT] = 1  # a peer failed meanwhile
+            child.join(5.0)
+            assert child.exitcode == 0, release
+        control = np.zeros(N_CONTROL, dtype=np.int64)
+        control[HOLD] = 1
+        with pytest.raises(ParentGone):
+            wait_for_start(control, parent=os.getppid() + 1)  # not this process's parent
+        control[HOLD] = 0
+        wait_for_start(control, parent=0)  # not held: returns at once
+    finally:
+        arena.close()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 # Slots of the control block (int64, in shared memory). SPIN_NS, set once before the
 # workers start: how long a waiting rank spins before it yields its core (barrier.py).
-STOP_REQUEST, ABORT, SPIN_NS = range(3)
-N_CONTROL = 3
+# HOLD, non-zero while the workers must not start their steps yet: an MPI node forks its
+# workers before MPI_Init and clears it once MPI is up (worker.wait_for_start).
+STOP_REQUEST, ABORT, SPIN_NS, HOLD = range(4)
+N_CONTROL = 4
 
 # Bits of a rank's flags word, OR-ed into the decision of a global meeting.
 NONFINITE, STOP = 1, 2

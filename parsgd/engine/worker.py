@@ -14,12 +14,14 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
+from parsgd.engine.control import ABORT, HOLD
 from parsgd.engine.loop import Aborted, Hooks, ParentGone, Position, Stalled, run_ranks
 from parsgd.engine.messages import Checkpoint, Done, Failed, Row, Stopped
 from parsgd.engine.signals import STOP_SIGNALS
@@ -81,6 +83,17 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def wait_for_start(control: np.ndarray, parent: int) -> None:
+    """Sleep while the coordinator holds the start (``HOLD``): an MPI node's rank runs
+    MPI_Init after forking its workers, and on a machine with a core per worker, workers
+    stepping meanwhile would share their cores with it (~80 ms here). A millisecond's
+    sleep at a time: the start is not worth a spinning core."""
+    while control[HOLD] and not control[ABORT]:
+        if os.getppid() != parent:
+            raise ParentGone("the start")
+        time.sleep(0.001)
+
+
 def worker_main(team: Team, rank: int, conn: Connection, parent: int, start: Position) -> None:
     """Entry point of a forked worker; exits 0 after reporting, 1 after an error."""
     faulthandler.enable()
@@ -94,6 +107,7 @@ def worker_main(team: Team, rank: int, conn: Connection, parent: int, start: Pos
     fault_step, fault_kind = parse_fault(rank)
     hooks = _WorkerHooks(rank, conn, fault_kind)
     try:
+        wait_for_start(team.state.control, parent)
         outcome = run_ranks(team, [rank], start, hooks, True, parent, fault_step)
         conn.send(Done(outcome, team.timings(rank)))
     except Aborted:

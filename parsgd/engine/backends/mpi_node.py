@@ -42,7 +42,7 @@ from numba import njit
 
 from parsgd.engine.backends.mpi_link import MpiLink
 from parsgd.engine.barrier import FLAGS, PAD, arrived, release
-from parsgd.engine.control import GROUP, STOP, STOP_REQUEST
+from parsgd.engine.control import GROUP, HOLD, STOP, STOP_REQUEST
 from parsgd.engine.coordinator import Coordinator, Sink
 from parsgd.engine.logs import WorkerLogs
 from parsgd.engine.loop import Outcome, Position
@@ -151,7 +151,9 @@ class NodeCoordinator(Coordinator):
 
     def start_workers(self) -> None:
         """Fork the node's workers, their log records coming back to this rank. This rank's
-        own records while it forks (log.txt is not open yet) wait with theirs."""
+        own records while it forks (log.txt is not open yet) wait with theirs. The workers
+        hold at their start until ``attach``: MPI_Init should not share their cores."""
+        self.team.state.control[HOLD] = 1
         parsgd_log = logging.getLogger("parsgd")
         parsgd_log.setLevel(logging.INFO)  # as in the run log: the workers' INFO lines pass
         parsgd_log.propagate = False
@@ -195,6 +197,7 @@ class NodeCoordinator(Coordinator):
         self._stats_gather = link.in_place_gather(st.stats)
         if link.size > 1:
             self._advance()
+        st.control[HOLD] = 0  # MPI is up: the workers start their steps
 
     def _advance(self) -> None:
         self._next = next(self._due, None)
