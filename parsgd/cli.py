@@ -13,6 +13,7 @@ from parsgd.errors import ParsgdError
 
 if TYPE_CHECKING:
     from parsgd.config.spec import RunSpec
+    from parsgd.stepsets import StepSet
 
 # Only argparse and the error types at import: ``parsgd --help`` and each subcommand's
 # ``--help`` pay for no numpy, yaml or engine; each action imports what it runs.
@@ -213,27 +214,32 @@ def _add_sweep_command(commands: Any) -> None:
     sweep.set_defaults(handler=sweep_command)
 
 
-def _shown(steps: list[int]) -> str:
-    return ", ".join(map(str, steps if len(steps) <= 10 else [*steps[:5], "...", *steps[-5:]]))
+def _shown(steps: StepSet) -> str:
+    """The steps, or the first and last five of more than ten (never all of them listed)."""
+    n = steps.size
+    if n <= 10:
+        return ", ".join(map(str, steps.steps().tolist()))
+    ends = [steps.nth(k) for k in (*range(5), *range(n - 5, n))]
+    return ", ".join(map(str, [*ends[:5], "...", *ends[5:]]))
 
 
 def _print_dry_run(spec: RunSpec) -> None:
     from parsgd.config.files import dump_config
-    from parsgd.engine.plan import global_rounds
+    from parsgd.engine.plan import global_set
 
     steps = spec.sgd.steps
     schedule = spec.averaging.schedule
-    averaging = schedule.averaging_steps(steps)
+    averaging = schedule.step_set(steps)
     print(dump_config(spec.to_dict()), end="")
     print(f"# averaging: {schedule.describe()}")
-    print(f"# averaging steps: {_shown(averaging.tolist())}")
+    print(f"# averaging steps: {_shown(averaging)}")
     global_every = spec.averaging.global_every
     if global_every is not None or spec.nodes > 1:
-        rounds = global_rounds(averaging, global_every, steps).tolist()
+        rounds = global_set(averaging, global_every, steps)
         print(f"# nodes: {spec.nodes} x {spec.workers} workers")
         print(f"# global averaging steps: {_shown(rounds)}")
-        print(f"# global syncs per trial: {len(rounds)}")
-    print(f"# syncs per trial: {len(averaging)}; trials: {spec.trials}")
+        print(f"# global syncs per trial: {rounds.size}")
+    print(f"# syncs per trial: {averaging.size}; trials: {spec.trials}")
 
 
 def main(argv: list[str] | None = None) -> int:

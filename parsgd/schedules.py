@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from parsgd import stepsets
+from parsgd.stepsets import Listed, Piece, Progression, StepSet
 
 # The config is a mapping of sections; schedules read their own (config.load calls StepSize).
 Config = dict[str, Any]
@@ -50,14 +50,17 @@ class AveragingSchedule:
 
         The last step is always included: the output of a run is the average.
         """
+        return self.step_set(total_steps).steps()
+
+    def step_set(self, total_steps: int) -> StepSet:
+        """``averaging_steps`` held as progressions (what the run's plan reads)."""
         if self.at is not None:
-            steps = np.asarray(self.at, dtype=np.int64)
+            steps = StepSet.of(list(self.at))
         elif self.phases is not None:
             steps = _phased(self.phases)
         else:
             steps = _periodic(self.every, self.warmup, self.growth, total_steps)
-        steps = steps[(steps >= 1) & (steps <= total_steps)]
-        return stepsets.union(steps, np.array([total_steps], dtype=np.int64))
+        return steps.up_to(total_steps).with_step(total_steps)
 
     def describe(self) -> str:
         if self.at is not None:
@@ -72,44 +75,52 @@ class AveragingSchedule:
         return " ".join(parts)
 
 
-def _periodic(every: int | str | None, warmup: int, growth: float, total: int) -> np.ndarray:
+def _periodic(every: int | str | None, warmup: int, growth: float, total: int) -> StepSet:
+    warm = Progression.span(1, min(warmup, total))
     if every == "end" or every is None:
-        return np.arange(1, warmup + 1, dtype=np.int64)
+        return StepSet([warm])
     assert isinstance(every, int)
     if growth == 1.0:
-        return np.concatenate(
-            [
-                np.arange(1, min(warmup, total) + 1, dtype=np.int64),
-                np.arange(warmup + every, total + 1, every, dtype=np.int64),
-            ]
-        )
-    steps = list(range(1, min(warmup, total) + 1))
+        return StepSet([warm, Progression.span(warmup + every, total, every)])
+    steps: list[int] = []
     t, interval = warmup, float(every)
     while True:
+        if growth < 1.0 and interval < 1.5:  # every interval from here rounds to one step
+            listed = Listed(np.array(steps, np.int64)) if steps else None
+            return StepSet([warm, listed, Progression.span(t + 1, total)])
         t += max(1, round(interval))
         if t > total:
             break
         steps.append(t)
         interval *= growth
-    return np.asarray(steps, dtype=np.int64)
+    return StepSet([warm, Listed(np.array(steps, np.int64)) if steps else None])
 
 
-def _phased(phases: tuple[tuple[int, int | str], ...]) -> np.ndarray:
+def _phased(phases: tuple[tuple[int, int | str], ...]) -> StepSet:
     """Each phase averages every H steps from its own start and at its end."""
-    parts, start = [], 0
+    pieces: list[Piece | None] = []
+    start = 0
     for length, every in phases:
+        end = start + length
+        periodic = None
         if every != "end":
             assert isinstance(every, int)
-            parts.append(np.arange(start + every, start + length + 1, every, dtype=np.int64))
-        start += length
-        parts.append(np.array([start], dtype=np.int64))
-    return stepsets.union(*parts)
+            periodic = Progression.span(start + every, end, every)
+            pieces.append(periodic)
+        if periodic is None or periodic.last != end:  # the phase's end, once
+            pieces.append(Listed(np.array([end], np.int64)))
+        start = end
+    return StepSet(pieces)
 
 
 def eval_steps(every: int, total_steps: int) -> np.ndarray:
     """Steps at which the collector records a trace row: 0, every, 2*every, ..., total."""
-    steps = np.arange(0, total_steps + 1, every, dtype=np.int64)
-    return stepsets.union(steps, np.array([total_steps], dtype=np.int64))
+    return eval_set(every, total_steps).steps()
+
+
+def eval_set(every: int, total_steps: int) -> StepSet:
+    """``eval_steps`` held as a progression."""
+    return StepSet([Progression.span(0, total_steps, every)]).with_step(total_steps)
 
 
 @dataclass(frozen=True)

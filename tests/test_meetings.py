@@ -34,6 +34,7 @@ from parsgd.engine.control import (
     STOP,
     STOP_REQUEST,
 )
+from parsgd.engine.plan import WINDOW
 from parsgd.engine.rundir import read_trace
 from parsgd.engine.worker import FAULT_ENV
 from parsgd.problems.steps import DenseLinear
@@ -211,7 +212,19 @@ def _case_configs(root: Path) -> dict[str, dict[str, Any]]:
         nodes = 2 if schedule == "groups" else 1
         path = write_config(root / "c.yaml", averaging=averaging, nodes=nodes)
         cases[schedule] = yaml.safe_load(path.read_text())
+    path = write_config(root / "c.yaml", **WINDOWS)
+    cases["windows"] = yaml.safe_load(path.read_text())
     return cases
+
+
+# Averaging every step for long enough that the plan is walked in several windows
+# (plan.WINDOW meetings each), with checkpoints and records falling inside them.
+WINDOWS: dict[str, Any] = {
+    "sgd": {"steps": 3 * WINDOW + 1234},
+    "averaging": {"every": 1},
+    "eval": {"every": 25_000},
+    "checkpoint": {"every": 40_001},
+}
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +245,14 @@ def test_serial_and_processes_agree_bit_for_bit(backend_pairs: Pairs, objective:
 def test_every_schedule_kind_agrees_bit_for_bit(backend_pairs: Pairs, schedule: str) -> None:
     serial, processes = pair_traces(backend_pairs, schedule)
     assert serial == processes
+
+
+def test_a_plan_walked_in_several_windows_agrees_bit_for_bit(backend_pairs: Pairs) -> None:
+    serial, processes = pair_traces(backend_pairs, "windows")
+    assert serial == processes
+    rows = [r for r in serial if int(r["trial"]) == 0]  # a row every 25,000 steps
+    assert [int(r["step"]) for r in rows][-1] == WINDOWS["sgd"]["steps"]
+    assert all(int(r["syncs"]) == int(r["step"]) for r in rows)
 
 
 def test_divergence_is_detected_on_both_backends(tmp_path: Path) -> None:
@@ -305,14 +326,22 @@ def test_a_stop_request_with_a_stopped_worker_fails_the_run_naming_it(tmp_path: 
     assert wait_until(lambda: all_gone(record["pids"]), 5)
 
 
-@pytest.mark.parametrize("nodes", [1, 2])
-def test_resume_after_a_crash_reproduces_the_serial_trace(tmp_path: Path, nodes: int) -> None:
-    averaging = {"every": 3, "global_every": 12} if nodes > 1 else {"every": 3}
-    config = write_config(
-        tmp_path / "c.yaml", nodes=nodes, averaging=averaging, checkpoint={"every": 5}
-    )
+@pytest.mark.parametrize("case", ["nodes1", "nodes2", "windows"])
+def test_resume_after_a_crash_reproduces_the_serial_trace(tmp_path: Path, case: str) -> None:
+    """A crash, then ``--resume`` from the last checkpoint; "windows" resumes mid-window of a
+    plan walked in several (the resumed walk cuts its windows elsewhere)."""
+    if case == "windows":
+        config = write_config(tmp_path / "c.yaml", trials=1, **WINDOWS)
+        fault = f"1:{2 * WINDOW + 999}:sigkill"
+    else:
+        nodes = int(case[-1])
+        averaging = {"every": 3, "global_every": 12} if nodes > 1 else {"every": 3}
+        config = write_config(
+            tmp_path / "c.yaml", nodes=nodes, averaging=averaging, checkpoint={"every": 5}
+        )
+        fault = "1:250:sigkill"
     cut = tmp_path / "cut"
-    crashed = run_cli("run", str(config), "--out", str(cut), env={FAULT_ENV: "1:250:sigkill"})
+    crashed = run_cli("run", str(config), "--out", str(cut), env={FAULT_ENV: fault})
     assert crashed.returncode == 1, crashed.stderr
     assert (cut / "t" / "checkpoint.npz").exists()
     resumed = run_cli("run", str(config), "--out", str(cut), "--resume")

@@ -73,13 +73,13 @@ def test_non_utf8_config_names_the_line(tmp_path: Path) -> None:
 
 
 RANGE_CASES = {
-    # 2^40 steps: refused before a plan is built, even for --dry-run.
-    "steps_2_40": ({"sgd": {"steps": 2**40}}, str(MAX_MEETINGS)),
+    # 2^40 trace rows: refused before a plan is built, even for --dry-run.
+    "steps_2_40": ({"sgd": {"steps": 2**40}, "eval": {"every": 1}}, str(MAX_MEETINGS)),
     "growth_hang": (
         {"sgd": {"steps": 10**9}, "averaging": {"every": 10, "growth": 1.0000001}},
         str(MAX_MEETINGS),
     ),
-    "every_step": ({"sgd": {"steps": 10**8}, "averaging": {"every": 1}}, str(MAX_MEETINGS)),
+    "record_every_step": ({"sgd": {"steps": 10**8}, "eval": {"every": 1}}, str(MAX_MEETINGS)),
     "stream_batch": (
         {
             "data": {"kind": "gaussian_linear", "stream": True, "d": 100},
@@ -99,6 +99,18 @@ def test_ranges_that_would_be_materialised_are_bounded(
     config = write_config(tmp_path / "c.yaml", **sections)
     extra = ("--dry-run",) if dry_run else ()
     _refused(tmp_path, config, limit, "limit", extra=extra, in_process=case != "steps_2_40")
+
+
+def test_averaging_every_step_over_1e8_steps_is_planned_without_holding_its_rounds(
+    tmp_path: Path,
+) -> None:
+    """Periodic rounds are held as progressions: 10^8 of them are no limit, and --dry-run
+    shows their ends without listing them."""
+    config = write_config(tmp_path / "c.yaml", sgd={"steps": 10**8}, averaging={"every": 1})
+    done = run_cli("run", str(config), "--dry-run", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "# averaging steps: 1, 2, 3, 4, 5, ..., 99999996, 99999997" in done.stdout
+    assert "# syncs per trial: 100000000;" in done.stdout
 
 
 def test_a_huge_sweep_grid_is_refused_with_its_size(tmp_path: Path) -> None:

@@ -54,14 +54,16 @@ def test_plan_meets_at_union_and_counts_syncs() -> None:
         )
     )
     plan = Plan.from_spec(RunSpec.from_resolved(config))
-    assert plan.steps.tolist() == [0, 4, 5, 8, 10]
-    assert plan.average.tolist() == [False, True, False, True, True]
-    assert plan.record.tolist() == [True, False, True, False, True]
-    assert plan.syncs.tolist() == [0, 1, 1, 2, 3]
+    whole = plan.window(0, plan.meetings)
+    assert whole.steps.tolist() == [0, 4, 5, 8, 10]
+    assert whole.average.tolist() == [False, True, False, True, True]
+    assert whole.record.tolist() == [True, False, True, False, True]
+    assert whole.syncs.tolist() == [0, 1, 1, 2, 3]
     # Checkpoints after averaging rounds, never at the very end (the run is done there).
-    assert plan.checkpoint.tolist() == [False, True, False, True, False]
+    assert whole.checkpoint.tolist() == [False, True, False, True, False]
     assert plan.sync_count == 3
-    assert np.array_equal(plan.steps, [0, 4, 5, 8, 10])
+    # A block from each meeting runs through the next recording or checkpoint meeting.
+    assert whole.block_end.tolist() == [1, 2, 3, 4, 5]
 
 
 _STEPS = st.lists(st.integers(0, 40), max_size=25)

@@ -104,7 +104,7 @@ def quadratic_moments(spec: RunSpec, steps: np.ndarray) -> HeteroMoments | None:
     if not isinstance(objective, QuadraticObjective) or not quadratic_from_zero:
         return None
     from parsgd.data.synthetic import planted_weights, spectrum
-    from parsgd.engine.plan import global_rounds
+    from parsgd.engine.plan import global_set
     from parsgd.problems.quadratic import worker_quadratics
 
     d, total, workers = objective.d, sgd.steps, spec.ranks
@@ -112,9 +112,11 @@ def quadratic_moments(spec: RunSpec, steps: np.ndarray) -> HeteroMoments | None:
     center = planted_weights(d, spec.seed)  # as parsgd.problems.registry builds the quadratic
     spread = objective.curvature_spread
     problem = worker_quadratics(eigs, center, objective.zeta, spread, workers, spec.seed)
-    averaging = spec.averaging.schedule.averaging_steps(total)
+    rounds = spec.averaging.schedule.step_set(total)
+    averaging = rounds.steps()
     # Rounds that are not global average within each node's workers (hierarchical runs).
-    is_global = np.isin(averaging, global_rounds(averaging, spec.averaging.global_every, total))
+    rounds_global = global_set(rounds, spec.averaging.global_every, total).steps()
+    is_global = np.isin(averaging, rounds_global)
     at = np.asarray(steps, dtype=np.int64)
     return hetero_quadratic_moments(
         curvatures=problem.curvatures,

@@ -66,6 +66,6 @@ def advisories(spec: RunSpec) -> list[str]:
             f"sgd.init zeros is a stationary point of {objective.kind} (pca: the saddle "
             "w = 0 never moves; mlp: hidden units stay identical): use shared or independent"
         )
-    if len(schedule.averaging_steps(steps)) > 100_000 and workers > 1:
+    if schedule.step_set(steps).size > 100_000 and workers > 1:
         notes.append("more than 100,000 averaging rounds: the run is dominated by meetings")
     return notes

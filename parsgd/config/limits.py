@@ -16,7 +16,9 @@ from parsgd.config.kinds import DATA_FOR_OBJECTIVE, DATA_SECTION, OBJECTIVE_SECT
 MAX_CONFIG_BYTES = 1 << 20  # a config or sweep file; real ones are a few hundred bytes
 MAX_YAML_DEPTH = 64
 MAX_YAML_VALUES = 200_000  # values after expanding aliases
-MAX_MEETINGS = 1 << 24  # meetings per trial (each is a row of the in-memory plan)
+# Meetings per trial held one by one (trace rows, listed averaging rounds); a periodic
+# schedule's rounds are held as progressions, whatever their number.
+MAX_MEETINGS = 1 << 24
 MAX_STREAM_BATCH_VALUES = 1 << 27  # sgd.batch_size x data.d on a stream: 1 GiB of float64
 MAX_SWEEP_POINTS = 100_000
 
@@ -59,30 +61,23 @@ def with_data_default(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def meeting_count_bound(config: dict[str, Any]) -> int:
-    """An upper bound on the meetings of one trial (averaging and recording steps)."""
+    """An upper bound on the meetings of one trial that are held one by one: trace rows
+    (each a Python meeting and a line of trace.csv) and averaging rounds that no progression
+    holds (``at`` lists, and ``growth``, whose rounds are listed as they are computed).
+    Periodic rounds and phases cost nothing to hold (``stepsets.StepSet``)."""
     steps = config["sgd"]["steps"]
     averaging = config["averaging"]
+    listed = 0
     if config["method"] in ("hogwild", "single"):
-        syncs = 0
+        listed = 0
     elif averaging["at"] is not None:
-        syncs = len(averaging["at"])
-    elif averaging["phases"] is not None:
-        syncs = sum(
-            1 + (p["steps"] // p["every"] if isinstance(p["every"], int) else 0)
-            for p in averaging["phases"]
-        )
-    else:
+        listed = len(averaging["at"])
+    elif averaging["phases"] is None and averaging["growth"] != 1.0:
         every = averaging["every"]
-        warmup = min(averaging["warmup"], steps)
-        if not isinstance(every, int):
-            syncs = warmup
-        elif averaging["growth"] < 1.0:  # intervals shrink to one step
-            syncs = steps
-        else:
-            syncs = warmup + steps // every
+        listed = steps // every if isinstance(every, int) else 0
     every_eval = config["eval"]["every"]
     records = 50 if every_eval == "auto" else steps // every_eval
-    return syncs + records + 2
+    return listed + records + 2
 
 
 def size_errors(config: dict[str, Any]) -> list[str]:
@@ -91,14 +86,16 @@ def size_errors(config: dict[str, Any]) -> list[str]:
     meetings = meeting_count_bound(config)
     if meetings > MAX_MEETINGS:
         averaging = config["averaging"]
-        how = next(
-            (f"averaging.{k} {averaging[k]!r}" for k in ("every",) if averaging[k] is not None),
-            "the averaging schedule",
-        )
+        how = ""
+        if averaging["at"] is not None:
+            how = f" and averaging.at ({len(averaging['at'])} steps)"
+        elif averaging["growth"] != 1.0:
+            how = f" and averaging.growth {averaging['growth']!r}"
         errors.append(
-            f"sgd.steps {config['sgd']['steps']} with {how} and eval.every "
-            f"{config['eval']['every']} makes up to {meetings} meetings per trial; the limit "
-            f"is {MAX_MEETINGS}: average or evaluate less often, or run fewer steps"
+            f"sgd.steps {config['sgd']['steps']} with eval.every {config['eval']['every']}"
+            f"{how} makes up to {meetings} trace rows and listed "
+            f"averaging rounds per trial; the limit is {MAX_MEETINGS}: evaluate "
+            f"{'or average ' if how else ''}less often, or run fewer steps"
         )
     data, batch = config["data"], config["sgd"]["batch_size"]
     if data.get("stream") and "d" in data and batch * data["d"] > MAX_STREAM_BATCH_VALUES:

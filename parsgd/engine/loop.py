@@ -18,6 +18,7 @@ import numpy as np
 from parsgd.engine import meetings
 from parsgd.engine.barrier import PAD, wait
 from parsgd.engine.control import ABORTED, GLOBAL, NONFINITE, OK, PARENT_GONE, STALLED, STOP
+from parsgd.engine.plan import Cursor, Window
 from parsgd.engine.team import COMPUTE_S, EVAL_S, SYNC_S, Team
 from parsgd.errors import ParsgdError
 from parsgd.problems.steps import advance
@@ -92,10 +93,7 @@ class _Ranks:
         self.state[0] = int(team.state.arrive[ranks[0] * PAD]) if barrier else 0
         self.pending = np.zeros(len(ranks), dtype=np.int64)
         self.cycles = np.zeros(2)
-        self.python = plan.record | plan.checkpoint
-        breaks = np.flatnonzero(self.python)
-        at = np.searchsorted(breaks, np.arange(len(self.python)))
-        self.block_end = np.append(breaks, len(self.python))[at] + 1  # through the Python one
+        self.cursor = Cursor(plan)
         self.max_steps = max(1, MAX_UNIFORMS // team.problem.uniforms_per_step)
 
     def inputs(self, trial: int, start: int, stop: int) -> np.ndarray:
@@ -115,10 +113,12 @@ class _Ranks:
             advance(kernel.data, int(r), w, inputs[k], etas, s.momentum, s.nesterov)
         team.timers[self.ranks, COMPUTE_S] += time.perf_counter() - tic
 
-    def block(self, trial: int, index: int, end: int, start: int) -> tuple[int, int]:
-        """Run meetings index..end-1 from step ``start``; (meetings done, decision)."""
+    def block(self, trial: int, w: Window, index: int, end: int, start: int) -> tuple[int, int]:
+        """Run meetings index..end-1 (of window ``w``) from step ``start``; (meetings done,
+        decision)."""
         team, st, plan = self.team, self.team.state, self.team.plan
-        stop = int(plan.steps[end - 1])
+        lo, hi = index - w.first, end - w.first
+        stop = int(w.steps[hi - 1])
         tic = time.perf_counter()
         inputs = self.inputs(trial, start, stop)
         etas = team.settings.step_size.values(start, stop)
@@ -127,8 +127,8 @@ class _Ranks:
         status, count, decision = meetings.run_block(
             team.kernel.data, st.table, self.scratch, self.tmp, st.arrive, st.control,
             self.ranks, team.rows, team.group,
-            team.row_group, inputs, etas, start, plan.steps[index:end], plan.level[index:end],
-            plan.average[index:end], trial * len(plan.steps) + index, self.barrier,
+            team.row_group, inputs, etas, start, w.steps[lo:hi], w.level[lo:hi],
+            w.average[lo:hi], trial * plan.meetings + index, self.barrier,
             self.parent, self.state, self.pending, self.cycles, team.settings.momentum,
             team.settings.nesterov, team.settings.momentum_mode,
         )  # fmt: skip
@@ -138,7 +138,7 @@ class _Ranks:
         team.timers[self.ranks, COMPUTE_S] += (drawn - tic) + share * (toc - drawn)
         team.timers[self.ranks, SYNC_S] += (1.0 - share) * (toc - drawn)
         if status != OK:
-            raise _FAILURES[status](f"meeting at step {int(plan.steps[index + count])}")
+            raise _FAILURES[status](f"meeting at step {int(w.steps[lo + count])}")
         return count, decision
 
     def recording_barrier(self) -> None:
@@ -172,8 +172,8 @@ def run_ranks(
     plan, settings = team.plan, team.settings
     run = _Ranks(team, ranks, barrier, parent)
     leader = 0 in ranks
-    n = len(plan.steps)
-    fault_at = int(np.searchsorted(plan.steps, fault_step, side="left")) if fault_step >= 0 else n
+    n = plan.meetings
+    fault_at = plan.index_of(fault_step) if fault_step >= 0 else n
     for trial in range(start.trial, settings.trials):
         resumed = trial == start.trial and start.step >= 0
         if not resumed:
@@ -183,50 +183,54 @@ def run_ranks(
         origin = time.perf_counter() - (start.wall_s if resumed else 0.0)
         paused = 0.0
         done = max(first, 0)
-        index = int(np.searchsorted(plan.steps, first, side="right"))
+        index = plan.index_of(first, side="right")
         while index < n:
             if index == fault_at:
                 hooks.fault()
-            while int(plan.steps[index]) - done > run.max_steps:
+            w = run.cursor.at(index)
+            i = index - w.first
+            while int(w.steps[i]) - done > run.max_steps:
                 run.local(trial, index, done, done + run.max_steps)
                 done += run.max_steps
-            last = int(np.searchsorted(plan.steps, done + run.max_steps, side="right"))
-            end = min(int(run.block_end[index]), max(last, index + 1))
+            # Through the next Python meeting, within one draw of uniforms and the window.
+            last = int(np.searchsorted(w.steps, done + run.max_steps, side="right"))
+            end = w.first + min(int(w.block_end[i]), max(last, i + 1))
             if index < fault_at < end:
                 end = fault_at
-            count, decision = run.block(trial, index, end, done)
-            if plan.steps[index] == 0:
+            count, decision = run.block(trial, w, index, end, done)
+            if w.steps[i] == 0:
                 # The trial's clock starts once every worker stands at step 0, so the first
                 # trial's wall_s and sync time do not include the other workers' start-up.
                 origin = time.perf_counter()
             index += count
-            at = index - 1
-            done = int(plan.steps[at])
-            if run.python[at]:
-                paused += python_meeting(team, run, trial, at, origin, paused, leader, hooks)
+            at = index - 1 - w.first
+            done = int(w.steps[at])
+            if w.python[at]:
+                paused += python_meeting(team, run, trial, w, at, origin, paused, leader, hooks)
             if decision & (NONFINITE | STOP):
                 status = "diverged" if decision & NONFINITE else "interrupted"
                 wall_s = time.perf_counter() - origin - paused
-                return Outcome(status, trial, done, int(plan.syncs[at]), wall_s)
+                return Outcome(status, trial, done, int(w.syncs[at]), wall_s)
         hooks.trial_done(trial)
     return Outcome("completed", settings.trials - 1, plan.total_steps, plan.sync_count)
 
 
 def python_meeting(
-    team: Team, run: _Ranks, trial: int, at: int, origin: float, paused: float, leader: bool,
-    hooks: Hooks,
+    team: Team, run: _Ranks, trial: int, w: Window, at: int, origin: float, paused: float,
+    leader: bool, hooks: Hooks,
 ) -> float:  # fmt: skip
-    """Statistics, the recording barrier, then rank 0's trace row and checkpoint; returns
-    the seconds spent (kept out of the trial's wall time)."""
-    plan, st = team.plan, team.state
+    """Statistics, the recording barrier, then rank 0's trace row and checkpoint at meeting
+    ``at`` of window ``w``; returns the seconds spent (kept out of the trial's wall time)."""
+    st = team.state
     tic = time.perf_counter()
-    cur, nxt = team.buffer_before(trial, at), team.buffer_before(trial, at + 1)
+    meeting = w.first + at
+    cur, nxt = team.buffer_before(trial, meeting), team.buffer_before(trial, meeting + 1)
     # Where the meeting left the global average: the adopted row, or scratch.
-    adopt = bool(plan.average[at]) and int(plan.level[at]) == GLOBAL
+    adopt = bool(w.average[at]) and int(w.level[at]) == GLOBAL
     for k, r in enumerate(run.ranks):
         model = st.W[cur, team.rows[r]]
         avg = st.W[nxt, team.rows[r]] if adopt else run.scratch[k]
-        if plan.record[at]:
+        if w.record[at]:
             eval_tic = time.perf_counter()
             team.record_stats(int(r), model, avg)
             team.timers[r, EVAL_S] += time.perf_counter() - eval_tic
@@ -235,27 +239,28 @@ def python_meeting(
     if leader:
         k0 = int(np.flatnonzero(run.ranks == 0)[0])
         leader_meeting(
-            team, run.scratch[k0], trial, at, tic - origin - paused, origin + paused, hooks
+            team, run.scratch[k0], trial, w, at, tic - origin - paused, origin + paused, hooks
         )
     return time.perf_counter() - tic
 
 
 def leader_meeting(
-    team: Team, scratch: np.ndarray, trial: int, at: int, wall_s: float, zero: float,
-    hooks: Hooks,
+    team: Team, scratch: np.ndarray, trial: int, w: Window, at: int, wall_s: float,
+    zero: float, hooks: Hooks,
 ) -> None:  # fmt: skip
-    """Rank 0's part of recording meeting ``at``, once every rank's statistics are in: the
-    trace row (at trial time ``wall_s``) and the checkpoint (at the trial clock now, whose
-    zero is ``zero``: statistics excluded). ``scratch`` is rank 0's scratch row, where a
-    meeting that does not adopt leaves the global average."""
-    plan, st = team.plan, team.state
-    cur, nxt = team.buffer_before(trial, at), team.buffer_before(trial, at + 1)
-    adopt = bool(plan.average[at]) and int(plan.level[at]) == GLOBAL
+    """Rank 0's part of recording meeting ``at`` of window ``w``, once every rank's
+    statistics are in: the trace row (at trial time ``wall_s``) and the checkpoint (at the
+    trial clock now, whose zero is ``zero``: statistics excluded). ``scratch`` is rank 0's
+    scratch row, where a meeting that does not adopt leaves the global average."""
+    st = team.state
+    meeting = w.first + at
+    cur, nxt = team.buffer_before(trial, meeting), team.buffer_before(trial, meeting + 1)
+    adopt = bool(w.average[at]) and int(w.level[at]) == GLOBAL
     avg = st.W[nxt, team.rows[0]] if adopt else scratch
-    step_at = int(plan.steps[at])
-    if plan.record[at]:
-        syncs = (int(plan.syncs[at]), int(plan.syncs_global[at]))
+    step_at = int(w.steps[at])
+    if w.record[at]:
+        syncs = (int(w.syncs[at]), int(w.syncs_global[at]))
         hooks.row(team.trace_row(trial, step_at, syncs, wall_s, avg, st.W[cur]))
-    if plan.checkpoint[at]:
-        models = team.adopted_after(st.W[cur], int(plan.level[at]))
+    if w.checkpoint[at]:
+        models = team.adopted_after(st.W[cur], int(w.level[at]))
         hooks.checkpoint(trial, step_at, time.perf_counter() - zero, models)

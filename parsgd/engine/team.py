@@ -129,16 +129,16 @@ class Team:
 
         Meetings are counted across trials, so a trial's first meeting never reads the
         buffer its predecessor's last meeting read (rank 0 may still be reading it)."""
-        return (trial * len(self.plan.steps) + index) % self.state.W.shape[0]
+        return (trial * self.plan.meetings + index) % self.state.W.shape[0]
 
     def models_after(self, trial: int, step: int) -> np.ndarray:
         """A copy of every row after the meeting at ``step`` (-1: the initial models)."""
-        index = int(np.searchsorted(self.plan.steps, step, side="left"))
+        index = self.plan.index_of(step)
         return self.state.W[self.buffer_before(trial, index + 1 if step >= 0 else 0)].copy()
 
     def load_models(self, trial: int, step: int, W: np.ndarray) -> None:
         """Put models read from a checkpoint back where the meeting after ``step`` reads."""
-        index = int(np.searchsorted(self.plan.steps, step, side="left"))
+        index = self.plan.index_of(step)
         self.state.W[self.buffer_before(trial, index + 1)] = W
 
     def adopted_after(self, table: np.ndarray, level: int) -> np.ndarray:

@@ -11,10 +11,10 @@ import numpy as np
 from parsgd.data.shared import LocalArena
 from parsgd.engine import meetings
 from parsgd.engine.barrier import PAD, wait
-from parsgd.engine.control import GLOBAL
 from parsgd.engine.plan import Plan
 from parsgd.engine.team import Team
 from parsgd.problems.base import Problem
+from parsgd.stepsets import StepSet
 
 
 def warm_up(team: Team) -> None:
@@ -24,11 +24,11 @@ def warm_up(team: Team) -> None:
     problem.sgd(w, np.full((1, problem.uniforms_per_step), 0.5), np.zeros(1))
     problem.loss_partial(w, 0, 1)
     inputs = kernel.prepare(np.full((0, problem.uniforms_per_step), 0.5))[None]
-    plan, i64 = team.plan, np.zeros(1, dtype=np.int64)
+    none, i64 = team.plan.window(0, 0), np.zeros(1, dtype=np.int64)  # typed, empty
     meetings.run_block(
         kernel.data, st.table, np.zeros((1, st.W.shape[2])), np.zeros(1), st.arrive,
         st.control, i64, team.rows, 1, 1, inputs, np.zeros(0), 0,
-        plan.steps[:0], plan.level[:0], plan.average[:0], 0, False, 0, np.zeros(2, np.int64),
+        none.steps, none.level, none.average, 0, False, 0, np.zeros(2, np.int64),
         i64.copy(), np.zeros(2), team.settings.momentum, team.settings.nesterov,
         team.settings.momentum_mode,
     )  # fmt: skip
@@ -40,9 +40,7 @@ def warm_up_problem(problem: Problem) -> None:
     from parsgd.engine.team import Settings, TeamState
     from parsgd.schedules import StepSize
 
-    steps = np.array([0, 1], dtype=np.int64)
-    flags = np.array([False, True])
-    level = np.full(2, GLOBAL, dtype=np.int64)
-    plan = Plan(1, steps, flags, flags, ~flags, np.cumsum(flags), level, np.cumsum(flags))
+    averaging = StepSet.of([1])
+    plan = Plan(1, averaging, 1, averaging, None)
     settings = Settings(1, 1, 0, problem.batch_size, "zeros", 1.0, StepSize(0.0))
     warm_up(Team(problem, plan, TeamState(LocalArena(), 1, problem.d), settings))

@@ -46,6 +46,7 @@ from parsgd.engine.control import GROUP, HOLD, STOP, STOP_REQUEST
 from parsgd.engine.coordinator import Coordinator, Sink
 from parsgd.engine.logs import WorkerLogs
 from parsgd.engine.loop import Outcome, Position
+from parsgd.engine.plan import Cursor
 from parsgd.engine.team import Team
 
 log = logging.getLogger("parsgd.mpi")
@@ -67,18 +68,21 @@ def spanning_barriers(team: Team, start: Position) -> Iterator[Due]:
     """Every barrier generation a worker waits on the other nodes at, in order, as
     ``loop.run_ranks`` counts them (from 1 at ``start``)."""
     plan = team.plan
-    python = plan.record | plan.checkpoint
     generation = 0
     for trial in range(start.trial, team.settings.trials):
         resumed = trial == start.trial and start.step >= 0
-        first = int(np.searchsorted(plan.steps, start.step, side="right")) if resumed else 0
-        for index in range(first, len(plan.steps)):
-            generation += 1
-            if plan.level[index] != GROUP:
-                yield Due(generation, ROWS, trial, index)
-            if python[index]:
+        index = plan.index_of(start.step, side="right") if resumed else 0
+        cursor = Cursor(plan)
+        while index < plan.meetings:
+            w = cursor.at(index)
+            for i in range(index - w.first, len(w.steps)):
                 generation += 1
-                yield Due(generation, STATS, trial, index)
+                if w.level[i] != GROUP:
+                    yield Due(generation, ROWS, trial, w.first + i)
+                if w.python[i]:
+                    generation += 1
+                    yield Due(generation, STATS, trial, w.first + i)
+            index = w.end
 
 
 def exchange_meeting(
@@ -236,7 +240,7 @@ class NodeCoordinator(Coordinator):
         if due.kind == STATS:
             self._stats_gather()
             return
-        side = (due.trial * len(team.plan.steps) + due.meeting) % 2
+        side = (due.trial * team.plan.meetings + due.meeting) % 2
         assert self.link is not None and st.flag_column is not None
         buffer = team.buffer_before(due.trial, due.meeting)
         exchange_meeting(
@@ -247,5 +251,5 @@ class NodeCoordinator(Coordinator):
     def models_after(self, outcome: Outcome) -> None:
         """Every node's rows after the last meeting (collective), for rank 0's checkpoint."""
         team = self.team
-        index = int(np.searchsorted(team.plan.steps, outcome.step, side="left"))
+        index = team.plan.index_of(outcome.step)
         self._table_gathers[team.buffer_before(outcome.trial, index + 1)]()
