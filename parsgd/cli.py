@@ -225,7 +225,7 @@ def _shown(steps: StepSet) -> str:
 
 def _print_dry_run(spec: RunSpec) -> None:
     from parsgd.config.files import dump_config
-    from parsgd.engine.plan import global_set
+    from parsgd.schedules import global_set
 
     steps = spec.sgd.steps
     schedule = spec.averaging.schedule

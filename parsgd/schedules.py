@@ -113,6 +113,18 @@ def _phased(phases: tuple[tuple[int, int | str], ...]) -> StepSet:
     return StepSet(pieces)
 
 
+def global_set(averaging: StepSet, global_every: int | str | None, total: int) -> StepSet:
+    """The averaging rounds that average across nodes: all of them without ``global_every``;
+    with it, those at multiples of it, and the last step (the output is the global average)."""
+    if global_every is None:
+        return averaging
+    if global_every == "end":
+        return StepSet([]).with_step(total) if total in averaging else StepSet([])
+    assert isinstance(global_every, int)
+    rounds = averaging.multiples_of(global_every)
+    return rounds.with_step(total) if total in averaging else rounds
+
+
 def eval_steps(every: int, total_steps: int) -> np.ndarray:
     """Steps at which the collector records a trace row: 0, every, 2*every, ..., total."""
     return eval_set(every, total_steps).steps()

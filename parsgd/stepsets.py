@@ -149,7 +149,10 @@ class StepSet:
 
     def between(self, lo: int, hi: int) -> np.ndarray:
         """The steps in (lo, hi], sorted."""
-        return union(np.empty(0, dtype=np.int64), *(p.between(lo, hi) for p in self.pieces))
+        parts = [part for part in (p.between(lo, hi) for p in self.pieces) if part.size]
+        if len(parts) == 1:  # the usual case: no merge
+            return parts[0]
+        return union(np.empty(0, dtype=np.int64), *parts)
 
     def steps(self) -> np.ndarray:
         """Every step, as one array (for what reads them all: ``--dry-run``, the theory)."""

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parsgd.engine.control import GLOBAL, GROUP, GROUP_RECORDED
-from parsgd.engine.plan import Cursor, Plan, global_set
-from parsgd.schedules import AveragingSchedule
+from parsgd.engine.plan import Cursor, Plan
+from parsgd.schedules import AveragingSchedule, global_set
 from parsgd.stepsets import Progression, StepSet
 
 

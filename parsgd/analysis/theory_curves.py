@@ -104,8 +104,8 @@ def quadratic_moments(spec: RunSpec, steps: np.ndarray) -> HeteroMoments | None:
     if not isinstance(objective, QuadraticObjective) or not quadratic_from_zero:
         return None
     from parsgd.data.synthetic import planted_weights, spectrum
-    from parsgd.engine.plan import global_set
     from parsgd.problems.quadratic import worker_quadratics
+    from parsgd.schedules import global_set
 
     d, total, workers = objective.d, sgd.steps, spec.ranks
     eigs = spectrum(d, objective.eig_max, objective.eig_min, objective.eigenvalues)

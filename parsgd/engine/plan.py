@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from parsgd.config.spec import RunSpec
 from parsgd.engine.control import GLOBAL, GROUP, GROUP_RECORDED
-from parsgd.schedules import eval_set
-from parsgd.stepsets import StepSet, kth_step, member, union
+from parsgd.schedules import eval_set, global_set
+from parsgd.stepsets import StepSet, kth_step
 
 # Meetings a window holds: 64K meetings are ~2.3 MB of arrays, and at every 1 a few
 # milliseconds of meetings, so the window's making (a few binary searches) is noise.
@@ -104,27 +105,101 @@ class Plan:
         before, last = self.step_of(lo) - 1, self.step_of(hi - 1)
         averaging = self.averaging.between(before, last)
         recording = self.recording.between(before, last)
-        steps = union(averaging, recording)
+        steps, average, record, syncs = _merge(averaging, recording, self.averaging.count(before))
         assert len(steps) == hi - lo, (lo, hi, len(steps))
-        average = member(steps, averaging)
-        record = member(steps, recording)
-        syncs = self.averaging.count(before) + np.cumsum(average, dtype=np.int64)
-        is_round = member(steps, self.global_rounds.between(before, last))
-        syncs_global = self.global_rounds.count(before) + np.cumsum(is_round, dtype=np.int64)
-        every = self.checkpoint_every
-        if every:
-            checkpoint = average & (syncs % every == 0) & (steps < self.total_steps)
+        if self.global_rounds is self.averaging:  # no global_every: every round is global
+            is_round, syncs_global = average, syncs
         else:
-            checkpoint = np.zeros_like(average)
-        is_global = is_round | ~average
-        python = record | checkpoint
-        level = np.where(is_global, GLOBAL, np.where(python, GROUP_RECORDED, GROUP))
-        breaks = np.flatnonzero(python)
-        after = np.searchsorted(breaks, np.arange(len(steps)))
-        block_end = np.append(breaks + 1, len(steps))[after]
+            rounds = self.global_rounds.between(before, last)
+            is_round, syncs_global = _within(steps, rounds, self.global_rounds.count(before))
+        checkpoint, python, level, block_end = _levels(
+            steps, average, record, is_round, syncs, self.checkpoint_every or 0, self.total_steps
+        )
         return Window(
             lo, steps, average, record, checkpoint, syncs, level, syncs_global, python, block_end
         )
+
+
+# A window's step sets are sorted and small, and numpy's membership (a binary search a
+# step) and cumulative sums were 75 ns a meeting of the window's making, a fifth of a
+# meeting at every 1 on small d: one compiled pass each does both. Compiled at the first
+# call, not at import (numba must start as numba_start.py has it), which ``warmup`` makes
+# before the workers fork.
+@njit(cache=True)
+def _merge(
+    a: np.ndarray, r: np.ndarray, a_before: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The sorted union of sorted a and r; whether each step is in a and in r; and how many
+    of a's steps are at or before it, counting ``a_before`` before the first."""
+    steps = np.empty(len(a) + len(r), dtype=np.int64)
+    in_a = np.zeros(len(steps), dtype=np.bool_)
+    in_r = np.zeros(len(steps), dtype=np.bool_)
+    counted = np.empty(len(steps), dtype=np.int64)
+    i = j = k = 0
+    while i < len(a) or j < len(r):
+        if j == len(r) or (i < len(a) and a[i] <= r[j]):
+            steps[k], in_a[k] = a[i], True
+            if j < len(r) and a[i] == r[j]:
+                in_r[k] = True
+                j += 1
+            i += 1
+        else:
+            steps[k], in_r[k] = r[j], True
+            j += 1
+        counted[k] = a_before + i
+        k += 1
+    return steps[:k], in_a[:k], in_r[:k], counted[:k]
+
+
+@njit(cache=True)
+def _within(steps: np.ndarray, subset: np.ndarray, before: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each of sorted ``steps`` is in sorted ``subset`` (a subset of them), and how
+    many of the subset are at or before it, counting ``before`` before the first."""
+    out = np.zeros(len(steps), dtype=np.bool_)
+    counted = np.empty(len(steps), dtype=np.int64)
+    j = 0
+    for k in range(len(steps)):
+        if j < len(subset) and steps[k] == subset[j]:
+            out[k] = True
+            j += 1
+        counted[k] = before + j
+    return out, counted
+
+
+@njit(cache=True)
+def _levels(
+    steps: np.ndarray, average: np.ndarray, record: np.ndarray, is_round: np.ndarray,
+    syncs: np.ndarray, every: int, total: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Checkpoints (every ``every``-th round but the last step; 0: none), where Python takes
+    over, each meeting's level, and where a block from each meeting ends: just past the
+    next Python meeting, or the window's end. One pass from the end."""
+    n = len(steps)
+    checkpoint = np.zeros(n, dtype=np.bool_)
+    python = np.zeros(n, dtype=np.bool_)
+    level = np.empty(n, dtype=np.int64)
+    block_end = np.empty(n, dtype=np.int64)
+    end = n
+    for k in range(n - 1, -1, -1):
+        checkpoint[k] = every > 0 and average[k] and syncs[k] % every == 0 and steps[k] < total
+        python[k] = record[k] or checkpoint[k]
+        if python[k]:
+            end = k + 1
+        block_end[k] = end
+        if is_round[k] or not average[k]:
+            level[k] = GLOBAL
+        else:
+            level[k] = GROUP_RECORDED if python[k] else GROUP
+    return checkpoint, python, level, block_end
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) the window kernels, as ``warmup`` does before
+    the workers fork."""
+    none, flags = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.bool_)
+    _merge(none, none, 0)
+    _within(none, none, 0)
+    _levels(none, flags, flags, flags, none, 0, 1)
 
 
 def _recorded_rounds(averaging: StepSet, eval_every: int, total: int) -> StepSet:
@@ -132,18 +207,6 @@ def _recorded_rounds(averaging: StepSet, eval_every: int, total: int) -> StepSet
     ``eval_every`` and the last step)."""
     both = averaging.multiples_of(eval_every)
     return both.with_step(total) if total in averaging else both
-
-
-def global_set(averaging: StepSet, global_every: int | str | None, total: int) -> StepSet:
-    """The averaging rounds that average across nodes: all of them without ``global_every``;
-    with it, those at multiples of it, and the last step (the output is the global average)."""
-    if global_every is None:
-        return averaging
-    if global_every == "end":
-        return StepSet([]).with_step(total) if total in averaging else StepSet([])
-    assert isinstance(global_every, int)
-    rounds = averaging.multiples_of(global_every)
-    return rounds.with_step(total) if total in averaging else rounds
 
 
 class Cursor:

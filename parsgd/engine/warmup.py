@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from parsgd.data.shared import LocalArena
-from parsgd.engine import meetings
+from parsgd.engine import meetings, plan
 from parsgd.engine.barrier import PAD, wait
-from parsgd.engine.plan import Plan
 from parsgd.engine.team import Team
 from parsgd.problems.base import Problem
 from parsgd.stepsets import StepSet
@@ -33,6 +32,7 @@ def warm_up(team: Team) -> None:
         team.settings.momentum_mode,
     )  # fmt: skip
     wait(np.zeros(PAD, dtype=np.int64), st.control, 0, 0, 0, 0, 0)
+    plan.compile_kernels()
 
 
 def warm_up_problem(problem: Problem) -> None:
@@ -41,6 +41,6 @@ def warm_up_problem(problem: Problem) -> None:
     from parsgd.schedules import StepSize
 
     averaging = StepSet.of([1])
-    plan = Plan(1, averaging, 1, averaging, None)
+    one = plan.Plan(1, averaging, 1, averaging, None)
     settings = Settings(1, 1, 0, problem.batch_size, "zeros", 1.0, StepSize(0.0))
-    warm_up(Team(problem, plan, TeamState(LocalArena(), 1, problem.d), settings))
+    warm_up(Team(problem, one, TeamState(LocalArena(), 1, problem.d), settings))
