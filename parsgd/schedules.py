@@ -121,7 +121,13 @@ def global_set(averaging: StepSet, global_every: int | str | None, total: int) -
     if global_every == "end":
         return StepSet([]).with_step(total) if total in averaging else StepSet([])
     assert isinstance(global_every, int)
-    rounds = averaging.multiples_of(global_every)
+    return rounds_at_multiples(averaging, global_every, total)
+
+
+def rounds_at_multiples(averaging: StepSet, every: int, total: int) -> StepSet:
+    """The rounds at multiples of ``every``, and the last step if it is a round: the global
+    rounds of ``global_every``, and the rounds that are also recording steps (``eval_set``)."""
+    rounds = averaging.multiples_of(every)
     return rounds.with_step(total) if total in averaging else rounds
 
 

@@ -22,7 +22,7 @@ from numba import njit
 
 from parsgd.config.spec import RunSpec
 from parsgd.engine.control import GLOBAL, GROUP, GROUP_RECORDED
-from parsgd.schedules import eval_set, global_set
+from parsgd.schedules import eval_set, global_set, rounds_at_multiples
 from parsgd.stepsets import StepSet, kth_step
 
 # Meetings a window holds: 64K meetings are ~2.3 MB of arrays and ~1 ms to make (two
@@ -68,7 +68,7 @@ class Plan:
         self.recording = eval_set(eval_every, total_steps)
         self.checkpoint_every = checkpoint_every
         # Meetings up to s: |A| + |R| - |A and R| up to s, each a few progressions' count.
-        self._both = _recorded_rounds(averaging, eval_every, total_steps)
+        self._both = rounds_at_multiples(averaging, eval_every, total_steps)
         self.meetings = self.count(total_steps)
         self.sync_count = averaging.size
         self.global_sync_count = global_rounds.size
@@ -200,13 +200,6 @@ def compile_kernels() -> None:
     _merge(none, none, 0)
     _within(none, none, 0)
     _levels(none, flags, flags, flags, none, 0, 1)
-
-
-def _recorded_rounds(averaging: StepSet, eval_every: int, total: int) -> StepSet:
-    """The averaging steps that are also recording steps (``eval_set``: the multiples of
-    ``eval_every`` and the last step)."""
-    both = averaging.multiples_of(eval_every)
-    return both.with_step(total) if total in averaging else both
 
 
 class Cursor:
