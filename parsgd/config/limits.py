@@ -67,14 +67,15 @@ def meeting_count_bound(config: dict[str, Any]) -> int:
     Periodic rounds and phases cost nothing to hold (``stepsets.StepSet``)."""
     steps = config["sgd"]["steps"]
     averaging = config["averaging"]
-    listed = 0
-    if config["method"] in ("hogwild", "single"):
+    every = averaging["every"]
+    if config["method"] in ("hogwild", "single"):  # one model: no rounds at all
         listed = 0
     elif averaging["at"] is not None:
         listed = len(averaging["at"])
-    elif averaging["phases"] is None and averaging["growth"] != 1.0:
-        every = averaging["every"]
-        listed = steps // every if isinstance(every, int) else 0
+    elif averaging["phases"] is None and averaging["growth"] != 1.0 and isinstance(every, int):
+        listed = steps // every
+    else:
+        listed = 0
     every_eval = config["eval"]["every"]
     records = 50 if every_eval == "auto" else steps // every_eval
     return listed + records + 2
