@@ -1,5 +1,5 @@
-"""Sets of steps: sorted int64 arrays (their union, and membership in one), and ``StepSet``,
-a set of steps held as arithmetic progressions, which is how a run's schedules are held.
+"""Sets of steps: sorted int64 arrays (their union), and ``StepSet``, a set of steps held as
+arithmetic progressions, which is how a run's schedules are held.
 
 A run's plan is built from such sets (averaging, recording, global rounds), and at
 ``every: 1`` each holds every step of the run: held as arrays, a plan of 16M steps took 3 s
@@ -7,11 +7,11 @@ and 810 MB to build on these machines, most of both in first touching fresh page
 ``StepSet`` answers what the plan asks of it (how many steps up to s, the steps between two
 steps, the k-th step) from a few progressions, so a plan costs what its window costs.
 
-For arrays: numpy's ``np.union1d`` and ``np.isin`` go through ``np.unique`` and a default
-(quick) sort: for 2M steps, numpy 2.4 took 4.6 s for one ``np.union1d`` on these machines
-(``np.unique`` hashes), and its quicksort 0.29 s. The sets here are concatenations of sorted
-runs, which a stable sort merges in linear time (8 ms for 2M), and membership in a sorted set
-is a binary search.
+For arrays: numpy's ``np.union1d`` goes through ``np.unique`` and a default (quick) sort:
+for 2M steps, numpy 2.4 took 4.6 s for one ``np.union1d`` on these machines (``np.unique``
+hashes), and its quicksort 0.29 s. The sets here are concatenations of sorted runs, which a
+stable sort merges in linear time (8 ms for 2M). Which of a window's steps are in which set
+is the plan's compiled merge (``engine/plan._merge``).
 """
 
 from __future__ import annotations
@@ -32,14 +32,6 @@ def union(*sets: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(merged[1:], merged[:-1], out=keep[1:])
     return merged[keep]
-
-
-def member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """``np.isin(values, sorted_set)`` for a sorted ``sorted_set``: a binary search each."""
-    if sorted_set.size == 0:
-        return np.zeros(np.shape(values), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
-    return np.asarray(sorted_set[at] == values)
 
 
 def kth_step(count: Callable[[int], int], k: int, lo: int, hi: int) -> int:

@@ -71,12 +71,10 @@ _STEPS = st.lists(st.integers(0, 40), max_size=25)
 
 @given(_STEPS, _STEPS, _STEPS)
 def test_step_sets_agree_with_numpy(a: list[int], b: list[int], c: list[int]) -> None:
-    """``stepsets`` replaces np.union1d and np.isin in the plan (numpy 2.4's np.unique took
-    seconds at every: 1): the same values, sorted inputs or not, empty ones included."""
+    """``stepsets.union`` replaces np.union1d (numpy 2.4's np.unique took seconds at
+    every: 1): the same values, sorted inputs or not, empty ones included."""
     x, y, z = (np.array(v, dtype=np.int64) for v in (a, b, c))
     merged = stepsets.union(x, y, z)
     assert merged.dtype == np.int64
     np.testing.assert_array_equal(merged, np.union1d(np.union1d(x, y), z))
-    np.testing.assert_array_equal(stepsets.member(y, merged), np.isin(y, merged))
-    subset = stepsets.union(x)
-    np.testing.assert_array_equal(stepsets.member(merged, subset), np.isin(merged, subset))
+    np.testing.assert_array_equal(stepsets.union(x), np.union1d(x, x))
