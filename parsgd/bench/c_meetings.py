@@ -30,6 +30,7 @@ import numpy as np
 
 from parsgd.bench.c_loops import FLAGS, compiler
 from parsgd.bench.report import Row
+from parsgd.engine.team import ROW_ALIGN
 from parsgd.rng import StepStream
 
 SOURCE = r"""
@@ -149,7 +150,7 @@ def _rate(lib: Any, n: int, d: int, steps: int, every: int) -> float:
     X = rng.standard_normal((n, d))
     y = X @ rng.standard_normal(d) + 0.1 * rng.standard_normal(n)
     u = [StepStream(0, 0, r, 1).uniforms(0, steps)[:, 0].copy() for r in range(2)]
-    stride = -(-d // 16) * 16  # rows of whole 128-byte line pairs, as the engine's
+    stride = -(-d // ROW_ALIGN) * ROW_ALIGN  # rows of whole 128-byte line pairs, as the engine's
     W = _aligned((2, 2, stride), np.float64)
     arrive = _aligned((32,), np.int64)
     ptr = ctypes.c_void_p
